@@ -1,0 +1,188 @@
+//! The library entry point: load a model, give it views, get depth and cameras as plain arrays.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use crate::config::{Da3Config, PATCH_SIZE};
+use crate::model::{Da3Model, RefViewStrategy};
+use crate::weights::WeightLoader;
+use crate::Da3Error;
+
+/// ImageNet mean and standard deviation (RGB), applied after scaling pixels to [0, 1].
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// See [`IMAGENET_MEAN`].
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// An 8-bit RGB image borrowed as interleaved rows (`height * width * 3` bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct RgbView<'a> {
+    /// Interleaved RGB bytes, row-major.
+    pub pixels: &'a [u8],
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+/// Views of one scene ready for the network: ImageNet-normalized float32, [S, 3, H, W].
+#[derive(Debug, Clone)]
+pub struct Views {
+    data: Vec<f32>,
+    count: usize,
+    height: usize,
+    width: usize,
+}
+
+impl Views {
+    /// Normalizes same-sized RGB images whose sides are multiples of 14.
+    pub fn from_rgb8(images: &[RgbView<'_>]) -> Result<Self, Da3Error> {
+        let first = images.first().ok_or_else(|| Da3Error::Input("no images given".into()))?;
+        let (h, w) = (first.height, first.width);
+        let mut data = Vec::with_capacity(images.len() * 3 * h * w);
+        for (i, img) in images.iter().enumerate() {
+            if (img.height, img.width) != (h, w) {
+                return Err(Da3Error::Input(format!(
+                    "view {i} is {}x{} but view 0 is {w}x{h}; all views must have the same size",
+                    img.width, img.height
+                )));
+            }
+            if img.pixels.len() != h * w * 3 {
+                return Err(Da3Error::Input(format!(
+                    "view {i}: {} bytes for a {w}x{h} RGB image (expected {})",
+                    img.pixels.len(),
+                    h * w * 3
+                )));
+            }
+            for c in 0..3 {
+                data.extend(img.pixels.iter().skip(c).step_by(3).map(|&p| {
+                    (p as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+                }));
+            }
+        }
+        Self::from_normalized(data, images.len(), h, w)
+    }
+
+    /// Wraps already-normalized data laid out as [S, 3, H, W].
+    pub fn from_normalized(data: Vec<f32>, count: usize, height: usize, width: usize) -> Result<Self, Da3Error> {
+        if count == 0 {
+            return Err(Da3Error::Input("no views given".into()));
+        }
+        if height == 0 || width == 0 || height % PATCH_SIZE != 0 || width % PATCH_SIZE != 0 {
+            return Err(Da3Error::Input(format!(
+                "image size {width}x{height} is not a multiple of {PATCH_SIZE} on both sides; \
+                 resize or crop it first (e.g. to {}x{})",
+                (width / PATCH_SIZE).max(1) * PATCH_SIZE,
+                (height / PATCH_SIZE).max(1) * PATCH_SIZE
+            )));
+        }
+        if data.len() != count * 3 * height * width {
+            return Err(Da3Error::Input(format!(
+                "{} values for {count} views of 3x{height}x{width}",
+                data.len()
+            )));
+        }
+        Ok(Self { data, count, height, width })
+    }
+
+    /// Number of views S.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+    /// Height H in pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    /// Width W in pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    /// The normalized values, [S, 3, H, W].
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// What the network predicts for S views of H×W pixels, as host arrays.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Number of views S.
+    pub views: usize,
+    /// Height H.
+    pub height: usize,
+    /// Width W.
+    pub width: usize,
+    /// Depth along the optical axis, [S, H, W] (relative scale for the main series).
+    pub depth: Vec<f32>,
+    /// Confidence (≥ 1), [S, H, W].
+    pub conf: Vec<f32>,
+    /// World-to-camera `[R | t]` per view (OpenCV axes), [S, 3, 4].
+    pub extrinsics: Vec<[[f32; 4]; 3]>,
+    /// Pinhole intrinsics in processed-image pixels per view, [S, 3, 3].
+    pub intrinsics: Vec<[[f32; 3]; 3]>,
+}
+
+impl Prediction {
+    /// Depth of view `i`, [H, W] row-major.
+    pub fn depth_of(&self, i: usize) -> &[f32] {
+        let n = self.height * self.width;
+        &self.depth[i * n..(i + 1) * n]
+    }
+    /// Confidence of view `i`, [H, W] row-major.
+    pub fn conf_of(&self, i: usize) -> &[f32] {
+        let n = self.height * self.width;
+        &self.conf[i * n..(i + 1) * n]
+    }
+}
+
+/// A loaded DA3 model on a device, ready to predict.
+#[derive(Debug)]
+pub struct Da3<B: Backend> {
+    model: Da3Model<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> Da3<B> {
+    /// Builds the model from safetensors bytes in the Hub layout (`model.` prefix).
+    /// `source_name` names the weights in error messages.
+    pub fn from_bytes(config: Da3Config, weights: &[u8], source_name: &str, device: &B::Device) -> Result<Self, Da3Error> {
+        config.validate()?;
+        let mut loader = WeightLoader::<B>::new(weights, source_name, device)?;
+        let model = Da3Model::load(&mut loader, "model", &config);
+        loader.finish(&config.name)?;
+        Ok(Self { model, device: device.clone() })
+    }
+
+    /// Memory-maps a `model.safetensors` file and builds the model from it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_file(config: Da3Config, path: &std::path::Path, device: &B::Device) -> Result<Self, Da3Error> {
+        let bytes = crate::weights::WeightBytes::map(path)?;
+        Self::from_bytes(config, bytes.as_slice(), &path.display().to_string(), device)
+    }
+
+    /// The configuration of the loaded model.
+    pub fn config(&self) -> &Da3Config {
+        self.model.config()
+    }
+
+    /// The underlying network, for callers that want device tensors.
+    pub fn model(&self) -> &Da3Model<B> {
+        &self.model
+    }
+
+    /// Runs all views jointly (cross-view attention) and returns depth and cameras.
+    pub fn predict(&self, views: &Views, strategy: RefViewStrategy) -> Result<Prediction, Da3Error> {
+        let (s, h, w) = (views.count(), views.height(), views.width());
+        let images = Tensor::<B, 5>::from_data(TensorData::new(views.data().to_vec(), [1, s, 3, h, w]), &self.device);
+        let out = self.model.forward(images, strategy);
+        let depth = to_vec(out.depth);
+        let conf = to_vec(out.depth_conf);
+        let ext = to_vec(out.extrinsics);
+        let ixt = to_vec(out.intrinsics);
+        let extrinsics = ext.chunks_exact(12).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 4 + c]))).collect();
+        let intrinsics = ixt.chunks_exact(9).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 3 + c]))).collect();
+        Ok(Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics })
+    }
+}
+
+fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor")
+}

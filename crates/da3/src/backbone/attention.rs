@@ -1,0 +1,70 @@
+//! Multi-head self-attention of the backbone, and [`attend`]: the one attention function
+//! every attention in the crate goes through (so faster kernels replace it in one place).
+
+use burn::module::Module;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::rope::RopeTable;
+use crate::nn::{LayerNorm, Linear};
+use crate::weights::WeightLoader;
+
+/// Eps of the QK-norm LayerNorms (PyTorch default; the blocks' own norms use 1e-6).
+const QK_NORM_EPS: f64 = 1e-5;
+
+/// Softmax attention `softmax(q kᵀ / sqrt(hd)) v` over [B, heads, T, hd] tensors.
+///
+/// Uses Burn's `attention` op: a fused (flash-style) kernel on the CubeCL backends and a
+/// tiled online-softmax loop on `flex`, so the T×T score matrix of global attention over all
+/// views is never materialized whole.
+pub fn attend<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    attention(q, k, v, None, None, AttentionModuleOptions::default())
+}
+
+/// `attn`: fused qkv projection, optional QK-norm and RoPE, attention, output projection.
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    qkv: Linear<B>,
+    proj: Linear<B>,
+    q_norm: Option<LayerNorm<B>>,
+    k_norm: Option<LayerNorm<B>>,
+    num_heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    /// Loads `{prefix}.qkv`, `{prefix}.proj` and, with `qk_norm`, `{prefix}.{q,k}_norm`.
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, dim: usize, num_heads: usize, qk_norm: bool) -> Self {
+        let hd = dim / num_heads;
+        let norm = |w: &mut WeightLoader<B>, name: &str| {
+            qk_norm.then(|| LayerNorm::load(w, &format!("{prefix}.{name}"), hd, QK_NORM_EPS))
+        };
+        Self {
+            qkv: Linear::load(w, &format!("{prefix}.qkv"), dim, 3 * dim, true),
+            proj: Linear::load(w, &format!("{prefix}.proj"), dim, dim, true),
+            q_norm: norm(w, "q_norm"),
+            k_norm: norm(w, "k_norm"),
+            num_heads,
+        }
+    }
+
+    /// [B, T, D] -> [B, T, D]; `rope` rotates q and k when given.
+    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RopeTable<B>>) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let hd = d / self.num_heads;
+        // Rows of the qkv output are [q (head-major) | k | v].
+        let qkv = self.qkv.forward(x).reshape([b, t, 3, self.num_heads, hd]); // [B, T, 3, heads, hd]
+        let take = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, self.num_heads, hd]).swap_dims(1, 2); // [B, heads, T, hd]
+        let (mut q, mut k, v) = (take(0), take(1), take(2));
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
+        if let Some(rope) = rope {
+            q = rope.apply(q);
+            k = rope.apply(k);
+        }
+        let out = attend(q, k, v).swap_dims(1, 2).reshape([b, t, d]); // [B, T, D]
+        self.proj.forward(out)
+    }
+}

@@ -1,0 +1,100 @@
+//! The pre-norm transformer block with LayerScale, and its two FFN kinds.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::attention::SelfAttention;
+use super::rope::RopeTable;
+use crate::config::{BackboneConfig, FfnKind};
+use crate::nn::{LayerNorm, Linear};
+use crate::weights::WeightLoader;
+
+/// Eps of the blocks' own LayerNorms (`ln_eps` in the reference).
+const BLOCK_NORM_EPS: f64 = 1e-6;
+
+/// `fc1 → exact GELU → fc2` (vits, vitb, vitl).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    fc1: Linear<B>,
+    fc2: Linear<B>,
+}
+
+/// `w12 → silu(x1)·x2 → w3` (vitg).
+#[derive(Module, Debug)]
+pub struct SwiGlu<B: Backend> {
+    w12: Linear<B>,
+    w3: Linear<B>,
+}
+
+/// The feed-forward network of a block.
+#[derive(Module, Debug)]
+pub enum Ffn<B: Backend> {
+    /// GELU MLP.
+    Mlp(Mlp<B>),
+    /// SwiGLU.
+    SwiGlu(SwiGlu<B>),
+}
+
+impl<B: Backend> Ffn<B> {
+    fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &BackboneConfig) -> Self {
+        let (d, h) = (cfg.embed_dim, cfg.ffn_hidden());
+        match cfg.ffn {
+            FfnKind::Mlp => Self::Mlp(Mlp {
+                fc1: Linear::load(w, &format!("{prefix}.fc1"), d, h, true),
+                fc2: Linear::load(w, &format!("{prefix}.fc2"), h, d, true),
+            }),
+            FfnKind::SwiGlu => Self::SwiGlu(SwiGlu {
+                w12: Linear::load(w, &format!("{prefix}.w12"), d, 2 * h, true),
+                w3: Linear::load(w, &format!("{prefix}.w3"), h, d, true),
+            }),
+        }
+    }
+
+    /// [B, T, D] -> [B, T, D].
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self {
+            Self::Mlp(m) => m.fc2.forward(gelu(m.fc1.forward(x))),
+            Self::SwiGlu(m) => {
+                let x12 = m.w12.forward(x); // [B, T, 2h]
+                let h = x12.dims()[2] / 2;
+                let gated = silu(x12.clone().narrow(2, 0, h)) * x12.narrow(2, h, h);
+                m.w3.forward(gated)
+            }
+        }
+    }
+}
+
+/// `x = x + ls1·attn(norm1(x)); x = x + ls2·ffn(norm2(x))`.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    norm1: LayerNorm<B>,
+    attn: SelfAttention<B>,
+    ls1: Param<Tensor<B, 1>>,
+    norm2: LayerNorm<B>,
+    mlp: Ffn<B>,
+    ls2: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Block<B> {
+    /// Loads block `{prefix}` (e.g. `model.backbone.pretrained.blocks.3`).
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &BackboneConfig, qk_norm: bool) -> Self {
+        let d = cfg.embed_dim;
+        Self {
+            norm1: LayerNorm::load(w, &format!("{prefix}.norm1"), d, BLOCK_NORM_EPS),
+            attn: SelfAttention::load(w, &format!("{prefix}.attn"), d, cfg.num_heads, qk_norm),
+            ls1: Param::from_tensor(w.tensor(&format!("{prefix}.ls1.gamma"), [d])),
+            norm2: LayerNorm::load(w, &format!("{prefix}.norm2"), d, BLOCK_NORM_EPS),
+            mlp: Ffn::load(w, &format!("{prefix}.mlp"), cfg),
+            ls2: Param::from_tensor(w.tensor(&format!("{prefix}.ls2.gamma"), [d])),
+        }
+    }
+
+    /// [B, T, D] -> [B, T, D].
+    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RopeTable<B>>) -> Tensor<B, 3> {
+        let ls1 = self.ls1.val().unsqueeze::<3>(); // [1, 1, D]
+        let ls2 = self.ls2.val().unsqueeze::<3>();
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope) * ls1;
+        x.clone() + self.mlp.forward(self.norm2.forward(x)) * ls2
+    }
+}

@@ -1,0 +1,258 @@
+//! The DualDPT head of the DA3 main series (`model/dualdpt.py`): depth + confidence at image
+//! resolution from the main branch, rays + confidence at 8× the patch grid from the aux branch.
+
+use burn::module::Module;
+use burn::tensor::activation::relu;
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::fusion::FusionChain;
+use super::upsample::resize_bilinear_aligned;
+use super::uv_embed::add_uv_embedding;
+use crate::config::{DualDptConfig, PATCH_SIZE};
+use crate::nn::{Conv2d, ConvSpec, ConvTranspose2d, LayerNorm};
+use crate::weights::WeightLoader;
+
+/// Frames the head processes at once (`chunk_size` of the reference); bounds peak memory.
+const CHUNK_FRAMES: usize = 8;
+
+/// Epsilon of the head's LayerNorms (PyTorch default).
+const LN_EPS: f64 = 1e-5;
+
+/// Width of the last hidden layer of both output branches (`head_features_2`).
+const HIDDEN_OUT: usize = 32;
+
+/// Index of the only aux pyramid level whose output is used (the finest).
+const AUX_LEVEL: usize = 3;
+
+/// Outputs of the head, per frame (BS = batch × views).
+#[derive(Debug, Clone)]
+pub struct HeadOutput<B: Backend> {
+    /// Depth `exp(c0)`: [BS, H, W].
+    pub depth: Tensor<B, 3>,
+    /// Depth confidence `exp(c1) + 1`: [BS, H, W].
+    pub depth_conf: Tensor<B, 3>,
+    /// Ray map, linear (direction c0..2, camera centre c3..5): [BS, 8ph, 8pw, 6].
+    pub ray: Tensor<B, 4>,
+    /// Ray confidence `exp(c6) + 1`: [BS, 8ph, 8pw].
+    pub ray_conf: Tensor<B, 3>,
+}
+
+/// The DualDPT head: per-stage projection and resizing, two independent fusion chains.
+#[derive(Module, Debug)]
+pub struct DualDpt<B: Backend> {
+    /// LayerNorm over the 2D-wide tokens (`norm`).
+    norm: LayerNorm<B>,
+    /// 1×1 projections 2D -> oc[k] (`projects.k`).
+    projects: Vec<Conv2d<B>>,
+    /// Stage 0: ConvTranspose 4×4 stride 4 (`resize_layers.0`).
+    resize_up4: ConvTranspose2d<B>,
+    /// Stage 1: ConvTranspose 2×2 stride 2 (`resize_layers.1`).
+    resize_up2: ConvTranspose2d<B>,
+    /// Stage 3: Conv 3×3 stride 2 (`resize_layers.3`); stage 2 is the identity.
+    resize_down2: Conv2d<B>,
+    /// 3×3 adapters oc[k] -> F without bias (`scratch.layer{k+1}_rn`).
+    layer_rn: Vec<Conv2d<B>>,
+    /// Main fusion chain (`scratch.refinenet{1..4}`).
+    fusion: FusionChain<B>,
+    /// Aux fusion chain (`scratch.refinenet{1..4}_aux`).
+    fusion_aux: FusionChain<B>,
+    /// 3×3 F -> F/2 (`scratch.output_conv1`).
+    output_conv1: Conv2d<B>,
+    /// 3×3 F/2 -> 32 (`scratch.output_conv2.0`).
+    output_conv2_hidden: Conv2d<B>,
+    /// 1×1 32 -> 2 (`scratch.output_conv2.2`).
+    output_conv2_out: Conv2d<B>,
+    /// Five plain 3×3 convs F -> F/2 -> F -> F/2 -> F -> F/2 (`scratch.output_conv1_aux.3`).
+    aux_conv1: Vec<Conv2d<B>>,
+    /// 3×3 F/2 -> 32 (`scratch.output_conv2_aux.3.0`).
+    aux_conv2_hidden: Conv2d<B>,
+    /// LayerNorm(32) over channels, shared by all aux levels (`scratch.output_conv2_aux.*.2`).
+    aux_norm: LayerNorm<B>,
+    /// 1×1 32 -> 7 (`scratch.output_conv2_aux.3.5`).
+    aux_conv2_out: Conv2d<B>,
+}
+
+impl<B: Backend> DualDpt<B> {
+    /// Loads the head stored under `prefix` (e.g. `model.head`). The unused aux levels 0..2
+    /// are marked as ignored, not loaded.
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &DualDptConfig) -> Self {
+        let (oc, f) = (cfg.out_channels, cfg.features);
+        let scratch = format!("{prefix}.scratch");
+        let projects = (0..4)
+            .map(|k| Conv2d::load(w, &format!("{prefix}.projects.{k}"), ConvSpec::same(cfg.dim_in, oc[k], 1)))
+            .collect();
+        let down2 = ConvSpec { c_in: oc[3], c_out: oc[3], kernel: 3, stride: 2, padding: 1, bias: true };
+        let layer_rn = (0..4)
+            .map(|k| {
+                let spec = ConvSpec { bias: false, ..ConvSpec::same(oc[k], f, 3) };
+                Conv2d::load(w, &format!("{scratch}.layer{}_rn", k + 1), spec)
+            })
+            .collect();
+        Self {
+            norm: LayerNorm::load(w, &format!("{prefix}.norm"), cfg.dim_in, LN_EPS),
+            projects,
+            resize_up4: ConvTranspose2d::load(w, &format!("{prefix}.resize_layers.0"), oc[0], 4),
+            resize_up2: ConvTranspose2d::load(w, &format!("{prefix}.resize_layers.1"), oc[1], 2),
+            resize_down2: Conv2d::load(w, &format!("{prefix}.resize_layers.3"), down2),
+            layer_rn,
+            fusion: FusionChain::load(w, &scratch, "", f),
+            fusion_aux: FusionChain::load(w, &scratch, "_aux", f),
+            output_conv1: Conv2d::load(w, &format!("{scratch}.output_conv1"), ConvSpec::same(f, f / 2, 3)),
+            output_conv2_hidden: Conv2d::load(
+                w,
+                &format!("{scratch}.output_conv2.0"),
+                ConvSpec::same(f / 2, HIDDEN_OUT, 3),
+            ),
+            output_conv2_out: Conv2d::load(
+                w,
+                &format!("{scratch}.output_conv2.2"),
+                ConvSpec::same(HIDDEN_OUT, 2, 1),
+            ),
+            aux_conv1: load_aux_conv1(w, &scratch, f),
+            aux_conv2_hidden: Conv2d::load(
+                w,
+                &format!("{scratch}.output_conv2_aux.{AUX_LEVEL}.0"),
+                ConvSpec::same(f / 2, HIDDEN_OUT, 3),
+            ),
+            aux_norm: load_aux_norm(w, &scratch),
+            aux_conv2_out: Conv2d::load(
+                w,
+                &format!("{scratch}.output_conv2_aux.{AUX_LEVEL}.5"),
+                ConvSpec::same(HIDDEN_OUT, 7, 1),
+            ),
+        }
+    }
+
+    /// Runs the head on the four backbone outputs `feats`, each [BS, N, dim_in] with
+    /// N = (h/14)·(w/14) row-major patch tokens, for images of `h`×`w` pixels.
+    pub fn forward(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> HeadOutput<B> {
+        let bs = feats[0].dims()[0];
+        if bs <= CHUNK_FRAMES {
+            return self.forward_chunk(feats, h, w);
+        }
+        let chunks: Vec<HeadOutput<B>> = (0..bs)
+            .step_by(CHUNK_FRAMES)
+            .map(|s0| {
+                let len = CHUNK_FRAMES.min(bs - s0);
+                self.forward_chunk(feats.clone().map(|f| f.narrow(0, s0, len)), h, w)
+            })
+            .collect();
+        concat_outputs(chunks)
+    }
+
+    /// The head on one chunk of frames (`DualDPT._forward_impl`).
+    fn forward_chunk(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> HeadOutput<B> {
+        let (ph, pw) = (h / PATCH_SIZE, w / PATCH_SIZE);
+        let aspect = w as f64 / h as f64;
+        // Stage k, then its 3×3 adapter: [BS, N, dim_in] -> [BS, F, h_k, w_k].
+        let adapted = |k: usize, x| self.layer_rn[k].forward(self.stage(k, x, ph, pw, aspect));
+        let [f0, f1, f2, f3] = feats;
+        let layers = [adapted(0, f0), adapted(1, f1), adapted(2, f2), adapted(3, f3)];
+        let (depth, depth_conf) = self.main_branch(&layers, ph, pw, aspect);
+        let (ray, ray_conf) = self.aux_branch(&layers, aspect);
+        HeadOutput { depth, depth_conf, ray, ray_conf }
+    }
+
+    /// Stage `k`: norm, tokens to map, projection, UV embedding, resize:
+    /// [BS, ph·pw, dim_in] -> [BS, oc[k], ph·{4,2,1,½}, pw·{4,2,1,½}].
+    fn stage(&self, k: usize, tokens: Tensor<B, 3>, ph: usize, pw: usize, aspect: f64) -> Tensor<B, 4> {
+        let [bs, n, c] = tokens.dims();
+        assert_eq!(n, ph * pw, "head stage {k}: {n} tokens for a {ph}x{pw} patch grid");
+        let x = self.norm.forward(tokens); // [BS, N, C]
+        let x = x.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
+        let x = self.projects[k].forward(x); // [BS, oc_k, ph, pw]
+        let x = add_uv_embedding(x, aspect);
+        match k {
+            0 => self.resize_up4.forward(x),   // [BS, oc0, 4ph, 4pw]
+            1 => self.resize_up2.forward(x),   // [BS, oc1, 2ph, 2pw]
+            2 => x,                            // [BS, oc2, ph, pw]
+            _ => self.resize_down2.forward(x), // [BS, oc3, ⌈ph/2⌉, ⌈pw/2⌉]
+        }
+    }
+
+    /// Depth and its confidence at image resolution: each [BS, 14ph, 14pw].
+    fn main_branch(
+        &self,
+        layers: &[Tensor<B, 4>; 4],
+        ph: usize,
+        pw: usize,
+        aspect: f64,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let x = self.fusion.forward(layers); // [BS, F, 8ph, 8pw]
+        let x = self.output_conv1.forward(x); // [BS, F/2, 8ph, 8pw]
+        let x = resize_bilinear_aligned(x, [ph * PATCH_SIZE, pw * PATCH_SIZE]); // [BS, F/2, H, W]
+        let x = add_uv_embedding(x, aspect);
+        let x = relu(self.output_conv2_hidden.forward(x)); // [BS, 32, H, W]
+        let logits = self.output_conv2_out.forward(x); // [BS, 2, H, W]
+        let depth = channel(&logits, 0).exp();
+        let conf = channel(&logits, 1).exp() + 1.0;
+        (depth, conf)
+    }
+
+    /// Rays [BS, 8ph, 8pw, 6] and their confidence [BS, 8ph, 8pw] from the finest aux level.
+    fn aux_branch(&self, layers: &[Tensor<B, 4>; 4], aspect: f64) -> (Tensor<B, 4>, Tensor<B, 3>) {
+        let mut x = self.fusion_aux.forward(layers); // [BS, F, 8ph, 8pw]
+        for conv in &self.aux_conv1 {
+            x = conv.forward(x); // [BS, F/2 or F, 8ph, 8pw]
+        }
+        let x = add_uv_embedding(x, aspect); // [BS, F/2, 8ph, 8pw]
+        let x = self.aux_conv2_hidden.forward(x); // [BS, 32, 8ph, 8pw]
+        let x = self.aux_norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]);
+        let logits = self.aux_conv2_out.forward(relu(x)); // [BS, 7, 8ph, 8pw]
+        let ray = logits.clone().narrow(1, 0, 6).permute([0, 2, 3, 1]); // [BS, 8ph, 8pw, 6]
+        let conf = channel(&logits, 6).exp() + 1.0; // [BS, 8ph, 8pw]
+        (ray, conf)
+    }
+}
+
+/// Channel `c` of a map: [N, C, h, w] -> [N, h, w].
+fn channel<B: Backend>(x: &Tensor<B, 4>, c: usize) -> Tensor<B, 3> {
+    x.clone().narrow(1, c, 1).squeeze_dim(1)
+}
+
+/// The five convs of `scratch.output_conv1_aux.3`; marks levels 0..2 of both aux stacks ignored.
+fn load_aux_conv1<B: Backend>(w: &mut WeightLoader<B>, scratch: &str, f: usize) -> Vec<Conv2d<B>> {
+    for level in (0..4).filter(|&l| l != AUX_LEVEL) {
+        w.ignore_prefix(&format!("{scratch}.output_conv1_aux.{level}."));
+        w.ignore_prefix(&format!("{scratch}.output_conv2_aux.{level}."));
+    }
+    let widths = [f, f / 2, f, f / 2, f, f / 2];
+    (0..5)
+        .map(|i| {
+            let key = format!("{scratch}.output_conv1_aux.{AUX_LEVEL}.{i}");
+            Conv2d::load(w, &key, ConvSpec::same(widths[i], widths[i + 1], 3))
+        })
+        .collect()
+}
+
+/// The aux LayerNorm(32). PyTorch shares one module across the 4 levels, so a checkpoint
+/// written by `safetensors.save_model` may hold it under any one level (typically `.0.2`);
+/// whichever copy exists is used and all aliases count as known.
+fn load_aux_norm<B: Backend>(w: &mut WeightLoader<B>, scratch: &str) -> LayerNorm<B> {
+    let keys = |name: &str| -> Vec<String> {
+        [AUX_LEVEL, 0, 1, 2].iter().map(|l| format!("{scratch}.output_conv2_aux.{l}.2.{name}")).collect()
+    };
+    let weight = w.tensor_any(&keys("weight"), [HIDDEN_OUT]);
+    let bias = w.tensor_any(&keys("bias"), [HIDDEN_OUT]);
+    LayerNorm::from_tensors(weight, bias, LN_EPS)
+}
+
+/// Concatenates per-chunk outputs along the frame dimension.
+fn concat_outputs<B: Backend>(chunks: Vec<HeadOutput<B>>) -> HeadOutput<B> {
+    let mut depth = Vec::new();
+    let mut depth_conf = Vec::new();
+    let mut ray = Vec::new();
+    let mut ray_conf = Vec::new();
+    for c in chunks {
+        depth.push(c.depth);
+        depth_conf.push(c.depth_conf);
+        ray.push(c.ray);
+        ray_conf.push(c.ray_conf);
+    }
+    HeadOutput {
+        depth: Tensor::cat(depth, 0),
+        depth_conf: Tensor::cat(depth_conf, 0),
+        ray: Tensor::cat(ray, 0),
+        ray_conf: Tensor::cat(ray_conf, 0),
+    }
+}

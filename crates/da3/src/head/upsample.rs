@@ -1,0 +1,55 @@
+//! Bilinear resizing with `align_corners=True`, as every resize of the DPT heads does.
+//!
+//! Burn's `interpolate` honours `align_corners` on the backends the crate supports (flex,
+//! ndarray and the CubeCL kernel behind wgpu and cuda all map output pixel `i` to input
+//! coordinate `i·(in-1)/(out-1)`, like PyTorch), so it is used directly; the unit test below
+//! pins it to numbers produced by `torch.nn.functional.interpolate`.
+
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{backend::Backend, Tensor};
+
+/// Bilinear resize to `size` = [h, w] with corner pixels aligned
+/// (`F.interpolate(x, size, mode="bilinear", align_corners=True)`): [N, C, h0, w0] -> [N, C, h, w].
+pub fn resize_bilinear_aligned<B: Backend>(x: Tensor<B, 4>, size: [usize; 2]) -> Tensor<B, 4> {
+    let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true);
+    interpolate(x, size, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::Flex;
+    use burn::tensor::TensorData;
+
+    /// ```python
+    /// x = (torch.arange(24, dtype=torch.float32).reshape(1, 2, 3, 4) ** 1.5) / 10
+    /// y = F.interpolate(x, size=(5, 7), mode="bilinear", align_corners=True)
+    /// print(y.flatten().tolist())
+    /// ```
+    #[rustfmt::skip]
+    const EXPECTED: [f32; 70] = [
+        0.000000000e+00, 5.000000075e-02, 1.000000015e-01, 1.914213449e-01, 2.828426957e-01, 4.012289643e-01, 5.196152329e-01,
+        4.000000060e-01, 5.045084953e-01, 6.090170145e-01, 7.426426411e-01, 8.762682676e-01, 1.031044483e+00, 1.185820580e+00,
+        8.000000119e-01, 9.590170383e-01, 1.118034005e+00, 1.293864012e+00, 1.469693899e+00, 1.660859942e+00, 1.852025986e+00,
+        1.531370759e+00, 1.720193863e+00, 1.909017086e+00, 2.112501621e+00, 2.315985680e+00, 2.533071041e+00, 2.750156641e+00,
+        2.262741566e+00, 2.481370926e+00, 2.700000048e+00, 2.931138992e+00, 3.162277699e+00, 3.405282497e+00, 3.648287296e+00,
+        4.156921864e+00, 4.422069550e+00, 4.687216759e+00, 4.962768555e+00, 5.238320351e+00, 5.523897648e+00, 5.809474945e+00,
+        5.278460979e+00, 5.563354492e+00, 5.848248482e+00, 6.142892361e+00, 6.437536716e+00, 6.741613865e+00, 7.045691490e+00,
+        6.400000095e+00, 6.704639912e+00, 7.009279728e+00, 7.323016167e+00, 7.636753082e+00, 7.959330559e+00, 8.281908035e+00,
+        7.672136307e+00, 7.994240284e+00, 8.316344261e+00, 8.647089005e+00, 8.977833748e+00, 9.316997528e+00, 9.656160355e+00,
+        8.944272041e+00, 9.283840179e+00, 9.623409271e+00, 9.971161842e+00, 1.031891441e+01, 1.067466354e+01, 1.103041267e+01,
+    ];
+
+    #[test]
+    fn bilinear_align_corners_matches_torch() {
+        let device = Default::default();
+        let values: Vec<f32> = (0..24).map(|i| (i as f32).powf(1.5) / 10.0).collect();
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, [1, 2, 3, 4]), &device);
+        let y = resize_bilinear_aligned(x, [5, 7]);
+        assert_eq!(y.dims(), [1, 2, 5, 7]);
+        let got = y.into_data().to_vec::<f32>().unwrap();
+        let max_err = got.iter().zip(EXPECTED).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max_err < 1e-5, "max error {max_err}: {got:?}");
+    }
+}

@@ -1,0 +1,26 @@
+//! # da3 — Depth Anything 3 in Burn
+//!
+//! One definition of the Depth Anything 3 network (any-view depth, confidence and camera
+//! pose) as Burn modules, generic over the backend: `flex`/`ndarray` on the CPU, `wgpu`
+//! (Vulkan, Metal, DX12, WebGPU) and `cuda`.
+//!
+//! Layout: [`config`] (presets and arbitrary sizes), [`weights`] (checkpoint loading with
+//! complete error reports), [`nn`] (basic layers), [`backbone`] (DINOv2 with alternating
+//! attention), [`head`] (DualDPT), [`camera`] (CameraDec and pose decoding), [`model`] (the
+//! network), [`api`] (load + predict on plain arrays).
+
+pub mod api;
+pub mod backbone;
+pub mod backends;
+pub mod camera;
+pub mod config;
+pub mod error;
+pub mod head;
+pub mod model;
+pub mod nn;
+pub mod weights;
+
+pub use api::{Da3, Prediction, Views};
+pub use config::Da3Config;
+pub use error::{Da3Error, WeightProblem, WeightsError};
+pub use model::{Da3Model, Da3Output, Da3Trace, RefViewStrategy};

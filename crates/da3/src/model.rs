@@ -1,0 +1,112 @@
+//! The DA3 network of the main series: backbone → DualDPT (depth, confidence, rays) and
+//! CameraDec (poses), on [B, S, 3, H, W] device tensors.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+
+pub use crate::backbone::ref_view::RefViewStrategy;
+use crate::backbone::{BackboneTrace, DinoV2, LayerFeatures};
+use crate::camera::{pose_encoding_to_extrinsics_intrinsics, CameraDec};
+use crate::config::{Da3Config, PATCH_SIZE};
+use crate::head::DualDpt;
+use crate::weights::WeightLoader;
+
+/// Everything the network predicts for B scenes of S views.
+#[derive(Debug, Clone)]
+pub struct Da3Output<B: Backend> {
+    /// Depth, [B, S, H, W].
+    pub depth: Tensor<B, 4>,
+    /// Depth confidence (≥ 1), [B, S, H, W].
+    pub depth_conf: Tensor<B, 4>,
+    /// Per-pixel rays (direction 0..3, origin 3..6) at 8× the patch grid, [B, S, 8h, 8w, 6].
+    pub ray: Tensor<B, 5>,
+    /// Ray confidence, [B, S, 8h, 8w].
+    pub ray_conf: Tensor<B, 4>,
+    /// CameraDec's pose encoding `[t, q(xyzw), fov_h, fov_w]`, [B, S, 9].
+    pub pose_enc: Tensor<B, 3>,
+    /// World-to-camera `[R | t]`, [B, S, 3, 4].
+    pub extrinsics: Tensor<B, 4>,
+    /// Intrinsics in pixels with the principal point at the centre, [B, S, 3, 3].
+    pub intrinsics: Tensor<B, 4>,
+}
+
+/// Intermediate values of a forward pass, for parity tests.
+#[derive(Debug, Default)]
+pub struct Da3Trace<B: Backend> {
+    /// Backbone internals.
+    pub backbone: BackboneTrace<B>,
+    /// The four head inputs, [B, S, N, C].
+    pub features: Vec<Tensor<B, 4>>,
+    /// The four raw camera tokens, [B, S, C].
+    pub camera_tokens: Vec<Tensor<B, 3>>,
+}
+
+/// `DepthAnything3Net` for the main series (small, base, large, giant).
+#[derive(Module, Debug)]
+pub struct Da3Model<B: Backend> {
+    backbone: DinoV2<B>,
+    head: DualDpt<B>,
+    cam_dec: CameraDec<B>,
+    #[module(skip)]
+    config: Da3Config,
+}
+
+impl<B: Backend> Da3Model<B> {
+    /// Builds the network from a checkpoint whose keys start with `{prefix}.` (`model` on the
+    /// Hub). Problems are recorded in the loader; call `finish` on it afterwards.
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, config: &Da3Config) -> Self {
+        // CameraEnc (pose-conditioned input) is part of every checkpoint; its inference path is
+        // not implemented yet, so its weights are recognized but not loaded.
+        w.ignore_prefix(&format!("{prefix}.cam_enc."));
+        Self {
+            backbone: DinoV2::load(w, &format!("{prefix}.backbone.pretrained"), &config.backbone),
+            head: DualDpt::load(w, &format!("{prefix}.head"), &config.head),
+            cam_dec: CameraDec::load(w, &format!("{prefix}.cam_dec"), config.backbone.out_dim()),
+            config: config.clone(),
+        }
+    }
+
+    /// The backbone (e.g. for the positional embedding at a size).
+    pub fn backbone(&self) -> &DinoV2<B> {
+        &self.backbone
+    }
+
+    /// The configuration the model was built with.
+    pub fn config(&self) -> &Da3Config {
+        &self.config
+    }
+
+    /// Images [B, S, 3, H, W] (ImageNet-normalized, H and W multiples of 14) -> predictions.
+    pub fn forward(&self, images: Tensor<B, 5>, strategy: RefViewStrategy) -> Da3Output<B> {
+        self.forward_traced(images, strategy, None)
+    }
+
+    /// [`Self::forward`] that also records intermediate values into `trace`.
+    pub fn forward_traced(&self, images: Tensor<B, 5>, strategy: RefViewStrategy, mut trace: Option<&mut Da3Trace<B>>) -> Da3Output<B> {
+        let [b, s, _, height, width] = images.dims();
+        debug_assert!(height % PATCH_SIZE == 0 && width % PATCH_SIZE == 0);
+        let features = self.backbone.forward(images, strategy, trace.as_deref_mut().map(|t| &mut t.backbone));
+        if let Some(t) = trace.as_deref_mut() {
+            t.features = features.iter().map(|f| f.patches.clone()).collect();
+            t.camera_tokens = features.iter().map(|f| f.camera_token.clone()).collect();
+        }
+        let camera_token = features[3].camera_token.clone(); // [B, S, C]
+        let head_in = features.map(|LayerFeatures { patches, .. }| {
+            let [_, _, n, c] = patches.dims();
+            patches.reshape([b * s, n, c]) // [BS, N, C]
+        });
+        let head = self.head.forward(head_in, height, width);
+        let pose_enc = self.cam_dec.forward(camera_token);
+        let (extrinsics, intrinsics) = pose_encoding_to_extrinsics_intrinsics(pose_enc.clone(), height, width);
+        let [_, rh, rw, _] = head.ray.dims();
+        Da3Output {
+            depth: head.depth.reshape([b, s, height, width]),
+            depth_conf: head.depth_conf.reshape([b, s, height, width]),
+            ray: head.ray.reshape([b, s, rh, rw, 6]),
+            ray_conf: head.ray_conf.reshape([b, s, rh, rw]),
+            pose_enc,
+            extrinsics,
+            intrinsics,
+        }
+    }
+}

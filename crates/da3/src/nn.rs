@@ -1,0 +1,151 @@
+//! The few layers the network needs, loaded straight from checkpoint tensors.
+//!
+//! Own small modules instead of `burn::nn` ones: they are built from the file (no random
+//! init of hundreds of MB that is then overwritten) and keep the PyTorch key layout visible.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{conv2d, conv_transpose2d, linear};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+
+use crate::weights::WeightLoader;
+
+/// `y = x W + b` with PyTorch's `nn.Linear` keys (`{p}.weight` [out, in], `{p}.bias` [out]).
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    /// Weight, stored transposed: [in, out].
+    pub weight: Param<Tensor<B, 2>>,
+    /// Bias [out].
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Linear<B> {
+    /// Loads `{prefix}.weight` and, if `bias`, `{prefix}.bias`.
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
+        let weight = w.tensor(&format!("{prefix}.weight"), [d_out, d_in]).transpose();
+        let bias = bias.then(|| Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [d_out])));
+        Self { weight: Param::from_tensor(weight), bias }
+    }
+
+    /// Applies the layer over the last dimension: [..., in] -> [..., out].
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// Layer normalization over the last dimension with an explicit epsilon.
+///
+/// The eps matters for parity: the reference mixes 1e-6 (backbone blocks) and 1e-5 (others).
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    /// Scale [d].
+    pub weight: Param<Tensor<B, 1>>,
+    /// Shift [d].
+    pub bias: Param<Tensor<B, 1>>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    /// Loads `{prefix}.weight` and `{prefix}.bias` of size `d`.
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, d: usize, eps: f64) -> Self {
+        Self::from_tensors(
+            w.tensor(&format!("{prefix}.weight"), [d]),
+            w.tensor(&format!("{prefix}.bias"), [d]),
+            eps,
+        )
+    }
+
+    /// Builds the layer from its scale and shift.
+    pub fn from_tensors(weight: Tensor<B, 1>, bias: Tensor<B, 1>, eps: f64) -> Self {
+        Self { weight: Param::from_tensor(weight), bias: Param::from_tensor(bias), eps }
+    }
+
+    /// Normalizes over the last dimension: [..., d] -> [..., d].
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+            x.into_primitive().tensor(),
+            self.weight.val().into_primitive().tensor(),
+            Some(self.bias.val().into_primitive().tensor()),
+            self.eps,
+        )))
+    }
+}
+
+/// A 2D convolution with square kernel, stride and padding (`nn.Conv2d` keys).
+#[derive(Module, Debug)]
+pub struct Conv2d<B: Backend> {
+    /// Kernel [out, in, k, k].
+    pub weight: Param<Tensor<B, 4>>,
+    /// Bias [out].
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Stride in both directions.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+}
+
+/// Shape of a square 2D convolution: channels in and out, kernel, stride, padding.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel size.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding.
+    pub padding: usize,
+    /// Whether the layer has a bias.
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// A `k`×`k` convolution with stride 1 and "same" padding, with bias.
+    pub fn same(c_in: usize, c_out: usize, k: usize) -> Self {
+        Self { c_in, c_out, kernel: k, stride: 1, padding: k / 2, bias: true }
+    }
+}
+
+impl<B: Backend> Conv2d<B> {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias`) for the given shape.
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, s: ConvSpec) -> Self {
+        let weight = w.tensor(&format!("{prefix}.weight"), [s.c_out, s.c_in, s.kernel, s.kernel]);
+        let bias = s.bias.then(|| Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [s.c_out])));
+        Self { weight: Param::from_tensor(weight), bias, stride: s.stride, padding: s.padding }
+    }
+
+    /// [N, C_in, H, W] -> [N, C_out, H', W'].
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+    }
+}
+
+/// A 2D transposed convolution with kernel = stride and no padding (an exact k× upsampler).
+#[derive(Module, Debug)]
+pub struct ConvTranspose2d<B: Backend> {
+    /// Kernel [in, out, k, k] (PyTorch layout).
+    pub weight: Param<Tensor<B, 4>>,
+    /// Bias [out].
+    pub bias: Param<Tensor<B, 1>>,
+    /// Kernel size and stride.
+    pub stride: usize,
+}
+
+impl<B: Backend> ConvTranspose2d<B> {
+    /// Loads `{prefix}.weight` [c, c, k, k] and `{prefix}.bias` [c].
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, channels: usize, k: usize) -> Self {
+        let weight = w.tensor(&format!("{prefix}.weight"), [channels, channels, k, k]);
+        let bias = w.tensor(&format!("{prefix}.bias"), [channels]);
+        Self { weight: Param::from_tensor(weight), bias: Param::from_tensor(bias), stride: k }
+    }
+
+    /// [N, C, H, W] -> [N, C, kH, kW].
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let options = ConvTransposeOptions::new([self.stride; 2], [0, 0], [0, 0], [1, 1], 1);
+        conv_transpose2d(x, self.weight.val(), Some(self.bias.val()), options)
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"; CI runs exactly this).
+# Installs what the tests need, then runs every test on the flex (CPU) and wgpu backends.
+# wgpu runs on the GPU when there is one, else on Mesa's lavapipe (Vulkan on the CPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/da3-target}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"   # silences a harmless wgpu/Mesa warning
+
+# Vulkan on the CPU for the wgpu tests (no-op where already installed).
+have_lavapipe() { ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && ldconfig -p | grep -q 'libvulkan.so.1'; }
+if ! have_lavapipe; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1
+  else
+    echo "warning: install mesa-vulkan-drivers and libvulkan1 for the wgpu tests" >&2
+  fi
+fi
+
+# One build for everything: the workspace with the flex and wgpu backends (the CLI's defaults).
+cargo test --workspace --features da3/wgpu "$@"

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Golden fixtures for da3: the reference PyTorch network with random weights.
+
+Builds DA3 networks from the upstream package `depth-anything-3==0.1.1` (tiny test sizes or
+the real presets), fills every tensor from a seeded generator, runs the fp32 network on CPU
+and writes, per configuration and case:
+
+  <out>/<config>.weights.safetensors  weights in the Hub layout (`model.` prefix), written with
+                                      `safetensors.torch.save_model` exactly like the Hub files
+                                      (so the shared aux LayerNorm is stored once)
+  <out>/<config>.config.json          the same network in da3's Rust config format
+  <out>/<case>.golden.safetensors     inputs and per-stage outputs (`golden.*`), see CAPTURED
+
+Usage:
+  python3 tools/golden/generate.py --out crates/da3/tests/fixtures            # tiny fixtures (committed)
+  python3 tools/golden/generate.py --preset da3-small --views 2 --size 280x378 --out DIR   # real size
+
+Needs: torch (CPU), numpy<2, einops, omegaconf, addict, safetensors and
+`pip install --no-deps depth-anything-3==0.1.1` (see tools/golden/requirements.txt).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file, save_model
+
+import depth_anything_3.model.dinov2.vision_transformer as vt
+from depth_anything_3.model.cam_dec import CameraDec
+from depth_anything_3.model.cam_enc import CameraEnc
+from depth_anything_3.model.da3 import DepthAnything3Net
+from depth_anything_3.model.dinov2.dinov2 import DinoV2
+from depth_anything_3.model.dualdpt import DualDPT
+from depth_anything_3.model.utils.transform import pose_encoding_to_extri_intri
+from depth_anything_3.utils.geometry import affine_inverse
+
+CAPTURED = """
+golden.images        [1,S,3,H,W]  ImageNet-normalized input
+golden.tokens        [1,S,1+N,D]  patch embedding + cls token + interpolated pos-embed
+golden.pos_embed     [1,1+N,D]    the interpolated positional embedding (cls row first)
+golden.block.{i}     [1,S,1+N,D]  output of block i (views in the reordered order for S >= 3)
+golden.ref_index     [1]          selected reference view (only when S >= 3)
+golden.feat.{k}      [1,S,N,C]    the k-th head input (local || normed global)
+golden.cam_token.{k} [1,S,C]      raw camera token of the k-th out layer
+golden.depth, golden.depth_conf  [1,S,H,W]
+golden.ray [1,S,8h,8w,6], golden.ray_conf [1,S,8h,8w]   (h, w = patch grid)
+golden.pose_enc [1,S,9], golden.extrinsics [1,S,3,4] (world-to-camera), golden.intrinsics [1,S,3,3]
+"""
+
+# Tiny configurations: real structure (37x37 pos grid, QK-norm, RoPE, alternation, cat token,
+# DualDPT, CameraDec), small widths. `tiny-swiglu` mirrors vitg: SwiGLU FFN and an odd
+# alt_start, so the camera-token block is itself global.
+TINY = {
+    "tiny": dict(embed_dim=32, depth=8, num_heads=2, ffn="mlp", out_layers=[3, 5, 6, 7],
+                 alt_start=4, features=16, out_channels=[8, 16, 24, 32]),
+    "tiny-swiglu": dict(embed_dim=32, depth=7, num_heads=2, ffn="swiglu", out_layers=[3, 4, 5, 6],
+                        alt_start=3, features=16, out_channels=[8, 16, 24, 32]),
+}
+
+PRESETS = {
+    "da3-small": dict(name="vits", embed_dim=384, out_layers=[5, 7, 9, 11], alt_start=4,
+                      features=64, out_channels=[48, 96, 192, 384]),
+    "da3-base": dict(name="vitb", embed_dim=768, out_layers=[5, 7, 9, 11], alt_start=4,
+                     features=128, out_channels=[96, 192, 384, 768]),
+    "da3-large": dict(name="vitl", embed_dim=1024, out_layers=[11, 15, 19, 23], alt_start=8,
+                      features=256, out_channels=[256, 512, 1024, 1024]),
+    "da3-giant": dict(name="vitg", embed_dim=1536, out_layers=[19, 27, 33, 39], alt_start=13,
+                      features=256, out_channels=[256, 512, 1024, 1024]),
+}
+
+# (case name, config, views, H, W, reference-view strategy, image seed)
+TINY_CASES = [
+    ("tiny_s1", "tiny", 1, 42, 56, "saddle_balanced", 1),
+    ("tiny_s2", "tiny", 2, 56, 42, "saddle_balanced", 2),
+    ("tiny_s4_saddle_balanced", "tiny", 4, 42, 70, "saddle_balanced", 3),
+    ("tiny_s3_saddle_sim_range", "tiny", 3, 42, 56, "saddle_sim_range", 4),
+    ("tiny_s3_middle", "tiny", 3, 42, 42, "middle", 5),
+    ("tiny_s3_first", "tiny", 3, 28, 56, "first", 6),
+    ("swiglu_s3", "tiny-swiglu", 3, 42, 56, "saddle_balanced", 7),
+    ("swiglu_s2", "tiny-swiglu", 2, 70, 28, "saddle_balanced", 8),
+]
+
+# Sizes (H, W) at which only the interpolated positional embedding is captured; 518x518 is the
+# reference's special case that uses the raw table.
+POS_EMBED_SIZES = [(518, 518), (504, 378), (42, 56), (14, 14)]
+
+WEIGHT_SEED = 20251121
+
+
+class Backbone(nn.Module):
+    """DinoV2 wrapper with free dimensions; keys stay `backbone.pretrained.*`."""
+
+    def __init__(self, vit, out_layers):
+        super().__init__()
+        self.pretrained = vit
+        self.out_layers = out_layers
+
+    def forward(self, x, **kwargs):
+        return self.pretrained.get_intermediate_layers(x, self.out_layers, **kwargs)
+
+
+class Hub(nn.Module):
+    """What `DepthAnything3` (the API class) looks like to `save_model`: one `model` child."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.model = net
+
+
+def build_tiny(cfg):
+    d = cfg["embed_dim"]
+    vit = vt.DinoVisionTransformer(
+        img_size=518, patch_size=14, embed_dim=d, depth=cfg["depth"], num_heads=cfg["num_heads"],
+        mlp_ratio=4, ffn_layer="swiglufused" if cfg["ffn"] == "swiglu" else "mlp",
+        alt_start=cfg["alt_start"], qknorm_start=cfg["alt_start"], rope_start=cfg["alt_start"],
+        cat_token=True,
+    )
+    backbone = Backbone(vit, cfg["out_layers"])
+    head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])
+    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d))
+
+
+def build_preset(cfg):
+    d = cfg["embed_dim"]
+    backbone = DinoV2(name=cfg["name"], out_layers=cfg["out_layers"], alt_start=cfg["alt_start"],
+                      qknorm_start=cfg["alt_start"], rope_start=cfg["alt_start"], cat_token=True)
+    head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])
+    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d))
+
+
+def rust_config(name, net, cfg):
+    vit = net.backbone.pretrained
+    d = vit.embed_dim
+    ffn = "swi_glu" if cfg.get("ffn") == "swiglu" or cfg.get("name") == "vitg" else "mlp"
+    return {
+        "name": name,
+        "backbone": {
+            "embed_dim": d, "depth": len(vit.blocks), "num_heads": vit.num_heads, "mlp_ratio": 4,
+            "ffn": ffn, "out_layers": list(net.backbone.out_layers), "alt_start": vit.alt_start,
+            "qknorm_start": vit.qknorm_start, "rope_start": vit.rope_start, "cat_token": True,
+            "pos_grid": int(math.isqrt(vit.pos_embed.shape[1] - 1)),
+        },
+        "head": {"dim_in": 2 * d, "features": cfg["features"], "out_channels": cfg["out_channels"]},
+    }
+
+
+@torch.no_grad()
+def randomize(net, seed):
+    """Deterministic values for every tensor, none constant (default init leaves LayerNorm,
+    LayerScale, cls and pos-embed constant, which would hide eps/layout bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    norms = {id(p) for m in net.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    for name, p in net.named_parameters():
+        n = lambda: torch.randn(p.shape, generator=g)  # noqa: E731
+        if id(p) in norms:
+            p.copy_(1.0 + 0.2 * n() if name.endswith("weight") else 0.1 * n())
+        elif name.endswith(".gamma"):
+            p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        elif name.endswith(("cls_token", "camera_token")):
+            p.copy_(0.5 * n())
+        elif name.endswith("pos_embed"):
+            p.copy_(n())
+        elif p.dim() == 1:
+            p.copy_(0.1 * n())
+        else:
+            fan_in = p[0].numel() if not isinstance(_owner(net, name), nn.ConvTranspose2d) else p.shape[0]
+            p.copy_(n() / math.sqrt(fan_in))
+    # Positive fov logits: ReLU(fov) > 0 gives finite, non-degenerate intrinsics.
+    net.cam_dec.fc_fov[0].weight.mul_(0.05)
+    net.cam_dec.fc_fov[0].bias.copy_(1.0 + 0.1 * torch.rand(2, generator=g))
+
+
+def _owner(net, param_name):
+    module = net
+    for part in param_name.split(".")[:-1]:
+        module = getattr(module, part)
+    return module
+
+
+def images_for(s, h, w, seed):
+    """Photo-like inputs: smooth colour gradients plus noise, as uint8, then ImageNet-normalized."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    views = []
+    for i in range(s):
+        a = torch.rand(3, 3, generator=g)
+        base = a[:, 0, None, None] * yy + a[:, 1, None, None] * xx + 0.3 * a[:, 2, None, None]
+        noise = 0.25 * torch.rand(3, h, w, generator=g)
+        views.append(((base + noise) / 1.6 * 255).clamp(0, 255).round())
+    img = torch.stack(views) / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    return ((img - mean) / std)[None].float()  # [1,S,3,H,W]
+
+
+@torch.no_grad()
+def run_case(net, x, strategy):
+    vit = net.backbone.pretrained
+    b, s, _, h, w = x.shape
+    out = {"golden.images": x}
+    hooks = []
+
+    def block_hook(i):
+        def hook(_m, _inp, y):
+            out[f"golden.block.{i}"] = y.reshape(b, s, -1, y.shape[-1]).clone()
+        return hook
+
+    for i, blk in enumerate(vit.blocks):
+        hooks.append(blk.register_forward_hook(block_hook(i)))
+    original_prepare, original_select = vit.prepare_tokens_with_masks, vt.select_reference_view
+    out["golden.pos_embed"] = pos_embed_at(vit, h, w)
+
+    def prepare(*a, **k):
+        t = original_prepare(*a, **k)
+        out["golden.tokens"] = t.clone()
+        return t
+
+    def select(xx, strategy="saddle_balanced"):
+        idx = original_select(xx, strategy=strategy)
+        out["golden.ref_index"] = idx.float()
+        return idx
+
+    vit.prepare_tokens_with_masks, vt.select_reference_view = prepare, select
+    try:
+        feats, _ = net.backbone(x, cam_token=None, export_feat_layers=[], ref_view_strategy=strategy)
+    finally:
+        vit.prepare_tokens_with_masks, vt.select_reference_view = original_prepare, original_select
+        for hk in hooks:
+            hk.remove()
+    for k, (f, c) in enumerate(feats):
+        out[f"golden.feat.{k}"] = f
+        out[f"golden.cam_token.{k}"] = c
+    head = net.head(feats, h, w, patch_start_idx=0)
+    for key in ("depth", "depth_conf", "ray", "ray_conf"):
+        out[f"golden.{key}"] = head[key]
+    pose_enc = net.cam_dec(feats[-1][1])
+    c2w, ixt = pose_encoding_to_extri_intri(pose_enc, (h, w))
+    out["golden.pose_enc"] = pose_enc
+    out["golden.extrinsics"] = affine_inverse(c2w)
+    out["golden.intrinsics"] = ixt
+    # The staged run must be the network's own forward, not a re-assembly of ours.
+    full = net(x, ref_view_strategy=strategy)
+    assert torch.equal(full.depth, out["golden.depth"]), "staged run differs from forward()"
+    assert torch.equal(full.extrinsics, out["golden.extrinsics"])
+    return {k: v.contiguous().float() for k, v in out.items()}
+
+
+def pos_embed_at(vit, h, w):
+    """The reference's interpolated pos-embed for an H x W input ([1, 1+N, D])."""
+    n = (h // 14) * (w // 14)
+    dummy = torch.zeros(1, 1 + n, vit.embed_dim)
+    # Called as in prepare_tokens_with_masks, whose "w, h" are really (H, W).
+    return vit.interpolate_pos_encoding(dummy, h, w).clone()
+
+
+def write_config(net, name, cfg, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    save_model(Hub(net), os.path.join(out_dir, f"{name}.weights.safetensors"))
+    with open(os.path.join(out_dir, f"{name}.config.json"), "w") as f:
+        json.dump(rust_config(name, net, cfg), f, indent=2)
+        f.write("\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="real-size network instead of the tiny fixtures")
+    ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--size", default="280x378", help="HxW, multiples of 14")
+    ap.add_argument("--strategy", default="saddle_balanced")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    if args.preset:
+        cfg = PRESETS[args.preset]
+        net = build_preset(cfg).eval()
+        randomize(net, WEIGHT_SEED)
+        write_config(net, args.preset, cfg, args.out)
+        h, w = (int(v) for v in args.size.lower().split("x"))
+        case = f"{args.preset}_s{args.views}_{h}x{w}"
+        save_file(run_case(net, images_for(args.views, h, w, 11), args.strategy),
+                  os.path.join(args.out, f"{case}.golden.safetensors"),
+                  metadata={"config": args.preset, "strategy": args.strategy})
+        print(f"wrote {case}")
+        return
+
+    nets = {}
+    for name, cfg in TINY.items():
+        net = build_tiny(cfg).eval()
+        randomize(net, WEIGHT_SEED + len(nets))
+        write_config(net, name, cfg, args.out)
+        nets[name] = net
+    for case, config, s, h, w, strategy, seed in TINY_CASES:
+        golden = run_case(nets[config], images_for(s, h, w, seed), strategy)
+        ref = golden.get("golden.ref_index")
+        save_file(golden, os.path.join(args.out, f"{case}.golden.safetensors"),
+                  metadata={"config": config, "strategy": strategy})
+        print(f"wrote {case}" + (f" (reference view {int(ref.item())})" if ref is not None else ""))
+    vit = nets["tiny"].backbone.pretrained
+    with torch.no_grad():
+        pos = {f"golden.pos_embed.{h}x{w}": pos_embed_at(vit, h, w) for h, w in POS_EMBED_SIZES}
+    save_file(pos, os.path.join(args.out, "tiny_pos_embed.golden.safetensors"), metadata={"config": "tiny"})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

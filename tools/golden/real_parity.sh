@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Real-size parity: da3-small and da3-base at their true dimensions against the reference.
+# Generates random-weight checkpoints + goldens (not committed; ~140 MB + ~540 MB) into
+# $DA3_REAL_GOLDENS (default ~/.cache/da3-real-goldens), then runs the golden comparison.
+# Needs the reference on CPU: tools/golden/requirements.txt (installed here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="${DA3_REAL_GOLDENS:-$HOME/.cache/da3-real-goldens}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/da3-target}"
+
+if ! python3 -c "import torch, depth_anything_3" 2>/dev/null; then
+  python3 -m pip install -q -r tools/golden/requirements.txt
+  python3 -m pip install -q --no-deps depth-anything-3==0.1.1
+fi
+gen() { # preset views HxW
+  [ -f "$out/$1_s$2_$3.golden.safetensors" ] || python3 tools/golden/generate.py --preset "$1" --views "$2" --size "$3" --out "$out"
+}
+gen da3-small 2 280x378
+gen da3-small 3 280x378   # three views: reference-view selection and reordering at real size
+gen da3-base 2 280x378
+DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu --test golden -- --ignored real_size_parity --nocapture
