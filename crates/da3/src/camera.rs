@@ -128,6 +128,7 @@ fn intrinsics_from_fov<B: Backend>(fov: Tensor<B, 3>, h: usize, w: usize) -> Ten
 }
 
 #[cfg(test)]
+#[allow(clippy::excessive_precision)] // tables printed by Python at full precision
 mod tests {
     use super::*;
     use crate::backends::Flex;

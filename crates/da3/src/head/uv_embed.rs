@@ -42,7 +42,7 @@ fn sincos_table(coords: &[f64], q: usize, ratio: f64) -> Vec<f32> {
 /// The host tables of the embedding of an `h`×`w` map with `channels` channels for an image
 /// of aspect ratio `aspect` = W/H, scaled by `ratio`: (u table [C/2, w], v table [C/2, h]).
 pub fn uv_tables(h: usize, w: usize, channels: usize, aspect: f64, ratio: f64) -> (Vec<f32>, Vec<f32>) {
-    assert!(channels % 4 == 0, "UV embedding needs channels divisible by 4, got {channels}");
+    assert!(channels.is_multiple_of(4), "UV embedding needs channels divisible by 4, got {channels}");
     let diag = (aspect * aspect + 1.0).sqrt();
     let (span_x, span_y) = (aspect / diag, 1.0 / diag);
     let q = channels / 4;
@@ -76,6 +76,7 @@ pub fn add_uv_embedding<B: Backend>(x: Tensor<B, 4>, aspect: f64) -> Tensor<B, 4
 }
 
 #[cfg(test)]
+#[allow(clippy::excessive_precision)] // tables printed by Python at full precision
 mod tests {
     use super::*;
     use crate::backends::Flex;
