@@ -11,6 +11,9 @@ and writes, per configuration and case:
   <out>/<config>.config.json          the same network in da3's Rust config format
   <out>/<case>.golden.safetensors     inputs and per-stage outputs (`golden.*`), see CAPTURED
 
+Values are reproducible run to run; the bytes of the weights files may differ in the order of
+the alias metadata that `save_model` writes, so only commit regenerated files whose values changed.
+
 Usage:
   python3 tools/golden/generate.py --out crates/da3/tests/fixtures            # tiny fixtures (committed)
   python3 tools/golden/generate.py --preset da3-small --views 2 --size 280x378 --out DIR   # real size
@@ -20,6 +23,7 @@ Needs: torch (CPU), numpy<2, einops, omegaconf, addict, safetensors and
 """
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -50,6 +54,11 @@ golden.cam_token.{k} [1,S,C]      raw camera token of the k-th out layer
 golden.depth, golden.depth_conf  [1,S,H,W]
 golden.ray [1,S,8h,8w,6], golden.ray_conf [1,S,8h,8w]   (h, w = patch grid)
 golden.pose_enc [1,S,9], golden.extrinsics [1,S,3,4] (world-to-camera), golden.intrinsics [1,S,3,3]
+pose-conditioned cases only:
+golden.cameras.world_to_camera [1,S,4,4]  the user's cameras
+golden.cameras.normalized      [1,S,4,4]  after the API's _normalize_extrinsics
+golden.cameras.intrinsics      [1,S,3,3]  at the network's resolution
+golden.cam_enc                 [1,S,D]    CameraEnc output (replaces the camera tokens)
 """
 
 # Tiny configurations: real structure (37x37 pos grid, QK-norm, RoPE, alternation, cat token,
@@ -73,8 +82,10 @@ PRESETS = {
                       features=256, out_channels=[256, 512, 1024, 1024]),
 }
 
-# (case name, config, views, H, W, reference-view strategy, image seed)
+# (case name, config, views, H, W, reference-view strategy, image seed[, camera seed])
 TINY_CASES = [
+    ("tiny_s3_posed", "tiny", 3, 42, 56, "saddle_balanced", 9, 1),
+    ("swiglu_s4_posed", "tiny-swiglu", 4, 56, 42, "saddle_balanced", 10, 2),
     ("tiny_s1", "tiny", 1, 42, 56, "saddle_balanced", 1),
     ("tiny_s2", "tiny", 2, 56, 42, "saddle_balanced", 2),
     ("tiny_s4_saddle_balanced", "tiny", 4, 42, 70, "saddle_balanced", 3),
@@ -198,8 +209,53 @@ def images_for(s, h, w, seed):
     return ((img - mean) / std)[None].float()  # [1,S,3,H,W]
 
 
+def reference_function(path, class_name, function_name, namespace):
+    """A method of the reference's source, compiled as a plain function, so that code from
+    modules we cannot import (api.py needs export-only packages) is still the reference's."""
+    tree = ast.parse(open(path).read())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == function_name)
+    fn.decorator_list = []
+    fn.returns = None
+    for arg in fn.args.args:
+        arg.annotation = None
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), path, "exec"), namespace)
+    return namespace[function_name]
+
+
+def normalize_extrinsics(ext):
+    import depth_anything_3.model as model_pkg  # the top package is a namespace package
+    api_py = os.path.join(os.path.dirname(os.path.dirname(model_pkg.__file__)), "api.py")
+    fn = reference_function(api_py, "DepthAnything3", "_normalize_extrinsics",
+                            {"torch": torch, "affine_inverse": affine_inverse})
+    return fn(None, ext.clone())
+
+
+def cameras_for(s, h, w, seed):
+    """Random world-to-camera poses and pinhole intrinsics for S views: [1,S,4,4], [1,S,3,3]."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    q = torch.randn(s, 4, generator=g)
+    q = q / q.norm(dim=-1, keepdim=True)
+    w_, x_, y_, z_ = q.unbind(-1)
+    rot = torch.stack([
+        1 - 2 * (y_ * y_ + z_ * z_), 2 * (x_ * y_ - z_ * w_), 2 * (x_ * z_ + y_ * w_),
+        2 * (x_ * y_ + z_ * w_), 1 - 2 * (x_ * x_ + z_ * z_), 2 * (y_ * z_ - x_ * w_),
+        2 * (x_ * z_ - y_ * w_), 2 * (y_ * z_ + x_ * w_), 1 - 2 * (x_ * x_ + y_ * y_),
+    ], -1).reshape(s, 3, 3)
+    ext = torch.eye(4).repeat(s, 1, 1)
+    ext[:, :3, :3] = rot
+    ext[:, :3, 3] = 2.0 * torch.randn(s, 3, generator=g)
+    ixt = torch.zeros(s, 3, 3)
+    ixt[:, 0, 0] = w * (0.8 + 0.4 * torch.rand(s, generator=g))
+    ixt[:, 1, 1] = w * (0.8 + 0.4 * torch.rand(s, generator=g))
+    ixt[:, 0, 2] = w / 2 + torch.randn(s, generator=g)
+    ixt[:, 1, 2] = h / 2 + torch.randn(s, generator=g)
+    ixt[:, 2, 2] = 1.0
+    return ext[None], ixt[None]
+
+
 @torch.no_grad()
-def run_case(net, x, strategy):
+def run_case(net, x, strategy, cameras=None):
     vit = net.backbone.pretrained
     b, s, _, h, w = x.shape
     out = {"golden.images": x}
@@ -225,9 +281,16 @@ def run_case(net, x, strategy):
         out["golden.ref_index"] = idx.float()
         return idx
 
+    cam_token, ext_norm, ixt = None, None, None
+    if cameras is not None:
+        ext, ixt = cameras
+        ext_norm = normalize_extrinsics(ext)
+        cam_token = net.cam_enc(ext_norm, ixt, (h, w))
+        out.update({"golden.cameras.world_to_camera": ext, "golden.cameras.normalized": ext_norm,
+                    "golden.cameras.intrinsics": ixt, "golden.cam_enc": cam_token})
     vit.prepare_tokens_with_masks, vt.select_reference_view = prepare, select
     try:
-        feats, _ = net.backbone(x, cam_token=None, export_feat_layers=[], ref_view_strategy=strategy)
+        feats, _ = net.backbone(x, cam_token=cam_token, export_feat_layers=[], ref_view_strategy=strategy)
     finally:
         vit.prepare_tokens_with_masks, vt.select_reference_view = original_prepare, original_select
         for hk in hooks:
@@ -239,12 +302,12 @@ def run_case(net, x, strategy):
     for key in ("depth", "depth_conf", "ray", "ray_conf"):
         out[f"golden.{key}"] = head[key]
     pose_enc = net.cam_dec(feats[-1][1])
-    c2w, ixt = pose_encoding_to_extri_intri(pose_enc, (h, w))
+    c2w, predicted_ixt = pose_encoding_to_extri_intri(pose_enc, (h, w))
     out["golden.pose_enc"] = pose_enc
     out["golden.extrinsics"] = affine_inverse(c2w)
-    out["golden.intrinsics"] = ixt
+    out["golden.intrinsics"] = predicted_ixt
     # The staged run must be the network's own forward, not a re-assembly of ours.
-    full = net(x, ref_view_strategy=strategy)
+    full = net(x, extrinsics=ext_norm, intrinsics=ixt, ref_view_strategy=strategy)
     assert torch.equal(full.depth, out["golden.depth"]), "staged run differs from forward()"
     assert torch.equal(full.extrinsics, out["golden.extrinsics"])
     return {k: v.contiguous().float() for k, v in out.items()}
@@ -297,8 +360,9 @@ def main():
         randomize(net, WEIGHT_SEED + len(nets))
         write_config(net, name, cfg, args.out)
         nets[name] = net
-    for case, config, s, h, w, strategy, seed in TINY_CASES:
-        golden = run_case(nets[config], images_for(s, h, w, seed), strategy)
+    for case, config, s, h, w, strategy, seed, *camera_seed in TINY_CASES:
+        cameras = cameras_for(s, h, w, camera_seed[0]) if camera_seed else None
+        golden = run_case(nets[config], images_for(s, h, w, seed), strategy, cameras)
         ref = golden.get("golden.ref_index")
         save_file(golden, os.path.join(args.out, f"{case}.golden.safetensors"),
                   metadata={"config": config, "strategy": strategy})

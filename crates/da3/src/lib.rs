@@ -13,6 +13,7 @@ pub mod api;
 pub mod backbone;
 pub mod backends;
 pub mod camera;
+pub mod camera_enc;
 pub mod config;
 pub mod error;
 pub mod head;

@@ -7,6 +7,7 @@ use burn::tensor::{backend::Backend, Tensor};
 pub use crate::backbone::ref_view::RefViewStrategy;
 use crate::backbone::{BackboneTrace, DinoV2, LayerFeatures};
 use crate::camera::{pose_encoding_to_extrinsics_intrinsics, CameraDec};
+use crate::camera_enc::{CameraEnc, ViewCameras};
 use crate::config::{Da3Config, PATCH_SIZE};
 use crate::head::DualDpt;
 use crate::weights::WeightLoader;
@@ -39,6 +40,8 @@ pub struct Da3Trace<B: Backend> {
     pub features: Vec<Tensor<B, 4>>,
     /// The four raw camera tokens, [B, S, C].
     pub camera_tokens: Vec<Tensor<B, 3>>,
+    /// CameraEnc's output when cameras were given, [B, S, D].
+    pub camera_condition: Option<Tensor<B, 3>>,
 }
 
 /// `DepthAnything3Net` for the main series (small, base, large, giant).
@@ -47,6 +50,7 @@ pub struct Da3Model<B: Backend> {
     backbone: DinoV2<B>,
     head: DualDpt<B>,
     cam_dec: CameraDec<B>,
+    cam_enc: CameraEnc<B>,
     #[module(skip)]
     config: Da3Config,
 }
@@ -55,13 +59,11 @@ impl<B: Backend> Da3Model<B> {
     /// Builds the network from a checkpoint whose keys start with `{prefix}.` (`model` on the
     /// Hub). Problems are recorded in the loader; call `finish` on it afterwards.
     pub fn load(w: &mut WeightLoader<B>, prefix: &str, config: &Da3Config) -> Self {
-        // CameraEnc (pose-conditioned input) is part of every checkpoint; its inference path is
-        // not implemented yet, so its weights are recognized but not loaded.
-        w.ignore_prefix(&format!("{prefix}.cam_enc."));
         Self {
             backbone: DinoV2::load(w, &format!("{prefix}.backbone.pretrained"), &config.backbone),
             head: DualDpt::load(w, &format!("{prefix}.head"), &config.head),
             cam_dec: CameraDec::load(w, &format!("{prefix}.cam_dec"), config.backbone.out_dim()),
+            cam_enc: CameraEnc::load(w, &format!("{prefix}.cam_enc"), config.backbone.embed_dim),
             config: config.clone(),
         }
     }
@@ -78,14 +80,32 @@ impl<B: Backend> Da3Model<B> {
 
     /// Images [B, S, 3, H, W] (ImageNet-normalized, H and W multiples of 14) -> predictions.
     pub fn forward(&self, images: Tensor<B, 5>, strategy: RefViewStrategy) -> Da3Output<B> {
-        self.forward_traced(images, strategy, None)
+        self.forward_traced(images, strategy, None, None)
     }
 
-    /// [`Self::forward`] that also records intermediate values into `trace`.
-    pub fn forward_traced(&self, images: Tensor<B, 5>, strategy: RefViewStrategy, mut trace: Option<&mut Da3Trace<B>>) -> Da3Output<B> {
+    /// [`Self::forward`] conditioned on known cameras (normalized as by
+    /// [`crate::camera_enc::normalize_extrinsics`], intrinsics at the network's resolution).
+    pub fn forward_with_cameras(&self, images: Tensor<B, 5>, cameras: &ViewCameras) -> Da3Output<B> {
+        self.forward_traced(images, RefViewStrategy::First, Some(cameras), None)
+    }
+
+    /// The forward pass, optionally conditioned on `cameras` ([B·S] entries), recording
+    /// intermediate values into `trace`.
+    pub fn forward_traced(
+        &self,
+        images: Tensor<B, 5>,
+        strategy: RefViewStrategy,
+        cameras: Option<&ViewCameras>,
+        mut trace: Option<&mut Da3Trace<B>>,
+    ) -> Da3Output<B> {
         let [b, s, _, height, width] = images.dims();
         debug_assert!(height % PATCH_SIZE == 0 && width % PATCH_SIZE == 0);
-        let features = self.backbone.forward(images, strategy, trace.as_deref_mut().map(|t| &mut t.backbone));
+        let device = images.device();
+        let condition = cameras.map(|c| self.cam_enc.forward(c, b, s, height, width, &device)); // [B, S, D]
+        if let Some(t) = trace.as_deref_mut() {
+            t.camera_condition = condition.clone();
+        }
+        let features = self.backbone.forward(images, strategy, condition, trace.as_deref_mut().map(|t| &mut t.backbone));
         if let Some(t) = trace.as_deref_mut() {
             t.features = features.iter().map(|f| f.patches.clone()).collect();
             t.camera_tokens = features.iter().map(|f| f.camera_token.clone()).collect();

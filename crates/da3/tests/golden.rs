@@ -9,6 +9,7 @@ mod common;
 
 use burn::tensor::backend::Backend;
 use common::{compare, fixtures, load_model, values, Golden};
+use da3::camera_enc::{normalize_extrinsics, Mat4, ViewCameras};
 use da3::{Da3Trace, RefViewStrategy};
 
 /// fp32 tolerance on the relative L2 error of every stage.
@@ -21,14 +22,28 @@ pub fn check_case<B: Backend>(dir: &std::path::Path, case: &str, device: &B::Dev
     let strategy: RefViewStrategy = golden.metadata["strategy"].parse().unwrap();
     let model = load_model::<B>(dir, &config, device);
     let mut trace = Da3Trace::default();
-    let out = model.forward_traced(golden.tensor::<B, 5>("images", device), strategy, Some(&mut trace));
-
     let mut failures = Vec::new();
     let mut report = Vec::new();
+    // Pose-conditioned cases: normalize the user's cameras ourselves (checked against the
+    // reference API's normalization) and run the network on them.
+    let cameras = golden.has("cameras.world_to_camera").then(|| {
+        let raw: Vec<Mat4> = matrices(&golden.get("cameras.world_to_camera").0);
+        let normalized = normalize_extrinsics(&raw);
+        let flat: Vec<f32> = normalized.iter().flatten().flatten().map(|v| *v as f32).collect();
+        let shape = golden.get("cameras.normalized").1.clone();
+        let err = compare("cameras.normalized", (flat, shape), golden.get("cameras.normalized"), TOL, &mut failures);
+        report.push(format!("cameras.normalized={err:.1e}"));
+        ViewCameras { world_to_camera: normalized, intrinsics: matrices(&golden.get("cameras.intrinsics").0) }
+    });
+    let out = model.forward_traced(golden.tensor::<B, 5>("images", device), strategy, cameras.as_ref(), Some(&mut trace));
+
     let mut check = |stage: &str, ours: (Vec<f32>, Vec<usize>), tol: f64| {
         let err = compare(stage, ours, golden.get(stage), tol, &mut failures);
         report.push(format!("{stage}={err:.1e}"));
     };
+    if let Some(condition) = trace.camera_condition.clone() {
+        check("cam_enc", values(condition), TOL);
+    }
     check("tokens", values(trace.backbone.tokens.clone().unwrap()), TOL);
     for (i, block) in trace.backbone.blocks.iter().enumerate() {
         check(&format!("block.{i}"), values(block.clone()), TOL);
@@ -55,6 +70,12 @@ pub fn check_case<B: Backend>(dir: &std::path::Path, case: &str, device: &B::Dev
     println!("{case}: {}", report.join(" "));
     assert!(failures.is_empty(), "{case}: {} stage(s) off:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// Row-major N×N matrices from flat f32 values.
+fn matrices<const N: usize>(flat: &[f32]) -> Vec<[[f64; N]; N]> {
+    flat.chunks_exact(N * N).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * N + c] as f64))).collect()
+}
+
 
 /// Tolerance of the positional-embedding check: fp32 summation noise is ~2e-6, while resizing
 /// "to size" instead of by the +0.1 scale factor is off by ~1e-1.
@@ -94,7 +115,7 @@ macro_rules! golden_tests {
 mod flex {
     golden_tests!(da3::backends::Flex, Default::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
-        tiny_s3_first, swiglu_s3, swiglu_s2,
+        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed,
     ]);
 }
 
@@ -102,7 +123,7 @@ mod flex {
 mod wgpu {
     golden_tests!(da3::backends::Wgpu, burn::backend::wgpu::WgpuDevice::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
-        tiny_s3_first, swiglu_s3, swiglu_s2,
+        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed,
     ]);
 }
 

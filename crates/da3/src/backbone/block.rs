@@ -10,8 +10,39 @@ use crate::config::{BackboneConfig, FfnKind};
 use crate::nn::{LayerNorm, Linear};
 use crate::weights::WeightLoader;
 
-/// Eps of the blocks' own LayerNorms (`ln_eps` in the reference).
-const BLOCK_NORM_EPS: f64 = 1e-6;
+/// Eps of the backbone blocks' own LayerNorms (`ln_eps` in the reference).
+pub const BACKBONE_NORM_EPS: f64 = 1e-6;
+
+/// The shape of one transformer block.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSpec {
+    /// Token width D.
+    pub dim: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// FFN kind.
+    pub ffn: FfnKind,
+    /// FFN hidden width.
+    pub ffn_hidden: usize,
+    /// Eps of `norm1` and `norm2`.
+    pub norm_eps: f64,
+    /// Whether q and k are LayerNorm-ed per head.
+    pub qk_norm: bool,
+}
+
+impl BlockSpec {
+    /// Block `i` of a DINOv2 backbone.
+    pub fn backbone(cfg: &BackboneConfig, i: usize) -> Self {
+        Self {
+            dim: cfg.embed_dim,
+            num_heads: cfg.num_heads,
+            ffn: cfg.ffn,
+            ffn_hidden: cfg.ffn_hidden(),
+            norm_eps: BACKBONE_NORM_EPS,
+            qk_norm: cfg.qknorm_start.is_some_and(|s| i >= s),
+        }
+    }
+}
 
 /// `fc1 → exact GELU → fc2` (vits, vitb, vitl).
 #[derive(Module, Debug)]
@@ -37,9 +68,9 @@ pub enum Ffn<B: Backend> {
 }
 
 impl<B: Backend> Ffn<B> {
-    fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &BackboneConfig) -> Self {
-        let (d, h) = (cfg.embed_dim, cfg.ffn_hidden());
-        match cfg.ffn {
+    fn load(w: &mut WeightLoader<B>, prefix: &str, spec: &BlockSpec) -> Self {
+        let (d, h) = (spec.dim, spec.ffn_hidden);
+        match spec.ffn {
             FfnKind::Mlp => Self::Mlp(Mlp {
                 fc1: Linear::load(w, &format!("{prefix}.fc1"), d, h, true),
                 fc2: Linear::load(w, &format!("{prefix}.fc2"), h, d, true),
@@ -78,14 +109,14 @@ pub struct Block<B: Backend> {
 
 impl<B: Backend> Block<B> {
     /// Loads block `{prefix}` (e.g. `model.backbone.pretrained.blocks.3`).
-    pub fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &BackboneConfig, qk_norm: bool) -> Self {
-        let d = cfg.embed_dim;
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, spec: &BlockSpec) -> Self {
+        let d = spec.dim;
         Self {
-            norm1: LayerNorm::load(w, &format!("{prefix}.norm1"), d, BLOCK_NORM_EPS),
-            attn: SelfAttention::load(w, &format!("{prefix}.attn"), d, cfg.num_heads, qk_norm),
+            norm1: LayerNorm::load(w, &format!("{prefix}.norm1"), d, spec.norm_eps),
+            attn: SelfAttention::load(w, &format!("{prefix}.attn"), d, spec.num_heads, spec.qk_norm),
             ls1: Param::from_tensor(w.tensor(&format!("{prefix}.ls1.gamma"), [d])),
-            norm2: LayerNorm::load(w, &format!("{prefix}.norm2"), d, BLOCK_NORM_EPS),
-            mlp: Ffn::load(w, &format!("{prefix}.mlp"), cfg),
+            norm2: LayerNorm::load(w, &format!("{prefix}.norm2"), d, spec.norm_eps),
+            mlp: Ffn::load(w, &format!("{prefix}.mlp"), spec),
             ls2: Param::from_tensor(w.tensor(&format!("{prefix}.ls2.gamma"), [d])),
         }
     }

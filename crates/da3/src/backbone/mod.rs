@@ -10,7 +10,7 @@ pub mod rope;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Int, Tensor};
 
-use self::block::Block;
+use self::block::{Block, BlockSpec};
 use self::patch_embed::PatchEmbed;
 use self::pos_embed::interpolate_pos_embed;
 use self::ref_view::{reorder_indices, restore_indices, select_reference_view, RefViewStrategy, MIN_VIEWS_FOR_SELECTION};
@@ -60,10 +60,7 @@ impl<B: Backend> DinoV2<B> {
     pub fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &BackboneConfig) -> Self {
         let d = cfg.embed_dim;
         let blocks = (0..cfg.depth)
-            .map(|i| {
-                let qk_norm = cfg.qknorm_start.is_some_and(|s| i >= s);
-                Block::load(w, &format!("{prefix}.blocks.{i}"), cfg, qk_norm)
-            })
+            .map(|i| Block::load(w, &format!("{prefix}.blocks.{i}"), &BlockSpec::backbone(cfg, i)))
             .collect();
         Self {
             patch_embed: PatchEmbed::load(w, &format!("{prefix}.patch_embed"), d),
@@ -84,10 +81,14 @@ impl<B: Backend> DinoV2<B> {
     }
 
     /// Images [B, S, 3, H, W] -> features of the four out layers, in input view order.
+    ///
+    /// `camera_tokens` [B, S, D] (from CameraEnc) replace the learned camera tokens; the
+    /// reference view is then view 0 as given (no selection, no reordering).
     pub fn forward(
         &self,
         images: Tensor<B, 5>,
         strategy: RefViewStrategy,
+        camera_tokens: Option<Tensor<B, 3>>,
         mut trace: Option<&mut BackboneTrace<B>>,
     ) -> [LayerFeatures<B>; 4] {
         let cfg = &self.config;
@@ -110,7 +111,7 @@ impl<B: Backend> DinoV2<B> {
         for (i, block) in self.blocks.iter().enumerate() {
             let uses_rope = cfg.rope_start.is_some_and(|r| i >= r);
             if let Some(alt) = cfg.alt_start {
-                if i + 1 == alt && s >= MIN_VIEWS_FOR_SELECTION {
+                if i + 1 == alt && s >= MIN_VIEWS_FOR_SELECTION && camera_tokens.is_none() {
                     let refs = self.select_references(&x, strategy);
                     x = permute_views(x, &refs, s, reorder_indices);
                     local_x = permute_views(local_x, &refs, s, reorder_indices);
@@ -120,7 +121,7 @@ impl<B: Backend> DinoV2<B> {
                     reorder = Some(refs);
                 }
                 if i == alt {
-                    x = self.insert_camera_token(x);
+                    x = self.insert_camera_token(x, camera_tokens.clone());
                     // The reference assigns the token in place (`x[:, :, 0] = cam_token`) while
                     // `local_x` is the same tensor object (every block before alt_start is
                     // local), so the local half of the features sees it too. This shows when
@@ -176,10 +177,13 @@ impl<B: Backend> DinoV2<B> {
             .collect()
     }
 
-    /// Replaces token 0 of every view: the reference camera token for view 0, the source
-    /// token for the others.
-    fn insert_camera_token(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// Replaces token 0 of every view: with `given` [B, S, D] when the cameras are known,
+    /// else with the learned reference token for view 0 and the source token for the others.
+    fn insert_camera_token(&self, x: Tensor<B, 4>, given: Option<Tensor<B, 3>>) -> Tensor<B, 4> {
         let [b, s, n, d] = x.dims();
+        if let Some(given) = given {
+            return Tensor::cat(vec![given.unsqueeze_dim::<4>(2), x.narrow(2, 1, n - 1)], 2);
+        }
         let tokens = self.camera_token.as_ref().expect("alt_start implies camera_token").val(); // [1, 2, D]
         let reference = tokens.clone().narrow(1, 0, 1).unsqueeze_dim::<4>(2).expand([b, 1, 1, d]); // [B, 1, 1, D]
         let camera = if s > 1 {
