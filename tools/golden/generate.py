@@ -39,6 +39,7 @@ from depth_anything_3.model.cam_dec import CameraDec
 from depth_anything_3.model.cam_enc import CameraEnc
 from depth_anything_3.model.da3 import DepthAnything3Net
 from depth_anything_3.model.dinov2.dinov2 import DinoV2
+from depth_anything_3.model.dpt import DPT
 from depth_anything_3.model.dualdpt import DualDPT
 from depth_anything_3.model.utils.transform import pose_encoding_to_extri_intri
 from depth_anything_3.utils.geometry import affine_inverse
@@ -54,6 +55,8 @@ golden.cam_token.{k} [1,S,C]      raw camera token of the k-th out layer
 golden.depth, golden.depth_conf  [1,S,H,W]
 golden.ray [1,S,8h,8w,6], golden.ray_conf [1,S,8h,8w]   (h, w = patch grid)
 golden.pose_enc [1,S,9], golden.extrinsics [1,S,3,4] (world-to-camera), golden.intrinsics [1,S,3,3]
+mono/metric (DPT head) cases instead of conf/ray/pose:
+golden.sky [1,S,H,W], golden.depth_sky_filled [1,S,H,W] (forward() output after sky filling)
 pose-conditioned cases only:
 golden.cameras.world_to_camera [1,S,4,4]  the user's cameras
 golden.cameras.normalized      [1,S,4,4]  after the API's _normalize_extrinsics
@@ -69,6 +72,9 @@ TINY = {
                  alt_start=4, features=16, out_channels=[8, 16, 24, 32]),
     "tiny-swiglu": dict(embed_dim=32, depth=7, num_heads=2, ffn="swiglu", out_layers=[3, 4, 5, 6],
                         alt_start=3, features=16, out_channels=[8, 16, 24, 32]),
+    # mono/metric-style: plain DINOv2 (no alternation, RoPE, QK-norm or cat token), DPT + sky.
+    "tiny-mono": dict(embed_dim=32, depth=6, num_heads=2, ffn="mlp", out_layers=[1, 3, 4, 5],
+                      alt_start=-1, features=16, out_channels=[8, 16, 24, 32], head="dpt"),
 }
 
 PRESETS = {
@@ -94,6 +100,8 @@ TINY_CASES = [
     ("tiny_s3_first", "tiny", 3, 28, 56, "first", 6),
     ("swiglu_s3", "tiny-swiglu", 3, 42, 56, "saddle_balanced", 7),
     ("swiglu_s2", "tiny-swiglu", 2, 70, 28, "saddle_balanced", 8),
+    ("mono_s1", "tiny-mono", 1, 42, 56, "saddle_balanced", 11),
+    ("mono_s3", "tiny-mono", 3, 56, 42, "saddle_balanced", 12),
 ]
 
 # Sizes (H, W) at which only the interpolated positional embedding is captured; 518x518 is the
@@ -125,13 +133,17 @@ class Hub(nn.Module):
 
 def build_tiny(cfg):
     d = cfg["embed_dim"]
+    mono = cfg.get("head") == "dpt"
     vit = vt.DinoVisionTransformer(
         img_size=518, patch_size=14, embed_dim=d, depth=cfg["depth"], num_heads=cfg["num_heads"],
         mlp_ratio=4, ffn_layer="swiglufused" if cfg["ffn"] == "swiglu" else "mlp",
         alt_start=cfg["alt_start"], qknorm_start=cfg["alt_start"], rope_start=cfg["alt_start"],
-        cat_token=True,
+        cat_token=not mono,
     )
     backbone = Backbone(vit, cfg["out_layers"])
+    if mono:
+        head = DPT(dim_in=d, output_dim=1, features=cfg["features"], out_channels=cfg["out_channels"])
+        return DepthAnything3Net(backbone, head)
     head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])
     return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d))
 
@@ -148,6 +160,17 @@ def rust_config(name, net, cfg):
     vit = net.backbone.pretrained
     d = vit.embed_dim
     ffn = "swi_glu" if cfg.get("ffn") == "swiglu" or cfg.get("name") == "vitg" else "mlp"
+    if cfg.get("head") == "dpt":
+        return {
+            "name": name,
+            "backbone": {
+                "embed_dim": d, "depth": len(vit.blocks), "num_heads": vit.num_heads, "mlp_ratio": 4,
+                "ffn": ffn, "out_layers": list(net.backbone.out_layers), "alt_start": None,
+                "qknorm_start": None, "rope_start": None, "cat_token": False,
+                "pos_grid": int(math.isqrt(vit.pos_embed.shape[1] - 1)),
+            },
+            "head": {"kind": "dpt", "dim_in": d, "features": cfg["features"], "out_channels": cfg["out_channels"]},
+        }
     return {
         "name": name,
         "backbone": {
@@ -181,9 +204,10 @@ def randomize(net, seed):
         else:
             fan_in = p[0].numel() if not isinstance(_owner(net, name), nn.ConvTranspose2d) else p.shape[0]
             p.copy_(n() / math.sqrt(fan_in))
-    # Positive fov logits: ReLU(fov) > 0 gives finite, non-degenerate intrinsics.
-    net.cam_dec.fc_fov[0].weight.mul_(0.05)
-    net.cam_dec.fc_fov[0].bias.copy_(1.0 + 0.1 * torch.rand(2, generator=g))
+    if net.cam_dec is not None:
+        # Positive fov logits: ReLU(fov) > 0 gives finite, non-degenerate intrinsics.
+        net.cam_dec.fc_fov[0].weight.mul_(0.05)
+        net.cam_dec.fc_fov[0].bias.copy_(1.0 + 0.1 * torch.rand(2, generator=g))
 
 
 def _owner(net, param_name):
@@ -299,6 +323,14 @@ def run_case(net, x, strategy, cameras=None):
         out[f"golden.feat.{k}"] = f
         out[f"golden.cam_token.{k}"] = c
     head = net.head(feats, h, w, patch_start_idx=0)
+    if net.cam_dec is None:  # mono/metric: depth and sky; forward() then fills the sky
+        out["golden.depth"], out["golden.sky"] = head["depth"], head["sky"]
+        full = net(x)
+        out["golden.depth_sky_filled"] = full.depth
+        non_sky = head["sky"] < 0.3
+        assert 10 < int(non_sky.sum()) < non_sky.numel() - 10, "tiny case must exercise the sky fill"
+        assert torch.equal(full.depth[non_sky], head["depth"][non_sky]), "staged run differs from forward()"
+        return {k: v.contiguous().float() for k, v in out.items()}
     for key in ("depth", "depth_conf", "ray", "ray_conf"):
         out[f"golden.{key}"] = head[key]
     pose_enc = net.cam_dec(feats[-1][1])

@@ -110,17 +110,28 @@ pub struct Prediction {
     pub height: usize,
     /// Width W.
     pub width: usize,
-    /// Depth along the optical axis, [S, H, W] (relative scale for the main series).
+    /// Depth along the optical axis, [S, H, W]: relative scale for the main series and
+    /// da3mono-large; for da3metric-large metres = depth · focal_px / 300. Sky pixels of
+    /// mono/metric models hold the 0.99 quantile of the non-sky depth.
     pub depth: Vec<f32>,
-    /// Confidence (≥ 1), [S, H, W].
+    /// Confidence (≥ 1), [S, H, W]; empty for mono/metric models, which predict none.
     pub conf: Vec<f32>,
-    /// World-to-camera `[R | t]` per view (OpenCV axes), [S, 3, 4].
+    /// World-to-camera `[R | t]` per view (OpenCV axes), [S, 3, 4]; empty for mono/metric.
     pub extrinsics: Vec<[[f32; 4]; 3]>,
-    /// Pinhole intrinsics in processed-image pixels per view, [S, 3, 3].
+    /// Pinhole intrinsics in processed-image pixels per view, [S, 3, 3]; empty for mono/metric.
     pub intrinsics: Vec<[[f32; 3]; 3]>,
+    /// Sky score of mono/metric models, [S, H, W] (sky where ≥ 0.5).
+    pub sky: Option<Vec<f32>>,
+    /// Whether depth is metric up to the focal length (da3metric-large).
+    pub is_metric: bool,
 }
 
 impl Prediction {
+    /// Whether confidence and cameras were predicted (main-series models).
+    pub fn has_cameras(&self) -> bool {
+        !self.extrinsics.is_empty()
+    }
+
     /// Depth of view `i`, [H, W] row-major.
     pub fn depth_of(&self, i: usize) -> &[f32] {
         let n = self.height * self.width;
@@ -173,13 +184,25 @@ impl<B: Backend> Da3<B> {
         let (s, h, w) = (views.count(), views.height(), views.width());
         let images = Tensor::<B, 5>::from_data(TensorData::new(views.data().to_vec(), [1, s, 3, h, w]), &self.device);
         let out = self.model.forward(images, strategy);
-        let depth = to_vec(out.depth);
-        let conf = to_vec(out.depth_conf);
-        let ext = to_vec(out.extrinsics);
-        let ixt = to_vec(out.intrinsics);
-        let extrinsics = ext.chunks_exact(12).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 4 + c]))).collect();
-        let intrinsics = ixt.chunks_exact(9).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 3 + c]))).collect();
-        Ok(Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics })
+        let mut depth = to_vec(out.depth);
+        let sky = out.sky.map(to_vec);
+        if let Some(sky) = &sky {
+            crate::sky::fill_sky_depth(&mut depth, sky, crate::sky::DEFAULT_SKY_SEED);
+        }
+        let (conf, extrinsics, intrinsics) = match out.cameras {
+            Some(cams) => {
+                let ext = to_vec(cams.extrinsics);
+                let ixt = to_vec(cams.intrinsics);
+                (
+                    to_vec(cams.depth_conf),
+                    ext.chunks_exact(12).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 4 + c]))).collect(),
+                    ixt.chunks_exact(9).map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 3 + c]))).collect(),
+                )
+            }
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        let is_metric = self.model.config().metric;
+        Ok(Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics, sky, is_metric })
     }
 }
 

@@ -67,9 +67,23 @@ impl BackboneConfig {
     }
 }
 
-/// The DualDPT head: depth + confidence and the ray branch.
+/// Which dense head a model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// DualDPT: depth + confidence and rays (main series, with the camera modules).
+    #[default]
+    DualDpt,
+    /// DPT: depth and sky (mono and metric models).
+    Dpt,
+}
+
+/// A DPT-style head: the reassembly widths shared by DualDPT and DPT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DualDptConfig {
+pub struct HeadConfig {
+    /// The kind of head.
+    #[serde(default)]
+    pub kind: HeadKind,
     /// Input feature width (2D with `cat_token`).
     pub dim_in: usize,
     /// Fusion width F.
@@ -78,26 +92,35 @@ pub struct DualDptConfig {
     pub out_channels: [usize; 4],
 }
 
-/// A whole DA3 network of the main series (backbone, DualDPT, camera decoder).
+/// A whole DA3 network: backbone and head, plus the camera modules for the main series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Da3Config {
     /// Name used in messages (a preset name or a user label).
     pub name: String,
     /// Backbone.
     pub backbone: BackboneConfig,
-    /// Depth/ray head.
-    pub head: DualDptConfig,
+    /// Dense head.
+    pub head: HeadConfig,
+    /// Whether depth is metric up to the focal length: metres = depth · focal_px / 300
+    /// (da3metric-large).
+    #[serde(default)]
+    pub metric: bool,
 }
 
 /// Pixels per patch side; fixed by the checkpoints.
 pub const PATCH_SIZE: usize = 14;
 
 /// Names of the built-in presets.
-pub const PRESETS: [&str; 4] = ["da3-small", "da3-base", "da3-large", "da3-giant"];
+pub const PRESETS: [&str; 6] = ["da3-small", "da3-base", "da3-large", "da3-giant", "da3mono-large", "da3metric-large"];
 
 impl Da3Config {
     /// The preset of that name (`da3-small`, `da3-base`, `da3-large`, `da3-giant`).
     pub fn preset(name: &str) -> Result<Self, Da3Error> {
+        if let Some(kind) = name.strip_prefix("da3").and_then(|n| n.strip_suffix("-large")) {
+            if kind == "mono" || kind == "metric" {
+                return Ok(Self::mono_large(name, kind == "metric"));
+            }
+        }
         let (d, depth, heads, ffn, out_layers, alt, f, oc) = match name {
             "da3-small" => (384, 12, 6, FfnKind::Mlp, [5, 7, 9, 11], 4, 64, [48, 96, 192, 384]),
             "da3-base" => (768, 12, 12, FfnKind::Mlp, [5, 7, 9, 11], 4, 128, [96, 192, 384, 768]),
@@ -105,8 +128,8 @@ impl Da3Config {
             "da3-giant" => (1536, 40, 24, FfnKind::SwiGlu, [19, 27, 33, 39], 13, 256, [256, 512, 1024, 1024]),
             other => {
                 return Err(Da3Error::Config(format!(
-                    "unknown model `{other}`; known presets: {} (mono, metric and nested models \
-                     are not supported yet)",
+                    "unknown model `{other}`; known presets: {} (the nested giant+metric model is \
+                     not supported yet)",
                     PRESETS.join(", ")
                 )))
             }
@@ -126,8 +149,32 @@ impl Da3Config {
                 cat_token: true,
                 pos_grid: 37,
             },
-            head: DualDptConfig { dim_in: 2 * d, features: f, out_channels: oc },
+            head: HeadConfig { kind: HeadKind::DualDpt, dim_in: 2 * d, features: f, out_channels: oc },
+            metric: false,
         })
+    }
+
+    /// `da3mono-large` / `da3metric-large`: a plain DINOv2 vitl (no alternation, RoPE or cat
+    /// token, fully normed out layers [4, 11, 17, 23]) with the DPT head and its sky branch.
+    fn mono_large(name: &str, metric: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            backbone: BackboneConfig {
+                embed_dim: 1024,
+                depth: 24,
+                num_heads: 16,
+                mlp_ratio: 4,
+                ffn: FfnKind::Mlp,
+                out_layers: [4, 11, 17, 23],
+                alt_start: None,
+                qknorm_start: None,
+                rope_start: None,
+                cat_token: false,
+                pos_grid: 37,
+            },
+            head: HeadConfig { kind: HeadKind::Dpt, dim_in: 1024, features: 256, out_channels: [256, 512, 1024, 1024] },
+            metric,
+        }
     }
 
     /// Reads a `config.json`: the Hub form `{"model_name": "da3-large"}` or a full config.
@@ -162,8 +209,8 @@ impl Da3Config {
         if self.head.features % 4 != 0 {
             return err("head features must be divisible by 4 (UV embedding)".into());
         }
-        if b.alt_start.is_none() {
-            return err("plain DINOv2 backbones (mono/metric models) are not supported yet".into());
+        if self.head.kind == HeadKind::DualDpt && b.alt_start.is_none() {
+            return err("a DualDPT model needs alternating attention (alt_start) for its camera token".into());
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! The DA3 network of the main series: backbone → DualDPT (depth, confidence, rays) and
-//! CameraDec (poses), on [B, S, 3, H, W] device tensors.
+//! The DA3 network: backbone → DualDPT (depth, confidence, rays) and CameraDec (poses) for
+//! the main series, or backbone → DPT (depth, sky) for the mono and metric models, on
+//! [B, S, 3, H, W] device tensors.
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
@@ -8,15 +9,24 @@ pub use crate::backbone::ref_view::RefViewStrategy;
 use crate::backbone::{BackboneTrace, DinoV2, LayerFeatures};
 use crate::camera::{pose_encoding_to_extrinsics_intrinsics, CameraDec};
 use crate::camera_enc::{CameraEnc, ViewCameras};
-use crate::config::{Da3Config, PATCH_SIZE};
-use crate::head::DualDpt;
+use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
+use crate::head::{Dpt, DualDpt};
 use crate::weights::WeightLoader;
 
 /// Everything the network predicts for B scenes of S views.
 #[derive(Debug, Clone)]
 pub struct Da3Output<B: Backend> {
-    /// Depth, [B, S, H, W].
+    /// Depth, [B, S, H, W] (before sky filling for mono/metric models, see `crate::sky`).
     pub depth: Tensor<B, 4>,
+    /// Camera outputs of the main series (`None` for mono/metric models).
+    pub cameras: Option<CameraOutput<B>>,
+    /// Sky score of the mono/metric models, [B, S, H, W].
+    pub sky: Option<Tensor<B, 4>>,
+}
+
+/// The DualDPT and CameraDec outputs of a main-series model.
+#[derive(Debug, Clone)]
+pub struct CameraOutput<B: Backend> {
     /// Depth confidence (≥ 1), [B, S, H, W].
     pub depth_conf: Tensor<B, 4>,
     /// Per-pixel rays (direction 0..3, origin 3..6) at 8× the patch grid, [B, S, 8h, 8w, 6].
@@ -29,6 +39,23 @@ pub struct Da3Output<B: Backend> {
     pub extrinsics: Tensor<B, 4>,
     /// Intrinsics in pixels with the principal point at the centre, [B, S, 3, 3].
     pub intrinsics: Tensor<B, 4>,
+}
+
+/// The heads of a main-series model: DualDPT and the camera encoder/decoder.
+#[derive(Module, Debug)]
+pub struct MainHeads<B: Backend> {
+    head: DualDpt<B>,
+    cam_dec: CameraDec<B>,
+    cam_enc: CameraEnc<B>,
+}
+
+/// What runs on the backbone features.
+#[derive(Module, Debug)]
+pub enum Heads<B: Backend> {
+    /// Main series: depth, confidence, rays and cameras.
+    Main(MainHeads<B>),
+    /// Mono and metric models: depth and sky.
+    Mono(Dpt<B>),
 }
 
 /// Intermediate values of a forward pass, for parity tests.
@@ -44,13 +71,11 @@ pub struct Da3Trace<B: Backend> {
     pub camera_condition: Option<Tensor<B, 3>>,
 }
 
-/// `DepthAnything3Net` for the main series (small, base, large, giant).
+/// `DepthAnything3Net`: the main series (small, base, large, giant) and mono/metric-large.
 #[derive(Module, Debug)]
 pub struct Da3Model<B: Backend> {
     backbone: DinoV2<B>,
-    head: DualDpt<B>,
-    cam_dec: CameraDec<B>,
-    cam_enc: CameraEnc<B>,
+    heads: Heads<B>,
     #[module(skip)]
     config: Da3Config,
 }
@@ -59,11 +84,18 @@ impl<B: Backend> Da3Model<B> {
     /// Builds the network from a checkpoint whose keys start with `{prefix}.` (`model` on the
     /// Hub). Problems are recorded in the loader; call `finish` on it afterwards.
     pub fn load(w: &mut WeightLoader<B>, prefix: &str, config: &Da3Config) -> Self {
+        let head_prefix = format!("{prefix}.head");
+        let heads = match config.head.kind {
+            HeadKind::DualDpt => Heads::Main(MainHeads {
+                head: DualDpt::load(w, &head_prefix, &config.head),
+                cam_dec: CameraDec::load(w, &format!("{prefix}.cam_dec"), config.backbone.out_dim()),
+                cam_enc: CameraEnc::load(w, &format!("{prefix}.cam_enc"), config.backbone.embed_dim),
+            }),
+            HeadKind::Dpt => Heads::Mono(Dpt::load(w, &head_prefix, &config.head)),
+        };
         Self {
             backbone: DinoV2::load(w, &format!("{prefix}.backbone.pretrained"), &config.backbone),
-            head: DualDpt::load(w, &format!("{prefix}.head"), &config.head),
-            cam_dec: CameraDec::load(w, &format!("{prefix}.cam_dec"), config.backbone.out_dim()),
-            cam_enc: CameraEnc::load(w, &format!("{prefix}.cam_enc"), config.backbone.embed_dim),
+            heads,
             config: config.clone(),
         }
     }
@@ -85,8 +117,14 @@ impl<B: Backend> Da3Model<B> {
 
     /// [`Self::forward`] conditioned on known cameras (normalized as by
     /// [`crate::camera_enc::normalize_extrinsics`], intrinsics at the network's resolution).
+    /// The cameras are ignored by mono/metric models, which have no camera modules.
     pub fn forward_with_cameras(&self, images: Tensor<B, 5>, cameras: &ViewCameras) -> Da3Output<B> {
         self.forward_traced(images, RefViewStrategy::First, Some(cameras), None)
+    }
+
+    /// Whether the model predicts cameras (the main series).
+    pub fn has_cameras(&self) -> bool {
+        matches!(self.heads, Heads::Main(_))
     }
 
     /// The forward pass, optionally conditioned on `cameras` ([B·S] entries), recording
@@ -101,7 +139,10 @@ impl<B: Backend> Da3Model<B> {
         let [b, s, _, height, width] = images.dims();
         debug_assert!(height % PATCH_SIZE == 0 && width % PATCH_SIZE == 0);
         let device = images.device();
-        let condition = cameras.map(|c| self.cam_enc.forward(c, b, s, height, width, &device)); // [B, S, D]
+        let condition = match (cameras, &self.heads) {
+            (Some(c), Heads::Main(main)) => Some(main.cam_enc.forward(c, b, s, height, width, &device)), // [B, S, D]
+            _ => None,
+        };
         if let Some(t) = trace.as_deref_mut() {
             t.camera_condition = condition.clone();
         }
@@ -115,18 +156,33 @@ impl<B: Backend> Da3Model<B> {
             let [_, _, n, c] = patches.dims();
             patches.reshape([b * s, n, c]) // [BS, N, C]
         });
-        let head = self.head.forward(head_in, height, width);
-        let pose_enc = self.cam_dec.forward(camera_token);
-        let (extrinsics, intrinsics) = pose_encoding_to_extrinsics_intrinsics(pose_enc.clone(), height, width);
-        let [_, rh, rw, _] = head.ray.dims();
-        Da3Output {
-            depth: head.depth.reshape([b, s, height, width]),
-            depth_conf: head.depth_conf.reshape([b, s, height, width]),
-            ray: head.ray.reshape([b, s, rh, rw, 6]),
-            ray_conf: head.ray_conf.reshape([b, s, rh, rw]),
-            pose_enc,
-            extrinsics,
-            intrinsics,
+        match &self.heads {
+            Heads::Main(main) => {
+                let head = main.head.forward(head_in, height, width);
+                let pose_enc = main.cam_dec.forward(camera_token);
+                let (extrinsics, intrinsics) = pose_encoding_to_extrinsics_intrinsics(pose_enc.clone(), height, width);
+                let [_, rh, rw, _] = head.ray.dims();
+                Da3Output {
+                    depth: head.depth.reshape([b, s, height, width]),
+                    cameras: Some(CameraOutput {
+                        depth_conf: head.depth_conf.reshape([b, s, height, width]),
+                        ray: head.ray.reshape([b, s, rh, rw, 6]),
+                        ray_conf: head.ray_conf.reshape([b, s, rh, rw]),
+                        pose_enc,
+                        extrinsics,
+                        intrinsics,
+                    }),
+                    sky: None,
+                }
+            }
+            Heads::Mono(head) => {
+                let out = head.forward(head_in, height, width);
+                Da3Output {
+                    depth: out.depth.reshape([b, s, height, width]),
+                    cameras: None,
+                    sky: Some(out.sky.reshape([b, s, height, width])),
+                }
+            }
         }
     }
 }

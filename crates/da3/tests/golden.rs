@@ -52,13 +52,27 @@ pub fn check_case<B: Backend>(dir: &std::path::Path, case: &str, device: &B::Dev
         check(&format!("feat.{k}"), values(trace.features[k].clone()), TOL);
         check(&format!("cam_token.{k}"), values(trace.camera_tokens[k].clone()), TOL);
     }
-    check("depth", values(out.depth), TOL);
-    check("depth_conf", values(out.depth_conf), TOL);
-    check("ray", values(out.ray), TOL);
-    check("ray_conf", values(out.ray_conf), TOL);
-    check("pose_enc", values(out.pose_enc), TOL);
-    check("extrinsics", values(out.extrinsics), TOL);
-    check("intrinsics", values(out.intrinsics), TOL);
+    check("depth", values(out.depth.clone()), TOL);
+    match (out.cameras, out.sky) {
+        (Some(cams), None) => {
+            check("depth_conf", values(cams.depth_conf), TOL);
+            check("ray", values(cams.ray), TOL);
+            check("ray_conf", values(cams.ray_conf), TOL);
+            check("pose_enc", values(cams.pose_enc), TOL);
+            check("extrinsics", values(cams.extrinsics), TOL);
+            check("intrinsics", values(cams.intrinsics), TOL);
+        }
+        (None, Some(sky)) => {
+            let sky = values(sky);
+            check("sky", sky.clone(), TOL);
+            // The network's sky post-processing: every non-sky pixel is used (< 100k), so the
+            // filled depth must match the reference's forward() output.
+            let (mut depth, shape) = values(out.depth);
+            da3::sky::fill_sky_depth(&mut depth, &sky.0, da3::sky::DEFAULT_SKY_SEED).expect("both classes present");
+            check("depth_sky_filled", (depth, shape), TOL);
+        }
+        _ => panic!("a model predicts either cameras or sky"),
+    }
     if golden.has("ref_index") {
         let ours = values(trace.backbone.ref_index.clone().expect("reference view selected").float());
         if ours.0 != golden.get("ref_index").0 {
@@ -115,7 +129,7 @@ macro_rules! golden_tests {
 mod flex {
     golden_tests!(da3::backends::Flex, Default::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
-        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed,
+        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
     ]);
 }
 
@@ -123,7 +137,7 @@ mod flex {
 mod wgpu {
     golden_tests!(da3::backends::Wgpu, burn::backend::wgpu::WgpuDevice::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
-        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed,
+        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
     ]);
 }
 

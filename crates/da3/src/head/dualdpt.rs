@@ -6,10 +6,11 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::fusion::FusionChain;
+use super::reassemble::{channel, OutputNeck, Reassemble, NECK_HIDDEN as HIDDEN_OUT};
 use super::upsample::resize_bilinear_aligned;
 use super::uv_embed::add_uv_embedding;
-use crate::config::{DualDptConfig, PATCH_SIZE};
-use crate::nn::{Conv2d, ConvSpec, ConvTranspose2d, LayerNorm};
+use crate::config::{HeadConfig, PATCH_SIZE};
+use crate::nn::{Conv2d, ConvSpec, LayerNorm};
 use crate::weights::WeightLoader;
 
 /// Frames the head processes at once (`chunk_size` of the reference); bounds peak memory.
@@ -17,9 +18,6 @@ const CHUNK_FRAMES: usize = 8;
 
 /// Epsilon of the head's LayerNorms (PyTorch default).
 const LN_EPS: f64 = 1e-5;
-
-/// Width of the last hidden layer of both output branches (`head_features_2`).
-const HIDDEN_OUT: usize = 32;
 
 /// Index of the only aux pyramid level whose output is used (the finest).
 const AUX_LEVEL: usize = 3;
@@ -42,26 +40,16 @@ pub struct HeadOutput<B: Backend> {
 pub struct DualDpt<B: Backend> {
     /// LayerNorm over the 2D-wide tokens (`norm`).
     norm: LayerNorm<B>,
-    /// 1×1 projections 2D -> oc[k] (`projects.k`).
-    projects: Vec<Conv2d<B>>,
-    /// Stage 0: ConvTranspose 4×4 stride 4 (`resize_layers.0`).
-    resize_up4: ConvTranspose2d<B>,
-    /// Stage 1: ConvTranspose 2×2 stride 2 (`resize_layers.1`).
-    resize_up2: ConvTranspose2d<B>,
-    /// Stage 3: Conv 3×3 stride 2 (`resize_layers.3`); stage 2 is the identity.
-    resize_down2: Conv2d<B>,
-    /// 3×3 adapters oc[k] -> F without bias (`scratch.layer{k+1}_rn`).
-    layer_rn: Vec<Conv2d<B>>,
+    /// Projections, resize layers and 3×3 adapters of the four stages.
+    reassemble: Reassemble<B>,
     /// Main fusion chain (`scratch.refinenet{1..4}`).
     fusion: FusionChain<B>,
     /// Aux fusion chain (`scratch.refinenet{1..4}_aux`).
     fusion_aux: FusionChain<B>,
     /// 3×3 F -> F/2 (`scratch.output_conv1`).
     output_conv1: Conv2d<B>,
-    /// 3×3 F/2 -> 32 (`scratch.output_conv2.0`).
-    output_conv2_hidden: Conv2d<B>,
-    /// 1×1 32 -> 2 (`scratch.output_conv2.2`).
-    output_conv2_out: Conv2d<B>,
+    /// 3×3 F/2 -> 32 -> ReLU -> 1×1 -> 2 (`scratch.output_conv2`).
+    output_conv2: OutputNeck<B>,
     /// Five plain 3×3 convs F -> F/2 -> F -> F/2 -> F -> F/2 (`scratch.output_conv1_aux.3`).
     aux_conv1: Vec<Conv2d<B>>,
     /// 3×3 F/2 -> 32 (`scratch.output_conv2_aux.3.0`).
@@ -75,39 +63,16 @@ pub struct DualDpt<B: Backend> {
 impl<B: Backend> DualDpt<B> {
     /// Loads the head stored under `prefix` (e.g. `model.head`). The unused aux levels 0..2
     /// are marked as ignored, not loaded.
-    pub fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &DualDptConfig) -> Self {
-        let (oc, f) = (cfg.out_channels, cfg.features);
+    pub fn load(w: &mut WeightLoader<B>, prefix: &str, cfg: &HeadConfig) -> Self {
+        let f = cfg.features;
         let scratch = format!("{prefix}.scratch");
-        let projects = (0..4)
-            .map(|k| Conv2d::load(w, &format!("{prefix}.projects.{k}"), ConvSpec::same(cfg.dim_in, oc[k], 1)))
-            .collect();
-        let down2 = ConvSpec { c_in: oc[3], c_out: oc[3], kernel: 3, stride: 2, padding: 1, bias: true };
-        let layer_rn = (0..4)
-            .map(|k| {
-                let spec = ConvSpec { bias: false, ..ConvSpec::same(oc[k], f, 3) };
-                Conv2d::load(w, &format!("{scratch}.layer{}_rn", k + 1), spec)
-            })
-            .collect();
         Self {
             norm: LayerNorm::load(w, &format!("{prefix}.norm"), cfg.dim_in, LN_EPS),
-            projects,
-            resize_up4: ConvTranspose2d::load(w, &format!("{prefix}.resize_layers.0"), oc[0], 4),
-            resize_up2: ConvTranspose2d::load(w, &format!("{prefix}.resize_layers.1"), oc[1], 2),
-            resize_down2: Conv2d::load(w, &format!("{prefix}.resize_layers.3"), down2),
-            layer_rn,
+            reassemble: Reassemble::load(w, prefix, cfg),
             fusion: FusionChain::load(w, &scratch, "", f),
             fusion_aux: FusionChain::load(w, &scratch, "_aux", f),
             output_conv1: Conv2d::load(w, &format!("{scratch}.output_conv1"), ConvSpec::same(f, f / 2, 3)),
-            output_conv2_hidden: Conv2d::load(
-                w,
-                &format!("{scratch}.output_conv2.0"),
-                ConvSpec::same(f / 2, HIDDEN_OUT, 3),
-            ),
-            output_conv2_out: Conv2d::load(
-                w,
-                &format!("{scratch}.output_conv2.2"),
-                ConvSpec::same(HIDDEN_OUT, 2, 1),
-            ),
+            output_conv2: OutputNeck::load(w, &format!("{scratch}.output_conv2"), f / 2, 2),
             aux_conv1: load_aux_conv1(w, &scratch, f),
             aux_conv2_hidden: Conv2d::load(
                 w,
@@ -145,7 +110,7 @@ impl<B: Backend> DualDpt<B> {
         let (ph, pw) = (h / PATCH_SIZE, w / PATCH_SIZE);
         let aspect = w as f64 / h as f64;
         // Stage k, then its 3×3 adapter: [BS, N, dim_in] -> [BS, F, h_k, w_k].
-        let adapted = |k: usize, x| self.layer_rn[k].forward(self.stage(k, x, ph, pw, aspect));
+        let adapted = |k: usize, x| self.stage(k, x, ph, pw, aspect);
         let [f0, f1, f2, f3] = feats;
         let layers = [adapted(0, f0), adapted(1, f1), adapted(2, f2), adapted(3, f3)];
         let (depth, depth_conf) = self.main_branch(&layers, ph, pw, aspect);
@@ -153,21 +118,15 @@ impl<B: Backend> DualDpt<B> {
         HeadOutput { depth, depth_conf, ray, ray_conf }
     }
 
-    /// Stage `k`: norm, tokens to map, projection, UV embedding, resize:
-    /// [BS, ph·pw, dim_in] -> [BS, oc[k], ph·{4,2,1,½}, pw·{4,2,1,½}].
+    /// Stage `k`: norm, tokens to map, projection, UV embedding, resize, adapter:
+    /// [BS, ph·pw, dim_in] -> [BS, F, ph·{4,2,1,½}, pw·{4,2,1,½}].
     fn stage(&self, k: usize, tokens: Tensor<B, 3>, ph: usize, pw: usize, aspect: f64) -> Tensor<B, 4> {
         let [bs, n, c] = tokens.dims();
         assert_eq!(n, ph * pw, "head stage {k}: {n} tokens for a {ph}x{pw} patch grid");
         let x = self.norm.forward(tokens); // [BS, N, C]
         let x = x.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
-        let x = self.projects[k].forward(x); // [BS, oc_k, ph, pw]
-        let x = add_uv_embedding(x, aspect);
-        match k {
-            0 => self.resize_up4.forward(x),   // [BS, oc0, 4ph, 4pw]
-            1 => self.resize_up2.forward(x),   // [BS, oc1, 2ph, 2pw]
-            2 => x,                            // [BS, oc2, ph, pw]
-            _ => self.resize_down2.forward(x), // [BS, oc3, ⌈ph/2⌉, ⌈pw/2⌉]
-        }
+        let x = self.reassemble.project(k, x); // [BS, oc_k, ph, pw]
+        self.reassemble.resize_adapt(k, add_uv_embedding(x, aspect))
     }
 
     /// Depth and its confidence at image resolution: each [BS, 14ph, 14pw].
@@ -182,8 +141,7 @@ impl<B: Backend> DualDpt<B> {
         let x = self.output_conv1.forward(x); // [BS, F/2, 8ph, 8pw]
         let x = resize_bilinear_aligned(x, [ph * PATCH_SIZE, pw * PATCH_SIZE]); // [BS, F/2, H, W]
         let x = add_uv_embedding(x, aspect);
-        let x = relu(self.output_conv2_hidden.forward(x)); // [BS, 32, H, W]
-        let logits = self.output_conv2_out.forward(x); // [BS, 2, H, W]
+        let logits = self.output_conv2.forward(x); // [BS, 2, H, W]
         let depth = channel(&logits, 0).exp();
         let conf = channel(&logits, 1).exp() + 1.0;
         (depth, conf)
@@ -203,11 +161,6 @@ impl<B: Backend> DualDpt<B> {
         let conf = channel(&logits, 6).exp() + 1.0; // [BS, 8ph, 8pw]
         (ray, conf)
     }
-}
-
-/// Channel `c` of a map: [N, C, h, w] -> [N, h, w].
-fn channel<B: Backend>(x: &Tensor<B, 4>, c: usize) -> Tensor<B, 3> {
-    x.clone().narrow(1, c, 1).squeeze_dim(1)
 }
 
 /// The five convs of `scratch.output_conv1_aux.3`; marks levels 0..2 of both aux stacks ignored.

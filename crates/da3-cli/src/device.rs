@@ -1,0 +1,138 @@
+//! Runtime choice of the Burn backend among those compiled in through cargo features.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+
+use crate::UsageError;
+
+/// A backend the user can ask for with `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceKind {
+    /// Pure-Rust CPU backend (cargo feature `flex`).
+    Flex,
+    /// ndarray CPU backend (cargo feature `ndarray`).
+    Ndarray,
+    /// wgpu GPU backend: Vulkan, Metal, DX12 (cargo feature `wgpu`).
+    Wgpu,
+    /// CUDA GPU backend (cargo feature `cuda`).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// Every kind, compiled in or not.
+    pub const ALL: [DeviceKind; 4] = [Self::Flex, Self::Ndarray, Self::Wgpu, Self::Cuda];
+
+    /// The cargo feature of `da3-cli` that compiles this backend in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this binary was built with the backend.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Self::Flex => cfg!(feature = "flex"),
+            Self::Ndarray => cfg!(feature = "ndarray"),
+            Self::Wgpu => cfg!(feature = "wgpu"),
+            Self::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The kinds compiled into this binary.
+    pub fn compiled() -> Vec<DeviceKind> {
+        Self::ALL.into_iter().filter(|k| k.is_compiled()).collect()
+    }
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.feature())
+    }
+}
+
+/// Work that is generic over the backend; [`dispatch`] runs it on the chosen one.
+pub trait BackendJob {
+    /// What the job returns.
+    type Output;
+    /// Runs on backend `B` with its default device.
+    fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output>;
+}
+
+/// Runs `job` on the backend `kind` with its default device.
+///
+/// A backend that is not compiled in is a [`UsageError`] naming the cargo feature to enable;
+/// a panic inside the backend (e.g. no GPU adapter) becomes an error instead of an abort.
+pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
+    if !kind.is_compiled() {
+        let compiled: Vec<String> = DeviceKind::compiled().iter().map(|k| k.to_string()).collect();
+        return Err(UsageError(format!(
+            "device `{kind}` is not compiled into this binary (compiled in: {}); rebuild with \
+             `cargo build -p da3-cli --features {}`",
+            if compiled.is_empty() { "none".to_string() } else { compiled.join(", ") },
+            kind.feature()
+        ))
+        .into());
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| run_compiled(kind, job)));
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(anyhow::anyhow!("the `{kind}` backend failed: {msg}"))
+        }
+    }
+}
+
+#[allow(unreachable_patterns, unused_variables)]
+fn run_compiled<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
+    match kind {
+        #[cfg(feature = "flex")]
+        DeviceKind::Flex => job.run::<da3::backends::Flex>(Default::default()),
+        #[cfg(feature = "ndarray")]
+        DeviceKind::Ndarray => job.run::<da3::backends::NdArray>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => job.run::<da3::backends::Wgpu>(burn::backend::wgpu::WgpuDevice::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => job.run::<da3::backends::Cuda>(burn::backend::cuda::CudaDevice::default()),
+        _ => unreachable!("checked by is_compiled"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Name;
+    impl BackendJob for Name {
+        type Output = String;
+        fn run<B: Backend>(self, _device: B::Device) -> Result<String> {
+            Ok(B::name(&Default::default()))
+        }
+    }
+
+    #[test]
+    fn missing_backend_names_the_feature() {
+        for kind in DeviceKind::ALL.into_iter().filter(|k| !k.is_compiled()) {
+            let err = dispatch(kind, Name).unwrap_err();
+            assert!(err.downcast_ref::<UsageError>().is_some());
+            assert!(err.to_string().contains(&format!("--features {}", kind.feature())), "{err}");
+        }
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_runs() {
+        assert!(!dispatch(DeviceKind::Flex, Name).unwrap().is_empty());
+    }
+}

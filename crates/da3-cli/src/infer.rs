@@ -1,0 +1,243 @@
+//! `da3 infer`: depth, confidence and cameras for one multi-view scene.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::Backend;
+use da3::api::{RgbView, Views};
+use da3::config::PRESETS;
+use da3::{Da3, Da3Config, Prediction, RefViewStrategy};
+
+use crate::device::{dispatch, BackendJob, DeviceKind};
+use crate::images::{check_sizes, load_rgb8};
+use crate::output::write_outputs;
+use crate::UsageError;
+
+/// One-line description of `da3 infer`.
+pub const ABOUT: &str = "Predict depth, confidence and camera poses for one scene of one or more images";
+
+/// The long help text of `da3 infer` (`da3 infer --help`).
+pub const LONG_ABOUT: &str = "Predict depth, confidence and camera poses for one scene of one or more images.
+
+All images are views of the same scene and are processed jointly. They must share one size \
+whose sides are multiples of 14 (e.g. 504x378); resizing is not supported yet.
+
+Writes into --out:
+  results.npz            depth, conf [S,H,W]; extrinsics [S,3,4] (world-to-camera [R|t],
+                         OpenCV axes); intrinsics [S,3,3] (pixels); all float32
+  depth_NNNN.png         16-bit grayscale depth of view NNNN: the view's min depth -> 0,
+                         its max -> 65535, linear in between
+  depth_png_ranges.json  each view's min/max, to convert back:
+                         depth = min + png / 65535 * (max - min)
+
+Exit status: 0 on success, 1 on runtime errors, 2 on usage errors.";
+
+/// Arguments of `da3 infer`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InferArgs {
+    /// Input images (PNG or JPEG), all views of one scene; grayscale, alpha and 16-bit images
+    /// are converted to 8-bit RGB.
+    #[arg(required = true, value_name = "IMAGES")]
+    pub images: Vec<PathBuf>,
+
+    /// Model: a preset (da3-small, da3-base, da3-large, da3-giant) or the path of a
+    /// config.json (Hub form {"model_name": "da3-large"} or a full config). Default: the
+    /// config.json next to the weights file.
+    #[arg(short, long, value_name = "PRESET|CONFIG.JSON")]
+    pub model: Option<String>,
+
+    /// Model weights: a .safetensors file in the Hub layout (e.g. model.safetensors).
+    #[arg(short, long, value_name = "FILE")]
+    pub weights: PathBuf,
+
+    /// Backend to run on; only backends compiled in through the cargo features of da3-cli
+    /// are available (default build: flex, wgpu).
+    #[arg(short, long, value_enum, default_value_t = DeviceKind::Flex)]
+    pub device: DeviceKind,
+
+    /// Output directory (created if missing); the outputs of an earlier run there are replaced
+    /// (depth PNGs of views beyond this run's count are removed).
+    #[arg(short, long, value_name = "DIR", default_value = "da3-out")]
+    pub out: PathBuf,
+
+    /// How the reference view (whose camera defines the world frame) is chosen: first,
+    /// middle, saddle_balanced or saddle_sim_range.
+    #[arg(long, value_name = "STRATEGY", default_value = "saddle_balanced", value_parser = parse_strategy)]
+    pub ref_view_strategy: RefViewStrategy,
+
+    /// Print nothing on success.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_strategy(s: &str) -> Result<RefViewStrategy, String> {
+    s.parse::<RefViewStrategy>()
+}
+
+/// Chooses the model configuration from `--model` or the `config.json` next to the weights.
+/// Returns the configuration and where it came from (for the summary).
+pub fn resolve_config(model: Option<&str>, weights: &Path) -> Result<(Da3Config, String)> {
+    let config_file = match model {
+        Some(name) if PRESETS.contains(&name) => {
+            return Ok((Da3Config::preset(name)?, format!("preset {name}")));
+        }
+        Some(arg) => {
+            let path = PathBuf::from(arg);
+            if !path.is_file() {
+                return Err(UsageError(format!(
+                    "--model `{arg}` is neither a preset ({}) nor an existing config.json file",
+                    PRESETS.join(", ")
+                ))
+                .into());
+            }
+            path
+        }
+        None => {
+            let path = weights.parent().unwrap_or(Path::new("")).join("config.json");
+            if !path.is_file() {
+                return Err(UsageError(format!(
+                    "--model not given and there is no {} next to the weights; pass --model with \
+                     a preset ({}) or the path of a config.json",
+                    path.display(),
+                    PRESETS.join(", ")
+                ))
+                .into());
+            }
+            path
+        }
+    };
+    let text = std::fs::read_to_string(&config_file)
+        .with_context(|| format!("cannot read model config {}", config_file.display()))?;
+    let config = Da3Config::from_json(&text).with_context(|| format!("invalid model config {}", config_file.display()))?;
+    Ok((config, config_file.display().to_string()))
+}
+
+/// Loads the weights and predicts on one backend.
+struct InferJob<'a> {
+    config: Da3Config,
+    weights: &'a Path,
+    views: &'a Views,
+    strategy: RefViewStrategy,
+}
+
+/// A prediction with the time spent loading the model and predicting.
+struct Timed {
+    prediction: Prediction,
+    load: Duration,
+    inference: Duration,
+}
+
+impl BackendJob for InferJob<'_> {
+    type Output = Timed;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<Timed> {
+        let start = Instant::now();
+        let model = Da3::<B>::from_file(self.config, self.weights, &device)
+            .with_context(|| format!("cannot load model weights {}", self.weights.display()))?;
+        let load = start.elapsed();
+        let start = Instant::now();
+        let prediction = model.predict(self.views, self.strategy).context("inference failed")?;
+        Ok(Timed { prediction, load, inference: start.elapsed() })
+    }
+}
+
+/// Runs `da3 infer`.
+pub fn run(args: &InferArgs) -> Result<()> {
+    if !args.device.is_compiled() {
+        // Reported by dispatch with the feature to enable; fail before any slow work.
+        return dispatch(args.device, NoJob).map(|_| ());
+    }
+    let (config, config_source) = resolve_config(args.model.as_deref(), &args.weights)?;
+    if !args.weights.is_file() {
+        return Err(UsageError(format!("weights file {} not found", args.weights.display())).into());
+    }
+
+    let images = args.images.iter().map(|p| load_rgb8(p)).collect::<Result<Vec<_>>>()?;
+    let (width, height) = check_sizes(&images)?;
+    let rgb: Vec<RgbView<'_>> = images
+        .iter()
+        .map(|img| RgbView { pixels: img.rgb.as_raw(), width: width as usize, height: height as usize })
+        .collect();
+    let views = Views::from_rgb8(&rgb).context("cannot prepare the images")?;
+    drop(rgb);
+
+    let model_name = config.name.clone();
+    let job = InferJob { config, weights: &args.weights, views: &views, strategy: args.ref_view_strategy };
+    let timed = dispatch(args.device, job)?;
+    let written = write_outputs(&args.out, &timed.prediction, &args.images)?;
+
+    if !args.quiet {
+        println!(
+            "da3 infer: {} view{} of {width}x{height}, model {model_name} ({config_source}), device {}, reference view {}",
+            views.count(),
+            if views.count() == 1 { "" } else { "s" },
+            args.device,
+            strategy_name(args.ref_view_strategy),
+        );
+        println!("  load       {:>8.3} s  {}", timed.load.as_secs_f64(), args.weights.display());
+        println!("  inference  {:>8.3} s", timed.inference.as_secs_f64());
+        println!("  wrote      {}", written.npz.display());
+        for path in written.depth_pngs.iter().chain([&written.ranges]) {
+            println!("             {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The command-line name of a strategy: `SaddleBalanced` -> `saddle_balanced`.
+fn strategy_name(strategy: RefViewStrategy) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{strategy:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Placeholder job used only to get [`dispatch`]'s "not compiled in" error.
+struct NoJob;
+
+impl BackendJob for NoJob {
+    type Output = ();
+    fn run<B: Backend>(self, _device: B::Device) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_names_round_trip() {
+        for name in ["first", "middle", "saddle_balanced", "saddle_sim_range"] {
+            assert_eq!(strategy_name(name.parse().unwrap()), name);
+        }
+    }
+
+    #[test]
+    fn presets_and_missing_configs() {
+        let (cfg, src) = resolve_config(Some("da3-small"), Path::new("w.safetensors")).unwrap();
+        assert_eq!((cfg.backbone.embed_dim, src.as_str()), (384, "preset da3-small"));
+        let e = resolve_config(Some("da3-huge"), Path::new("w.safetensors")).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some() && e.to_string().contains("da3-huge"), "{e}");
+        let e = resolve_config(None, Path::new("/nonexistent/dir/w.safetensors")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/dir/config.json"), "{e}");
+    }
+
+    #[test]
+    fn config_json_next_to_weights_is_used() {
+        let dir = std::env::temp_dir().join(format!("da3-cli-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_name": "da3-base"}"#).unwrap();
+        let (cfg, _) = resolve_config(None, &dir.join("model.safetensors")).unwrap();
+        assert_eq!(cfg.backbone.embed_dim, 768);
+        std::fs::write(dir.join("config.json"), "{not json").unwrap();
+        let e = format!("{:#}", resolve_config(None, &dir.join("model.safetensors")).unwrap_err());
+        assert!(e.contains("config.json") && e.contains("invalid JSON"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

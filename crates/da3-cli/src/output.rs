@@ -1,0 +1,121 @@
+//! The files `da3 infer` writes: `results.npz`, `depth_NNNN.png` and `depth_png_ranges.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use da3::Prediction;
+
+use crate::atomic::write_atomic;
+use crate::npz::{write_npz, NpzArray};
+use crate::png16::{quantize_depth, write_png16};
+
+/// File name of the arrays, with the upstream "mini_npz" keys.
+pub const NPZ_NAME: &str = "results.npz";
+/// File name of the per-view depth ranges of the PNGs.
+pub const RANGES_NAME: &str = "depth_png_ranges.json";
+
+/// File name of view `i`'s depth PNG: `depth_0000.png`, `depth_0001.png`, ...
+pub fn depth_png_name(i: usize) -> String {
+    format!("depth_{i:04}.png")
+}
+
+/// Paths of everything [`write_outputs`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `results.npz`.
+    pub npz: PathBuf,
+    /// One 16-bit depth PNG per view.
+    pub depth_pngs: Vec<PathBuf>,
+    /// `depth_png_ranges.json`.
+    pub ranges: PathBuf,
+}
+
+/// Checks that the prediction's arrays have the sizes its `views`, `height`, `width` announce.
+pub fn check_prediction(p: &Prediction) -> Result<()> {
+    let n = p.views * p.height * p.width;
+    ensure!(
+        p.depth.len() == n && p.conf.len() == n && p.extrinsics.len() == p.views && p.intrinsics.len() == p.views,
+        "internal error: prediction for {} views of {}x{} has {} depth, {} conf, {} extrinsics, {} intrinsics values",
+        p.views,
+        p.width,
+        p.height,
+        p.depth.len(),
+        p.conf.len(),
+        p.extrinsics.len(),
+        p.intrinsics.len()
+    );
+    Ok(())
+}
+
+/// Removes `depth_NNNN.png` files for `NNNN >= views` left by an earlier run with more
+/// views (consecutive numbers only, stopping at the first missing one), so the directory
+/// never mixes scenes.
+fn remove_stale_pngs(dir: &Path, views: usize) -> Result<()> {
+    for i in views.. {
+        let path = dir.join(depth_png_name(i));
+        if !path.is_file() {
+            break;
+        }
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `results.npz` (`depth`, `conf` [S,H,W], `extrinsics` [S,3,4], `intrinsics` [S,3,3],
+/// float32), one 16-bit PNG per view and `depth_png_ranges.json` into `dir` (created if
+/// needed), replacing
+/// the outputs of an earlier run. `sources` names the input image of each view (recorded in the JSON).
+pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<Written> {
+    check_prediction(p)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    let (s, h, w) = (p.views, p.height, p.width);
+
+    let extrinsics: Vec<f32> = p.extrinsics.iter().flatten().flatten().copied().collect();
+    let intrinsics: Vec<f32> = p.intrinsics.iter().flatten().flatten().copied().collect();
+    let npz = dir.join(NPZ_NAME);
+    write_atomic(&npz, |f| {
+        write_npz(
+            f,
+            &[
+                NpzArray { name: "depth", shape: &[s, h, w], data: &p.depth },
+                NpzArray { name: "conf", shape: &[s, h, w], data: &p.conf },
+                NpzArray { name: "extrinsics", shape: &[s, 3, 4], data: &extrinsics },
+                NpzArray { name: "intrinsics", shape: &[s, 3, 3], data: &intrinsics },
+            ],
+        )?;
+        Ok(())
+    })?;
+
+    let mut depth_pngs = Vec::with_capacity(s);
+    let mut views = Vec::with_capacity(s);
+    for i in 0..s {
+        let (values, range) = quantize_depth(p.depth_of(i));
+        let name = depth_png_name(i);
+        let path = dir.join(&name);
+        write_atomic(&path, |f| Ok(write_png16(f, w as u32, h as u32, &values)?))?;
+        depth_pngs.push(path);
+        views.push(serde_json::json!({
+            "file": name,
+            "image": sources.get(i).map(|p| p.display().to_string()),
+            "min": range.min,
+            "max": range.max,
+        }));
+    }
+
+    remove_stale_pngs(dir, s)?;
+
+    let ranges = dir.join(RANGES_NAME);
+    let doc = serde_json::json!({
+        "mapping": "depth = min + png / 65535 * (max - min); png = round((depth - min) / (max - min) * 65535); non-finite depth is stored as 0",
+        "width": w,
+        "height": h,
+        "views": views,
+    });
+    write_atomic(&ranges, |f| {
+        serde_json::to_writer_pretty(&mut *f, &doc)?;
+        f.write_all(b"\n")?;
+        Ok(())
+    })?;
+    Ok(Written { npz, depth_pngs, ranges })
+}

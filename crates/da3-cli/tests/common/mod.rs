@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: scratch directories, test images, an independent
+//! `.npy` reader and access to Python numpy.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh, empty directory for one test under Cargo's per-target temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("da3-cli").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Writes a deterministic, non-constant RGB PNG of `width`x`height` (pattern varies with `seed`).
+pub fn write_rgb_png(path: &Path, width: u32, height: u32, seed: u32) {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            ((x * 255) / width.max(1)) as u8,
+            ((y * 255) / height.max(1)) as u8,
+            ((x * 7 + y * 13 + seed * 50) % 256) as u8,
+        ])
+    });
+    img.save(path).unwrap();
+}
+
+/// Runs the built `da3` binary with `args`.
+pub fn da3(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_da3")).args(args).output().expect("cannot run the da3 binary")
+}
+
+/// Whether `python3 -c "import numpy"` works; prints a notice when it does not.
+pub fn have_numpy() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("NOTICE: python3 with numpy not available; skipping the numpy cross-check");
+    }
+    ok
+}
+
+/// A float32 array read back from an `.npy` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Parses a little-endian float32, C-order `.npy` (version 1.0) without the crate's writer code.
+pub fn parse_npy(bytes: &[u8]) -> Array {
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "magic");
+    assert_eq!(&bytes[6..8], &[1, 0], "version");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + hlen) % 64, 0, "header alignment");
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let body = &bytes[10 + hlen..];
+    let n: usize = shape.iter().product();
+    assert_eq!(body.len(), 4 * n, "data length for shape {shape:?}");
+    let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Array { shape, data }
+}
+
+/// Reads every `NAME.npy` entry of an `.npz` with the zip crate's reader and [`parse_npy`].
+pub fn read_npz(path: &Path) -> BTreeMap<String, Array> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let name = entry.name().strip_suffix(".npy").expect("entries end in .npy").to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        out.insert(name, parse_npy(&bytes));
+    }
+    out
+}

@@ -1,0 +1,165 @@
+//! End-to-end `da3 infer` runs with the tiny test model of `crates/da3/tests/fixtures`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{da3, read_npz, scratch, workspace_root, write_rgb_png};
+
+const W: usize = 56;
+const H: usize = 42;
+
+/// The tiny fixture model, or `None` (with a notice) when it is absent.
+fn tiny_model() -> Option<(PathBuf, PathBuf)> {
+    let fixtures = workspace_root().join("crates/da3/tests/fixtures");
+    let (cfg, weights) = (fixtures.join("tiny.config.json"), fixtures.join("tiny.weights.safetensors"));
+    if cfg.is_file() && weights.is_file() {
+        Some((cfg, weights))
+    } else {
+        eprintln!("NOTICE: {} not found; skipping the end-to-end test", weights.display());
+        None
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Runs `da3 infer` on `views` generated images and checks everything it writes.
+fn run_and_check(name: &str, views: usize, extra: &[&str]) {
+    let Some((cfg, weights)) = tiny_model() else { return };
+    let dir = scratch(name);
+    let images: Vec<String> = (0..views)
+        .map(|i| {
+            let p = dir.join(format!("view_{i}.png"));
+            write_rgb_png(&p, W as u32, H as u32, i as u32);
+            s(&p)
+        })
+        .collect();
+    let out_dir = dir.join("out");
+    let mut args: Vec<&str> = vec!["infer"];
+    args.extend(images.iter().map(String::as_str));
+    let (cfg, weights, out_s) = (s(&cfg), s(&weights), s(&out_dir));
+    args.extend(["--model", &cfg, "--weights", &weights, "--out", &out_s, "--device", "flex"]);
+    args.extend(extra);
+    let out = da3(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "da3 infer failed:\n{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    if extra.contains(&"--quiet") {
+        assert!(stdout.is_empty(), "--quiet printed: {stdout}");
+    } else {
+        let plural = if views == 1 { "view" } else { "views" };
+        assert!(stdout.contains(&format!("{views} {plural} of 56x42")), "{stdout}");
+        assert!(stdout.contains("results.npz") && stdout.contains("inference"), "{stdout}");
+    }
+
+    // results.npz: the mini_npz keys, float32, the right shapes, sane values.
+    let arrays = read_npz(&out_dir.join("results.npz"));
+    assert_eq!(arrays.keys().collect::<Vec<_>>(), ["conf", "depth", "extrinsics", "intrinsics"]);
+    assert_eq!(arrays["depth"].shape, [views, H, W]);
+    assert_eq!(arrays["conf"].shape, [views, H, W]);
+    assert_eq!(arrays["extrinsics"].shape, [views, 3, 4]);
+    assert_eq!(arrays["intrinsics"].shape, [views, 3, 3]);
+    let depth = &arrays["depth"].data;
+    assert!(depth.iter().all(|d| d.is_finite() && *d > 0.0), "depth must be finite and positive");
+    assert!(arrays["conf"].data.iter().all(|c| c.is_finite() && *c >= 1.0), "conf must be finite and >= 1");
+    assert!(arrays["extrinsics"].data.iter().chain(&arrays["intrinsics"].data).all(|v| v.is_finite()));
+    for k in arrays["intrinsics"].data.chunks_exact(9) {
+        assert!(k[0] > 0.0 && k[4] > 0.0, "focal lengths {k:?}");
+        assert_eq!((k[1], k[3], k[6], k[7], k[8]), (0.0, 0.0, 0.0, 0.0, 1.0), "pinhole layout {k:?}");
+    }
+
+    // PNGs + ranges: 16-bit, full range per view, and they convert back to the npz depth.
+    let ranges: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("depth_png_ranges.json")).unwrap()).unwrap();
+    assert_eq!(ranges["views"].as_array().unwrap().len(), views);
+    for v in 0..views {
+        let view_depth = &depth[v * H * W..(v + 1) * H * W];
+        let png_path = out_dir.join(format!("depth_{v:04}.png"));
+        let png = image::open(&png_path).unwrap();
+        assert_eq!(png.color(), image::ColorType::L16);
+        let png = png.into_luma16();
+        assert_eq!(png.dimensions(), (W as u32, H as u32));
+        let entry = &ranges["views"][v];
+        assert_eq!(entry["file"], format!("depth_{v:04}.png"));
+        assert_eq!(entry["image"], images[v]);
+        let (min, max) = (entry["min"].as_f64().unwrap() as f32, entry["max"].as_f64().unwrap() as f32);
+        assert_eq!(min, view_depth.iter().copied().fold(f32::INFINITY, f32::min));
+        assert_eq!(max, view_depth.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        assert!(max > min, "the tiny model gives non-constant depth");
+        assert_eq!(png.as_raw().iter().min(), Some(&0));
+        assert_eq!(png.as_raw().iter().max(), Some(&65535));
+        let step = (max - min) / 65535.0;
+        for (&d, &q) in view_depth.iter().zip(png.as_raw()) {
+            let back = min + q as f32 / 65535.0 * (max - min);
+            assert!((back - d).abs() <= step + 1e-6 * d.abs(), "{d} stored as {q}");
+        }
+    }
+    assert!(!out_dir.join(format!("depth_{views:04}.png")).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir).unwrap().filter_map(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        name.ends_with(".tmp").then_some(name)
+    }).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn infer_one_view() {
+    run_and_check("e2e_one", 1, &[]);
+}
+
+#[test]
+fn infer_three_views() {
+    run_and_check("e2e_three", 3, &["--ref-view-strategy", "first", "--quiet"]);
+}
+
+#[test]
+fn infer_three_views_default_strategy() {
+    run_and_check("e2e_three_default", 3, &[]);
+}
+
+#[test]
+fn rerun_with_fewer_views_removes_stale_pngs() {
+    // Same scratch dir: 3 views first, then 1 view into the same --out.
+    run_and_check("e2e_rerun", 3, &["--quiet"]);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("da3-cli/e2e_rerun/out");
+    assert!(out.join("depth_0002.png").is_file());
+    let Some((cfg, weights)) = tiny_model() else { return };
+    let img = out.parent().unwrap().join("view_0.png");
+    let status = da3(&["infer", &s(&img), "--model", &s(&cfg), "--weights", &s(&weights), "--out", &s(&out), "-q"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(out.join("depth_0000.png").is_file());
+    assert!(!out.join("depth_0001.png").exists() && !out.join("depth_0002.png").exists());
+    assert_eq!(read_npz(&out.join("results.npz"))["depth"].shape, [1, H, W]);
+}
+
+/// `--device wgpu` gives the same numbers as flex (lavapipe stands in for a GPU in CI).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_matches_flex() {
+    let Some((cfg, weights)) = tiny_model() else { return };
+    let dir = scratch("e2e_wgpu");
+    let images: Vec<String> = (0..2)
+        .map(|i| {
+            let p = dir.join(format!("view_{i}.png"));
+            write_rgb_png(&p, W as u32, H as u32, i as u32 + 5);
+            s(&p)
+        })
+        .collect();
+    let mut results = Vec::new();
+    for device in ["flex", "wgpu"] {
+        let out = dir.join(device);
+        let mut args = vec!["infer", &images[0], &images[1]];
+        let (cfg, weights, out_s) = (s(&cfg), s(&weights), s(&out));
+        args.extend(["--model", &cfg, "--weights", &weights, "--out", &out_s, "--device", device, "-q"]);
+        let run = da3(&args);
+        assert!(run.status.success(), "{device}: {}", String::from_utf8_lossy(&run.stderr));
+        results.push(read_npz(&out.join("results.npz")));
+    }
+    for key in ["depth", "conf", "extrinsics", "intrinsics"] {
+        let (a, b) = (&results[0][key], &results[1][key]);
+        assert_eq!(a.shape, b.shape, "{key}");
+        let diff: f64 = a.data.iter().zip(&b.data).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = a.data.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        assert!(diff <= 1e-3 * norm, "{key}: relative L2 difference {}", diff / norm);
+    }
+}
