@@ -25,7 +25,10 @@ whose sides are multiples of 14 (e.g. 504x378); resizing is not supported yet.
 
 Writes into --out:
   results.npz            depth, conf [S,H,W]; extrinsics [S,3,4] (world-to-camera [R|t],
-                         OpenCV axes); intrinsics [S,3,3] (pixels); all float32
+                         OpenCV axes); intrinsics [S,3,3] (pixels); all float32.
+                         Mono/metric models predict no conf or cameras: depth and sky
+                         [S,H,W] (sky where >= 0.5; sky depth is filled with the 0.99
+                         quantile of the rest). da3metric-large: metres = depth * focal / 300
   depth_NNNN.png         16-bit grayscale depth of view NNNN: the view's min depth -> 0,
                          its max -> 65535, linear in between
   depth_png_ranges.json  each view's min/max, to convert back:
@@ -41,7 +44,8 @@ pub struct InferArgs {
     #[arg(required = true, value_name = "IMAGES")]
     pub images: Vec<PathBuf>,
 
-    /// Model: a preset (da3-small, da3-base, da3-large, da3-giant) or the path of a
+    /// Model: a preset (da3-small, da3-base, da3-large, da3-giant, da3mono-large,
+    /// da3metric-large) or the path of a
     /// config.json (Hub form {"model_name": "da3-large"} or a full config). Default: the
     /// config.json next to the weights file.
     #[arg(short, long, value_name = "PRESET|CONFIG.JSON")]

@@ -31,11 +31,17 @@ pub struct Written {
     pub ranges: PathBuf,
 }
 
-/// Checks that the prediction's arrays have the sizes its `views`, `height`, `width` announce.
+/// Checks that the prediction's arrays have the sizes its `views`, `height`, `width` announce
+/// (confidence and cameras may be absent: mono/metric models predict none).
 pub fn check_prediction(p: &Prediction) -> Result<()> {
     let n = p.views * p.height * p.width;
+    let cameras_ok = if p.has_cameras() {
+        p.conf.len() == n && p.extrinsics.len() == p.views && p.intrinsics.len() == p.views
+    } else {
+        p.conf.is_empty() && p.intrinsics.is_empty()
+    };
     ensure!(
-        p.depth.len() == n && p.conf.len() == n && p.extrinsics.len() == p.views && p.intrinsics.len() == p.views,
+        p.depth.len() == n && cameras_ok && p.sky.as_ref().is_none_or(|sky| sky.len() == n),
         "internal error: prediction for {} views of {}x{} has {} depth, {} conf, {} extrinsics, {} intrinsics values",
         p.views,
         p.width,
@@ -63,9 +69,10 @@ fn remove_stale_pngs(dir: &Path, views: usize) -> Result<()> {
 }
 
 /// Writes `results.npz` (`depth`, `conf` [S,H,W], `extrinsics` [S,3,4], `intrinsics` [S,3,3],
-/// float32), one 16-bit PNG per view and `depth_png_ranges.json` into `dir` (created if
-/// needed), replacing
-/// the outputs of an earlier run. `sources` names the input image of each view (recorded in the JSON).
+/// float32; like upstream's mini_npz, each key only when the model predicts it, plus `sky`
+/// [S,H,W] for mono/metric models), one 16-bit PNG per view and `depth_png_ranges.json` into
+/// `dir` (created if needed), replacing the outputs of an earlier run. `sources` names the
+/// input image of each view (recorded in the JSON).
 pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<Written> {
     check_prediction(p)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
@@ -74,16 +81,18 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<
     let extrinsics: Vec<f32> = p.extrinsics.iter().flatten().flatten().copied().collect();
     let intrinsics: Vec<f32> = p.intrinsics.iter().flatten().flatten().copied().collect();
     let npz = dir.join(NPZ_NAME);
+    let (map_shape, ext_shape, ixt_shape) = ([s, h, w], [s, 3, 4], [s, 3, 3]);
+    let mut arrays = vec![NpzArray { name: "depth", shape: &map_shape, data: &p.depth }];
+    if p.has_cameras() {
+        arrays.push(NpzArray { name: "conf", shape: &map_shape, data: &p.conf });
+        arrays.push(NpzArray { name: "extrinsics", shape: &ext_shape, data: &extrinsics });
+        arrays.push(NpzArray { name: "intrinsics", shape: &ixt_shape, data: &intrinsics });
+    }
+    if let Some(sky) = &p.sky {
+        arrays.push(NpzArray { name: "sky", shape: &map_shape, data: sky });
+    }
     write_atomic(&npz, |f| {
-        write_npz(
-            f,
-            &[
-                NpzArray { name: "depth", shape: &[s, h, w], data: &p.depth },
-                NpzArray { name: "conf", shape: &[s, h, w], data: &p.conf },
-                NpzArray { name: "extrinsics", shape: &[s, 3, 4], data: &extrinsics },
-                NpzArray { name: "intrinsics", shape: &[s, 3, 3], data: &intrinsics },
-            ],
-        )?;
+        write_npz(f, &arrays)?;
         Ok(())
     })?;
 

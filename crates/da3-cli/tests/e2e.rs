@@ -163,3 +163,26 @@ fn wgpu_matches_flex() {
         assert!(diff <= 1e-3 * norm, "{key}: relative L2 difference {}", diff / norm);
     }
 }
+
+/// A mono/metric-style model (tiny DPT + sky fixture) writes depth and sky, no conf or
+/// cameras, and its sky pixels all hold the one fill value of the library's sky handling.
+#[test]
+fn infer_with_a_mono_model_writes_depth_and_sky() {
+    let fixtures = workspace_root().join("crates/da3/tests/fixtures");
+    let dir = scratch("mono");
+    let image = dir.join("view.png");
+    write_rgb_png(&image, W as u32, H as u32, 7);
+    let out_dir = dir.join("out");
+    let (cfg, weights) = (s(&fixtures.join("tiny-mono.config.json")), s(&fixtures.join("tiny-mono.weights.safetensors")));
+    let out = da3(&["infer", &s(&image), "--model", &cfg, "--weights", &weights, "--out", &s(&out_dir), "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let arrays = read_npz(&out_dir.join("results.npz"));
+    assert_eq!(arrays.keys().collect::<Vec<_>>(), ["depth", "sky"]);
+    assert_eq!(arrays["sky"].shape, [1, H, W]);
+    let (depth, sky) = (&arrays["depth"].data, &arrays["sky"].data);
+    assert!(depth.iter().all(|d| d.is_finite() && *d > 0.0));
+    let sky_depths: Vec<f32> = depth.iter().zip(sky).filter(|(_, s)| **s >= da3::sky::NON_SKY_THRESHOLD).map(|(d, _)| *d).collect();
+    // Deterministic for this fixture and input: both classes are present, so the fill ran.
+    assert!(sky_depths.len() > da3::sky::MIN_CLASS_PIXELS && sky_depths.len() + da3::sky::MIN_CLASS_PIXELS < depth.len(), "{} sky pixels", sky_depths.len());
+    assert!(sky_depths.iter().all(|d| *d == sky_depths[0]), "sky pixels share the fill value");
+}

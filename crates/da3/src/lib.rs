@@ -19,6 +19,7 @@ pub mod error;
 pub mod head;
 pub mod model;
 pub mod nn;
+pub mod preprocess;
 pub mod sky;
 pub mod weights;
 
