@@ -74,7 +74,9 @@ mod tests {
                       (2, 28, -0.1110897), (2, 29, 0.790442), (2, 30, 0.3775474), (2, 31, -0.0568998)];
         for (row, col, v) in expect {
             let got = m[row * 37 + col];
-            assert!((got - v).abs() < 1e-6, "m[{row},{col}] = {got}, torch {v}");
+            // torch evaluates the coefficients in f32, we in f64: ~1e-6 apart. Resizing "to size"
+            // instead of by the scale factor would move these weights by ~0.1.
+            assert!((got - v).abs() < 5e-6, "m[{row},{col}] = {got}, torch {v}");
         }
         for r in m.chunks(37) {
             assert_eq!(r.iter().filter(|v| **v != 0.0).count(), 4);
