@@ -1,94 +1,213 @@
-//! Loading input images as RGB8 and checking the sizes `infer` can take.
+//! Reading input images: the header check against a pixel limit (decompression bombs), decoding
+//! into the layout that keeps the file's samples, and the per-image preprocessing step.
 
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use image::RgbImage;
+use da3::preprocess::{prepare, ImageRef, Options, Pixels, Plan, Prepared};
+use da3::Da3Error;
+use image::{DynamicImage, ImageReader, Limits};
 
-/// Pixels per patch side: both image sides must be multiples of this.
-pub const PATCH: u32 = da3::config::PATCH_SIZE as u32;
+/// Default of `--max-pixels`: 100 megapixels.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
-/// A decoded input image and the file it came from.
-#[derive(Debug, Clone)]
-pub struct InputImage {
-    /// The file it was read from (for messages).
-    pub path: PathBuf,
-    /// The pixels, converted to 8-bit RGB.
-    pub rgb: RgbImage,
+/// Bytes per pixel of the widest layout PNG and JPEG decode to (16-bit RGBA).
+const MAX_BYTES_PER_PIXEL: u64 = 8;
+
+/// Allocation allowance of a decoder beyond its output buffer (zlib window, text chunks,
+/// colour profiles, JPEG component planes).
+const DECODER_SLACK_BYTES: u64 = 64 << 20;
+
+/// The first part of every decoding error (tests and users look for it).
+fn cannot_decode(path: &Path) -> String {
+    format!("cannot decode image {} (supported formats: PNG, JPEG)", path.display())
 }
 
-/// Decodes a PNG or JPEG file (format guessed from its content) and converts it to RGB8
-/// (grayscale, alpha and 16-bit images included).
-pub fn load_rgb8(path: &Path) -> Result<InputImage> {
-    let reader = image::ImageReader::open(path).with_context(|| format!("cannot open image {}", path.display()))?;
-    let reader = reader
+/// Opens `path` and guesses its format from the content.
+fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+    let reader = ImageReader::open(path).with_context(|| format!("cannot open image {}", path.display()))?;
+    reader.with_guessed_format().with_context(|| format!("cannot read image {}", path.display()))
+}
+
+/// The `(width, height)` an image file declares in its header, read without decoding pixels.
+pub fn read_dimensions(path: &Path) -> Result<(u32, u32)> {
+    reader(path)?.into_dimensions().with_context(|| cannot_decode(path))
+}
+
+/// `n` pixels in megapixels, for messages (`"10000"`, `"2.5"`, `"0.0024"`).
+pub fn megapixels(n: u64) -> String {
+    let mp = n as f64 / 1e6;
+    if mp >= 10.0 {
+        format!("{mp:.0}")
+    } else {
+        format!("{}", (mp * 1e4).round() / 1e4)
+    }
+}
+
+/// Refuses a `width × height` image (as declared by `path`'s header) over `max_pixels`.
+pub fn check_pixel_limit(path: &Path, (width, height): (u32, u32), max_pixels: u64) -> Result<()> {
+    let n = u64::from(width) * u64::from(height);
+    if n > max_pixels {
+        bail!(
+            "image {} is {width}x{height} pixels ({} megapixels), over the limit of {} megapixels \
+             (--max-pixels {max_pixels}); refusing to decode it (raise --max-pixels to allow it)",
+            path.display(),
+            megapixels(n),
+            megapixels(max_pixels),
+        );
+    }
+    Ok(())
+}
+
+/// Checks one input before decoding: reads its header, refuses it if it is over `max_pixels`,
+/// plans its preprocessing and refuses sizes the plan rejects (too small or elongated) or
+/// whose resized image would be over `max_pixels` (a large `--process-res`). Errors name the
+/// file.
+pub fn check_input(path: &Path, options: &Options, max_pixels: u64) -> Result<Plan> {
+    let (width, height) = read_dimensions(path)?;
+    check_pixel_limit(path, (width, height), max_pixels)?;
+    let plan = Plan::new(width as usize, height as usize, options.process_res, options.method)
+        .with_context(|| format!("cannot preprocess image {} ({width}x{height})", path.display()))?;
+    let pixels = |(w, h): (usize, usize)| (w as u64).saturating_mul(h as u64);
+    let largest = if pixels(plan.resized) >= pixels(plan.size) { plan.resized } else { plan.size };
+    let n = pixels(largest);
+    if n > max_pixels {
+        bail!(
+            "image {} ({width}x{height}) would be resized to {}x{} pixels ({} megapixels) at \
+             --process-res {}, over the limit of {} megapixels (--max-pixels {max_pixels})",
+            path.display(),
+            largest.0,
+            largest.1,
+            megapixels(n),
+            options.process_res,
+            megapixels(max_pixels),
+        );
+    }
+    Ok(plan)
+}
+
+/// The `image` decoder limits for `max_pixels`: no side longer than `max_pixels`, and
+/// allocations up to a 16-bit RGBA image of `max_pixels` plus some decoder overhead.
+pub fn decoder_limits(max_pixels: u64) -> Limits {
+    let mut limits = Limits::default();
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL).saturating_add(DECODER_SLACK_BYTES));
+    limits
+}
+
+/// Decodes a PNG or JPEG file (format guessed from the content) as the `image` crate gives it:
+/// the file's bit depth and channels are kept, palette images are expanded to RGB(A), and the
+/// EXIF orientation is **not** applied (neither does the reference). PNG samples are exactly
+/// Pillow's; JPEG files are decoded by `zune-jpeg`, whose IDCT and chroma upsampling differ
+/// from Pillow's libjpeg-turbo by a few levels on some samples. Truncated JPEGs, which that
+/// decoder would fill in, are refused as Pillow refuses them ([`crate::jpeg::is_truncated`]).
+/// The decoder runs under [`decoder_limits`]`(max_pixels)`; call [`check_input`] first for a
+/// clear message.
+pub fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    if crate::jpeg::is_truncated(&bytes) {
+        bail!("{}: the JPEG data is truncated (the file ends before its end-of-image marker)", cannot_decode(path));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?;
-    let decoded = reader
-        .decode()
-        .with_context(|| format!("cannot decode image {} (supported formats: PNG, JPEG)", path.display()))?;
-    Ok(InputImage { path: path.to_path_buf(), rgb: decoded.to_rgb8() })
+    reader.limits(decoder_limits(max_pixels));
+    reader.decode().with_context(|| cannot_decode(path))
 }
 
-/// The nearest smaller size with both sides multiples of 14 (at least 14).
-pub fn patch_aligned(width: u32, height: u32) -> (u32, u32) {
-    ((width / PATCH).max(1) * PATCH, (height / PATCH).max(1) * PATCH)
+/// The preprocessing of one decoded image ([`da3::preprocess::prepare`]), with its samples
+/// handed over in the matching [`Pixels`] layout so that the library converts them to RGB
+/// exactly as Pillow does (16-bit gray is clipped, other 16-bit layouts keep the high byte).
+///
+/// Layouts without a [`Pixels`] variant (32-bit float images, which PNG and JPEG decoding do
+/// not produce) are first converted to 8-bit RGB with the `image` crate's `to_rgb8` (values
+/// in [0, 1] scaled to 0..=255, alpha dropped).
+pub fn prepare_decoded(image: &DynamicImage, options: &Options) -> Result<Prepared, Da3Error> {
+    let fallback;
+    let pixels = match image {
+        DynamicImage::ImageLuma8(b) => Pixels::Gray8(b.as_raw()),
+        DynamicImage::ImageLumaA8(b) => Pixels::GrayAlpha8(b.as_raw()),
+        DynamicImage::ImageRgb8(b) => Pixels::Rgb8(b.as_raw()),
+        DynamicImage::ImageRgba8(b) => Pixels::Rgba8(b.as_raw()),
+        DynamicImage::ImageLuma16(b) => Pixels::Gray16(b.as_raw()),
+        DynamicImage::ImageLumaA16(b) => Pixels::GrayAlpha16(b.as_raw()),
+        DynamicImage::ImageRgb16(b) => Pixels::Rgb16(b.as_raw()),
+        DynamicImage::ImageRgba16(b) => Pixels::Rgba16(b.as_raw()),
+        other => {
+            fallback = other.to_rgb8();
+            Pixels::Rgb8(fallback.as_raw())
+        }
+    };
+    let image = ImageRef { pixels, width: image.width() as usize, height: image.height() as usize };
+    prepare(image, None, options)
 }
 
-/// Checks that all images share one size whose sides are multiples of 14; returns
-/// `(width, height)`. Errors name the offending file and its size.
-pub fn check_sizes(images: &[InputImage]) -> Result<(u32, u32)> {
-    let Some(first) = images.first() else { bail!("no input images given") };
-    for img in images {
-        let (w, h) = img.rgb.dimensions();
-        if w == 0 || h == 0 || w % PATCH != 0 || h % PATCH != 0 {
-            let (aw, ah) = patch_aligned(w, h);
-            bail!(
-                "image {} is {w}x{h} pixels, but both sides must be multiples of {PATCH} \
-                 (e.g. {aw}x{ah}); resizing is not supported yet by `da3 infer`, so resize or \
-                 crop the image first",
-                img.path.display()
-            );
-        }
-    }
-    let size = first.rgb.dimensions();
-    for img in &images[1..] {
-        if img.rgb.dimensions() != size {
-            let (w, h) = img.rgb.dimensions();
-            bail!(
-                "image {} is {w}x{h} pixels but {} is {}x{}; all views of a scene must have the \
-                 same size (resizing is not supported yet by `da3 infer`)",
-                img.path.display(),
-                first.path.display(),
-                size.0,
-                size.1
-            );
-        }
-    }
-    Ok(size)
+/// Decodes `path` and runs the per-image preprocessing; errors name the file.
+pub fn load_and_prepare(path: &Path, options: &Options, max_pixels: u64) -> Result<Prepared> {
+    let image = decode(path, max_pixels)?;
+    prepare_decoded(&image, options).with_context(|| format!("cannot preprocess image {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
 
-    fn img(name: &str, w: u32, h: u32) -> InputImage {
-        InputImage { path: PathBuf::from(name), rgb: RgbImage::new(w, h) }
+    fn opts(process_res: usize) -> Options {
+        Options { process_res, ..Options::default() }
+    }
+
+    /// The processed RGB bytes of a 14x14 image (no resize at process_res 14).
+    fn rgb_of(image: DynamicImage) -> Vec<u8> {
+        prepare_decoded(&image, &opts(14)).unwrap().image.pixels
     }
 
     #[test]
-    fn sizes_are_checked_with_file_names() {
-        assert_eq!(check_sizes(&[img("a.png", 56, 42), img("b.png", 56, 42)]).unwrap(), (56, 42));
-        let e = check_sizes(&[img("a.png", 56, 42), img("b.png", 57, 42)]).unwrap_err().to_string();
-        assert!(e.contains("b.png") && e.contains("57x42") && e.contains("56x42") && e.contains("resizing"), "{e}");
-        let e = check_sizes(&[img("a.png", 56, 42), img("c.png", 42, 56)]).unwrap_err().to_string();
-        assert!(e.contains("c.png") && e.contains("42x56") && e.contains("a.png"), "{e}");
-        assert!(check_sizes(&[]).is_err());
+    fn layouts_are_handed_over_unconverted() {
+        let gray16 = ImageBuffer::from_pixel(14, 14, Luma([1000u16]));
+        // Pillow clips 16-bit gray (to_rgb8 would give 1000 / 257 = 3).
+        assert_eq!(&rgb_of(DynamicImage::ImageLuma16(gray16))[..3], &[255, 255, 255]);
+        let gray16 = ImageBuffer::from_pixel(14, 14, Luma([100u16]));
+        assert_eq!(&rgb_of(DynamicImage::ImageLuma16(gray16))[..3], &[100, 100, 100]);
+        let rgb16 = ImageBuffer::from_pixel(14, 14, Rgb([0x12ffu16, 0x3400, 0xffff]));
+        assert_eq!(&rgb_of(DynamicImage::ImageRgb16(rgb16))[..3], &[0x12, 0x34, 0xff]);
+        let rgba16 = ImageBuffer::from_pixel(14, 14, Rgba([0x0100u16, 0x0200, 0x0300, 0]));
+        assert_eq!(&rgb_of(DynamicImage::ImageRgba16(rgba16))[..3], &[1, 2, 3]);
+        let la16 = ImageBuffer::from_pixel(14, 14, LumaA([0x7f80u16, 0]));
+        assert_eq!(&rgb_of(DynamicImage::ImageLumaA16(la16))[..3], &[0x7f, 0x7f, 0x7f]);
+        let rgba8 = ImageBuffer::from_pixel(14, 14, Rgba([9u8, 8, 7, 0]));
+        assert_eq!(&rgb_of(DynamicImage::ImageRgba8(rgba8))[..3], &[9, 8, 7]);
+        let la8 = ImageBuffer::from_pixel(14, 14, LumaA([42u8, 1]));
+        assert_eq!(&rgb_of(DynamicImage::ImageLumaA8(la8))[..3], &[42, 42, 42]);
+        let f32img = ImageBuffer::from_pixel(14, 14, Rgb([1.0f32, 0.0, 0.5]));
+        assert_eq!(&rgb_of(DynamicImage::ImageRgb32F(f32img))[..3], &[255, 0, 128]);
     }
 
     #[test]
-    fn aligned_suggestion() {
-        assert_eq!(patch_aligned(57, 43), (56, 42));
-        assert_eq!(patch_aligned(5, 500), (14, 490));
+    fn pixel_limit_names_the_file_and_limit() {
+        assert!(check_pixel_limit(Path::new("a.png"), (100, 100), 10_000).is_ok());
+        let e = check_pixel_limit(Path::new("big.png"), (100_000, 100_000), DEFAULT_MAX_PIXELS).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("big.png") && e.contains("100000x100000") && e.contains("10000 megapixels"), "{e}");
+        assert!(e.contains("limit of 100 megapixels") && e.contains("--max-pixels 100000000"), "{e}");
+    }
+
+    #[test]
+    fn megapixel_formatting() {
+        assert_eq!(megapixels(100_000_000), "100");
+        assert_eq!(megapixels(2_500_000), "2.5");
+        assert_eq!(megapixels(2352), "0.0024");
+    }
+
+    #[test]
+    fn limits_cover_the_largest_layout() {
+        let l = decoder_limits(100);
+        assert_eq!((l.max_image_width, l.max_image_height), (Some(100), Some(100)));
+        assert_eq!(l.max_alloc, Some(800 + DECODER_SLACK_BYTES));
+        let l = decoder_limits(u64::MAX);
+        assert_eq!((l.max_image_width, l.max_alloc), (Some(u32::MAX), Some(u64::MAX)));
     }
 }

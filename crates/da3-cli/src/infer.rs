@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use da3::api::{RgbView, Views};
+use da3::api::Views;
 use da3::config::PRESETS;
+use da3::preprocess::{OpenCvFlavor, Options, ResizeMethod, DEFAULT_PROCESS_RES};
 use da3::{Da3, Da3Config, Prediction, RefViewStrategy};
 
+use crate::batch::{crop_warning, load_batch, size_summary};
 use crate::device::{dispatch, BackendJob, DeviceKind};
-use crate::images::{check_sizes, load_rgb8};
+use crate::images::DEFAULT_MAX_PIXELS;
 use crate::output::write_outputs;
 use crate::UsageError;
 
@@ -20,9 +22,18 @@ pub const ABOUT: &str = "Predict depth, confidence and camera poses for one scen
 /// The long help text of `da3 infer` (`da3 infer --help`).
 pub const LONG_ABOUT: &str = "Predict depth, confidence and camera poses for one scene of one or more images.
 
-All images are views of the same scene and are processed jointly. They must share one size \
-whose sides are multiples of 14 (e.g. 504x378); resizing is not supported yet.
+All images are views of the same scene and are processed jointly. Images of any size are \
+preprocessed like the reference Python pipeline (InputProcessor; bit-exact for PNG files except \
+for rare one-level differences in IPP cubic upscaling, see --opencv-flavor; JPEG files are \
+decoded by the image crate, not libjpeg-turbo as in Pillow, so their pixels may differ by a few \
+levels): converted to RGB as Pillow does, resized so that the longest side (upper_bound_*) or the \
+shortest side (lower_bound_*) is --process-res pixels (OpenCV cubic when enlarging, area when \
+shrinking), then made a multiple of 14 on both sides by a second resize to the nearest multiple \
+(*_resize) or a centre crop (*_crop). E.g. 1920x1080 at the default 504 becomes 504x280. Images whose processed \
+sizes differ are all centre-cropped to the smallest processed width and height (with a \
+warning). EXIF orientation is ignored, as in the reference.
 
+All outputs are at the processed resolution; intrinsics are in processed-image pixels. \
 Writes into --out:
   results.npz            depth, conf [S,H,W]; extrinsics [S,3,4] (world-to-camera [R|t],
                          OpenCV axes); intrinsics [S,3,3] (pixels); all float32.
@@ -32,15 +43,18 @@ Writes into --out:
   depth_NNNN.png         16-bit grayscale depth of view NNNN: the view's min depth -> 0,
                          its max -> 65535, linear in between
   depth_png_ranges.json  each view's min/max, to convert back:
-                         depth = min + png / 65535 * (max - min)
+                         depth = min + png / 65535 * (max - min); also each view's
+                         input image and original size
+  processed_NNNN.png     the 8-bit RGB image view NNNN was predicted from (after resizing
+                         and cropping), pixel-aligned with depth_NNNN.png
 
 Exit status: 0 on success, 1 on runtime errors, 2 on usage errors.";
 
 /// Arguments of `da3 infer`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InferArgs {
-    /// Input images (PNG or JPEG), all views of one scene; grayscale, alpha and 16-bit images
-    /// are converted to 8-bit RGB.
+    /// Input images (PNG or JPEG) of any size, all views of one scene; grayscale, alpha,
+    /// palette and 16-bit images are converted to 8-bit RGB as Pillow does.
     #[arg(required = true, value_name = "IMAGES")]
     pub images: Vec<PathBuf>,
 
@@ -61,7 +75,7 @@ pub struct InferArgs {
     pub device: DeviceKind,
 
     /// Output directory (created if missing); the outputs of an earlier run there are replaced
-    /// (depth PNGs of views beyond this run's count are removed).
+    /// (depth and processed PNGs of views beyond this run's count are removed).
     #[arg(short, long, value_name = "DIR", default_value = "da3-out")]
     pub out: PathBuf,
 
@@ -70,13 +84,75 @@ pub struct InferArgs {
     #[arg(long, value_name = "STRATEGY", default_value = "saddle_balanced", value_parser = parse_strategy)]
     pub ref_view_strategy: RefViewStrategy,
 
-    /// Print nothing on success.
+    /// Processing resolution: the longest side of each image (upper_bound_* methods) or the
+    /// shortest (lower_bound_*) is resized to N pixels before both sides are made multiples of
+    /// 14. Time and memory grow with the square of N.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PROCESS_RES, value_parser = parse_process_res)]
+    pub process_res: usize,
+
+    /// How images reach the processing resolution: upper_bound_resize (longest side to N, then
+    /// each side resized to the nearest multiple of 14), upper_bound_crop (longest side to N,
+    /// then centre-cropped down to multiples of 14), lower_bound_resize or lower_bound_crop
+    /// (the same with the shortest side to N).
+    #[arg(long, value_name = "METHOD", default_value = "upper_bound_resize", value_parser = parse_method)]
+    pub process_res_method: ResizeMethod,
+
+    /// Which OpenCV build's cubic upscaling to reproduce. The reference resizes with cv2: on
+    /// x86-64 its opencv-python wheels use Intel IPP for cubic upscaling, on ARM64 (Apple
+    /// Silicon, aarch64 Linux) plain OpenCV; the two differ by one level on about 3 % of the
+    /// samples of an upscaled image (downscaling is the same). Pick the one matching the
+    /// machine you compare results with.
+    #[arg(long, value_name = "FLAVOR", value_enum, default_value_t = FlavorArg::Ipp)]
+    pub opencv_flavor: FlavorArg,
+
+    /// Refuse images of more than N pixels (width x height), checked in the file header before
+    /// decoding (decompression bombs), and for the resized image. The default is 100 megapixels.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+
+    /// Print nothing on success (no summary, no warnings).
     #[arg(short, long)]
     pub quiet: bool,
 }
 
+/// `--opencv-flavor`: the OpenCV build whose cubic resize is reproduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlavorArg {
+    /// OpenCV with Intel IPP (x86-64 opencv-python wheels)
+    Ipp,
+    /// OpenCV's own code (ARM64 wheels, or IPP disabled)
+    Plain,
+}
+
+impl From<FlavorArg> for OpenCvFlavor {
+    fn from(f: FlavorArg) -> Self {
+        match f {
+            FlavorArg::Ipp => OpenCvFlavor::Ipp,
+            FlavorArg::Plain => OpenCvFlavor::Plain,
+        }
+    }
+}
+
+impl InferArgs {
+    /// The preprocessing options given by the flags.
+    pub fn options(&self) -> Options {
+        Options { process_res: self.process_res, method: self.process_res_method, flavor: self.opencv_flavor.into() }
+    }
+}
+
 fn parse_strategy(s: &str) -> Result<RefViewStrategy, String> {
     s.parse::<RefViewStrategy>()
+}
+
+fn parse_method(s: &str) -> Result<ResizeMethod, String> {
+    s.parse::<ResizeMethod>().map_err(|e| e.to_string())
+}
+
+fn parse_process_res(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a positive number of pixels")),
+    }
 }
 
 /// Chooses the model configuration from `--model` or the `config.json` next to the weights.
@@ -157,36 +233,54 @@ pub fn run(args: &InferArgs) -> Result<()> {
         return Err(UsageError(format!("weights file {} not found", args.weights.display())).into());
     }
 
-    let images = args.images.iter().map(|p| load_rgb8(p)).collect::<Result<Vec<_>>>()?;
-    let (width, height) = check_sizes(&images)?;
-    let rgb: Vec<RgbView<'_>> = images
-        .iter()
-        .map(|img| RgbView { pixels: img.rgb.as_raw(), width: width as usize, height: height as usize })
-        .collect();
-    let views = Views::from_rgb8(&rgb).context("cannot prepare the images")?;
-    drop(rgb);
+    let options = args.options();
+    let start = Instant::now();
+    let pre = load_batch(&args.images, &options, args.max_pixels)?;
+    let preprocessing = start.elapsed();
+    if !args.quiet {
+        if let Some(warning) = crop_warning(&pre, &args.images) {
+            eprintln!("{warning}");
+        }
+    }
 
     let model_name = config.name.clone();
-    let job = InferJob { config, weights: &args.weights, views: &views, strategy: args.ref_view_strategy };
+    let job = InferJob { config, weights: &args.weights, views: &pre.views, strategy: args.ref_view_strategy };
     let timed = dispatch(args.device, job)?;
-    let written = write_outputs(&args.out, &timed.prediction, &args.images)?;
+    let written = write_outputs(&args.out, &timed.prediction, &args.images, &pre)?;
 
     if !args.quiet {
+        let count = pre.views.count();
         println!(
-            "da3 infer: {} view{} of {width}x{height}, model {model_name} ({config_source}), device {}, reference view {}",
-            views.count(),
-            if views.count() == 1 { "" } else { "s" },
+            "da3 infer: {count} view{}, {}, model {model_name} ({config_source}), device {}, reference view {}",
+            if count == 1 { "" } else { "s" },
+            size_summary(&pre),
             args.device,
             strategy_name(args.ref_view_strategy),
+        );
+        println!(
+            "  preprocess {:>8.3} s  process_res {} {}, opencv {}",
+            preprocessing.as_secs_f64(),
+            options.process_res,
+            options.method,
+            flavor_name(args.opencv_flavor),
         );
         println!("  load       {:>8.3} s  {}", timed.load.as_secs_f64(), args.weights.display());
         println!("  inference  {:>8.3} s", timed.inference.as_secs_f64());
         println!("  wrote      {}", written.npz.display());
-        for path in written.depth_pngs.iter().chain([&written.ranges]) {
+        let pngs = written.depth_pngs.iter().zip(&written.processed_pngs).flat_map(|(d, p)| [d, p]);
+        for path in pngs.chain([&written.ranges]) {
             println!("             {}", path.display());
         }
     }
     Ok(())
+}
+
+/// The command-line name of an OpenCV flavor.
+fn flavor_name(flavor: FlavorArg) -> &'static str {
+    match flavor {
+        FlavorArg::Ipp => "ipp",
+        FlavorArg::Plain => "plain",
+    }
 }
 
 /// The command-line name of a strategy: `SaddleBalanced` -> `saddle_balanced`.
@@ -214,6 +308,17 @@ impl BackendJob for NoJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preprocessing_flags_parse() {
+        assert_eq!(parse_method("lower_bound_crop"), Ok(ResizeMethod::LowerBoundCrop));
+        let e = parse_method("bogus").unwrap_err();
+        assert!(e.contains("bogus") && e.contains("upper_bound_resize") && e.contains("lower_bound_crop"), "{e}");
+        assert_eq!(parse_process_res("504"), Ok(504));
+        assert!(parse_process_res("0").is_err() && parse_process_res("-1").is_err() && parse_process_res("x").is_err());
+        assert_eq!(OpenCvFlavor::from(FlavorArg::Plain), OpenCvFlavor::Plain);
+        assert_eq!(OpenCvFlavor::from(FlavorArg::Ipp), OpenCvFlavor::default());
+    }
 
     #[test]
     fn strategy_names_round_trip() {

@@ -1,12 +1,14 @@
-//! The pieces of the `da3` command line: backend dispatch, image loading, `.npz` and 16-bit
-//! PNG writers, atomic file output and the `infer` command.
+//! The pieces of the `da3` command line: backend dispatch, image loading and preprocessing,
+//! `.npz` and 16-bit PNG writers, atomic file output and the `infer` command.
 
 use std::fmt;
 
 pub mod atomic;
+pub mod batch;
 pub mod device;
 pub mod images;
 pub mod infer;
+pub mod jpeg;
 pub mod npz;
 pub mod output;
 pub mod png16;

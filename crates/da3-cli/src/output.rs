@@ -1,10 +1,14 @@
-//! The files `da3 infer` writes: `results.npz`, `depth_NNNN.png` and `depth_png_ranges.json`.
+//! The files `da3 infer` writes: `results.npz`, `depth_NNNN.png`, `processed_NNNN.png` and
+//! `depth_png_ranges.json`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use da3::preprocess::Preprocessed;
 use da3::Prediction;
+use image::codecs::png::PngEncoder;
+use image::{ExtendedColorType, ImageEncoder};
 
 use crate::atomic::write_atomic;
 use crate::npz::{write_npz, NpzArray};
@@ -20,6 +24,11 @@ pub fn depth_png_name(i: usize) -> String {
     format!("depth_{i:04}.png")
 }
 
+/// File name of the processed RGB image of view `i`: `processed_0000.png`, ...
+pub fn processed_png_name(i: usize) -> String {
+    format!("processed_{i:04}.png")
+}
+
 /// Paths of everything [`write_outputs`] wrote.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -27,6 +36,8 @@ pub struct Written {
     pub npz: PathBuf,
     /// One 16-bit depth PNG per view.
     pub depth_pngs: Vec<PathBuf>,
+    /// One 8-bit RGB PNG per view: the image the network saw.
+    pub processed_pngs: Vec<PathBuf>,
     /// `depth_png_ranges.json`.
     pub ranges: PathBuf,
 }
@@ -54,27 +65,46 @@ pub fn check_prediction(p: &Prediction) -> Result<()> {
     Ok(())
 }
 
-/// Removes `depth_NNNN.png` files for `NNNN >= views` left by an earlier run with more
-/// views (consecutive numbers only, stopping at the first missing one), so the directory
-/// never mixes scenes.
+/// Removes `depth_NNNN.png` and `processed_NNNN.png` files for `NNNN >= views` left by an
+/// earlier run with more views (consecutive numbers only, stopping at the first missing one),
+/// so the directory never mixes scenes.
 fn remove_stale_pngs(dir: &Path, views: usize) -> Result<()> {
-    for i in views.. {
-        let path = dir.join(depth_png_name(i));
-        if !path.is_file() {
-            break;
+    for name in [depth_png_name as fn(usize) -> String, processed_png_name] {
+        for i in views.. {
+            let path = dir.join(name(i));
+            if !path.is_file() {
+                break;
+            }
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove stale {}", path.display()))?;
         }
-        std::fs::remove_file(&path).with_context(|| format!("cannot remove stale {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// Checks that `pre` holds one processed image per predicted view, of the predicted size.
+fn check_processed(p: &Prediction, pre: &Preprocessed) -> Result<()> {
+    let sizes_ok = pre.images.iter().all(|img| (img.width, img.height) == (p.width, p.height));
+    ensure!(
+        pre.images.len() == p.views && pre.info.len() == p.views && sizes_ok,
+        "internal error: {} processed images for a prediction of {} views of {}x{}",
+        pre.images.len(),
+        p.views,
+        p.width,
+        p.height
+    );
     Ok(())
 }
 
 /// Writes `results.npz` (`depth`, `conf` [S,H,W], `extrinsics` [S,3,4], `intrinsics` [S,3,3],
 /// float32; like upstream's mini_npz, each key only when the model predicts it, plus `sky`
 /// [S,H,W] for mono/metric models), one 16-bit PNG per view and `depth_png_ranges.json` into
-/// `dir` (created if needed), replacing the outputs of an earlier run. `sources` names the
-/// input image of each view (recorded in the JSON).
-pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<Written> {
+/// `dir` (created if needed), replacing the outputs of an earlier run; plus
+/// `processed_NNNN.png`, the 8-bit RGB image each view was predicted from
+/// ([`Preprocessed::images`], pixel-aligned with the depth). `sources` names the input image
+/// of each view (recorded in the JSON with its original size).
+pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf], pre: &Preprocessed) -> Result<Written> {
     check_prediction(p)?;
+    check_processed(p, pre)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let (s, h, w) = (p.views, p.height, p.width);
 
@@ -97,6 +127,7 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<
     })?;
 
     let mut depth_pngs = Vec::with_capacity(s);
+    let mut processed_pngs = Vec::with_capacity(s);
     let mut views = Vec::with_capacity(s);
     for i in 0..s {
         let (values, range) = quantize_depth(p.depth_of(i));
@@ -104,9 +135,22 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<
         let path = dir.join(&name);
         write_atomic(&path, |f| Ok(write_png16(f, w as u32, h as u32, &values)?))?;
         depth_pngs.push(path);
+        let processed = processed_png_name(i);
+        let path = dir.join(&processed);
+        let img = &pre.images[i];
+        write_atomic(&path, |f| {
+            let encoder = PngEncoder::new(f);
+            encoder.write_image(&img.pixels, w as u32, h as u32, ExtendedColorType::Rgb8)?;
+            Ok(())
+        })?;
+        processed_pngs.push(path);
+        let (orig_w, orig_h) = pre.info[i].original_size();
         views.push(serde_json::json!({
             "file": name,
+            "processed": processed,
             "image": sources.get(i).map(|p| p.display().to_string()),
+            "original_width": orig_w,
+            "original_height": orig_h,
             "min": range.min,
             "max": range.max,
         }));
@@ -126,5 +170,5 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf]) -> Result<
         f.write_all(b"\n")?;
         Ok(())
     })?;
-    Ok(Written { npz, depth_pngs, ranges })
+    Ok(Written { npz, depth_pngs, processed_pngs, ranges })
 }

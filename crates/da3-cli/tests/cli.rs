@@ -22,29 +22,75 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-#[test]
-fn wrong_image_size_names_the_file() {
-    let (dir, weights) = setup("cli_wrong_size");
-    let img = dir.join("odd_size.png");
-    write_rgb_png(&img, 57, 42, 0);
-    let out = da3(&["infer", &s(&img), "--model", "da3-small", "--weights", &weights, "--out", &s(&dir.join("out"))]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&s(&img)) && err.contains("57x42"), "{err}");
-    assert!(err.contains("multiples of 14") && err.contains("56x42") && err.contains("resizing is not supported yet"), "{err}");
-    assert!(!dir.join("out").exists(), "nothing is written on error");
+/// Standard CRC-32 (PNG chunks), bitwise.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A valid small PNG whose IHDR is rewritten to declare `width`x`height` (CRC fixed up): the
+/// header reads fine, the body holds only a few bytes.
+fn write_bomb_png(path: &Path, width: u32, height: u32) {
+    let mut bytes = Vec::new();
+    image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    // Signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), 5 more bytes, CRC.
+    assert_eq!(&bytes[12..16], b"IHDR");
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
-fn views_of_different_sizes_are_rejected() {
-    let (dir, weights) = setup("cli_mixed_sizes");
-    let (a, b) = (dir.join("a.png"), dir.join("b.png"));
-    write_rgb_png(&a, 56, 42, 0);
-    write_rgb_png(&b, 42, 56, 1);
-    let out = da3(&["infer", &s(&a), &s(&b), "--model", "da3-small", "--weights", &weights]);
+fn images_over_the_pixel_limit_are_refused_before_decoding() {
+    let (dir, weights) = setup("cli_bomb");
+    let out_dir = dir.join("out");
+    let bomb = dir.join("bomb.png");
+    write_bomb_png(&bomb, 100_000, 100_000);
+    assert_eq!(image::image_dimensions(&bomb).unwrap(), (100_000, 100_000));
+    let out = da3(&["infer", &s(&bomb), "--model", "da3-small", "--weights", &weights, "--out", &s(&out_dir)]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&s(&b)) && err.contains("42x56") && err.contains("same size"), "{err}");
+    assert!(err.contains(&s(&bomb)) && err.contains("100000x100000"), "{err}");
+    assert!(err.contains("limit of 100 megapixels") && err.contains("--max-pixels"), "{err}");
+    assert!(!out_dir.exists(), "nothing is written on error");
+
+    // A normal image over a small --max-pixels, given after a good one: refused all the same.
+    let (good, img) = (dir.join("good.png"), dir.join("normal.png"));
+    write_rgb_png(&good, 14, 14, 0);
+    write_rgb_png(&img, 56, 42, 0);
+    let args = ["infer", &s(&good), &s(&img), "--model", "da3-small", "--weights", &weights, "--out", &s(&out_dir)];
+    let out = da3(&[&args[..], &["--max-pixels", "200", "--process-res", "14"]].concat());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&s(&img)) && err.contains("56x42") && err.contains("--max-pixels 200"), "{err}");
+    assert!(!err.contains(&s(&good)), "{err}");
+    assert!(!out_dir.exists(), "nothing is written on error");
+
+    // The resized image counts too: a small image at a huge --process-res.
+    let out = da3(&["infer", &s(&img), "--model", "da3-small", "--weights", &weights, "--process-res", "20000"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&s(&img)) && err.contains("20000x15000") && err.contains("--max-pixels"), "{err}");
+}
+
+#[test]
+fn too_small_for_the_processing_resolution_names_the_file() {
+    let (dir, weights) = setup("cli_too_small");
+    let img = dir.join("sliver.png");
+    write_rgb_png(&img, 200, 2, 0);
+    // 200x2 at 56 -> 56x1 -> the short side cannot reach a multiple of 14.
+    let out = da3(&["infer", &s(&img), "--model", "da3-small", "--weights", &weights, "--process-res", "56"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&s(&img)) && err.contains("200x2") && err.contains("multiple of 14"), "{err}");
 }
 
 #[test]
@@ -62,12 +108,32 @@ fn missing_and_undecodable_images_name_the_file() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&s(&text)) && err.contains("cannot decode"), "{err}");
+
+    // A truncated PNG: the header reads, the pixels do not.
+    let truncated = dir.join("truncated.png");
+    write_rgb_png(&truncated, 56, 42, 0);
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let out = da3(&["infer", &s(&truncated), "--model", "da3-small", "--weights", &weights]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&s(&truncated)) && err.contains("cannot decode"), "{err}");
+
+    // A truncated JPEG, which the decoder alone would fill in with gray; Pillow refuses it.
+    let jpeg = dir.join("truncated.jpg");
+    image::RgbImage::from_fn(56, 42, |x, y| image::Rgb([x as u8 * 4, y as u8 * 6, 9])).save(&jpeg).unwrap();
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() - 2]).unwrap();
+    let out = da3(&["infer", &s(&jpeg), "--model", "da3-small", "--weights", &weights]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&s(&jpeg)) && err.contains("cannot decode") && err.contains("truncated"), "{err}");
 }
 
 #[test]
-fn grayscale_rgba_and_16_bit_images_are_accepted_up_to_the_weights() {
-    // All three decode and convert; the run then fails on the empty weights file, which proves
-    // that the images passed every check.
+fn grayscale_rgba_and_16_bit_images_of_any_size_are_accepted_up_to_the_weights() {
+    // All four decode and are preprocessed (to a common size); the run then fails on the empty
+    // weights file, which proves that the images passed every check.
     let (dir, weights) = setup("cli_color_types");
     let gray = dir.join("gray.png");
     image::GrayImage::from_fn(28, 14, |x, _| image::Luma([x as u8 * 9])).save(&gray).unwrap();
@@ -77,7 +143,9 @@ fn grayscale_rgba_and_16_bit_images_are_accepted_up_to_the_weights() {
     image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(28, 14, |x, y| image::Rgb([x as u16 * 2000, y as u16 * 4000, 65535]))
         .save(&deep)
         .unwrap();
-    let out = da3(&["infer", &s(&gray), &s(&rgba), &s(&deep), "--model", "da3-small", "--weights", &weights]);
+    let odd = dir.join("odd.jpg");
+    image::RgbImage::from_fn(97, 61, |x, y| image::Rgb([x as u8, y as u8, 3])).save(&odd).unwrap();
+    let out = da3(&["infer", &s(&gray), &s(&rgba), &s(&deep), &s(&odd), "--model", "da3-small", "--weights", &weights, "--process-res", "56"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot load model weights") && err.contains("safetensors"), "{err}");
@@ -127,6 +195,32 @@ fn bad_flags_exit_with_2() {
     assert_eq!(out.status.code(), Some(2), "no images: {}", stderr(&out));
 }
 
+#[test]
+fn bad_preprocessing_flags_exit_with_2() {
+    let (dir, weights) = setup("cli_prep_flags");
+    let img = dir.join("a.png");
+    write_rgb_png(&img, 56, 42, 0);
+    let base = ["infer", &s(&img), "--model", "da3-small", "--weights", &weights];
+    let run = |extra: &[&str]| da3(&[&base[..], extra].concat());
+
+    let out = run(&["--process-res-method", "bogus"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    for name in ["upper_bound_resize", "upper_bound_crop", "lower_bound_resize", "lower_bound_crop"] {
+        assert!(err.contains(name), "{err}");
+    }
+    let out = run(&["--opencv-flavor", "avx"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ipp") && err.contains("plain"), "{err}");
+    for bad in [["--process-res", "0"], ["--process-res", "big"], ["--max-pixels", "0"], ["--max-pixels", "-5"]] {
+        let out = run(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert!(!out.status.success());
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn backend_not_compiled_in_names_the_feature() {
@@ -144,10 +238,40 @@ fn help_explains_every_flag() {
     let out = da3(&["infer", "--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--model", "--weights", "--device", "--out", "--ref-view-strategy", "--quiet", "IMAGES"] {
+    for flag in [
+        "--model",
+        "--weights",
+        "--device",
+        "--out",
+        "--ref-view-strategy",
+        "--quiet",
+        "IMAGES",
+        "--process-res",
+        "--process-res-method",
+        "--opencv-flavor",
+        "--max-pixels",
+    ] {
         assert!(help.contains(flag), "help lacks {flag}:\n{help}");
     }
-    for word in ["da3-small", "config.json", "flex", "cuda", "saddle_sim_range", "results.npz", "65535", "multiples of 14"] {
+    for word in [
+        "da3-small",
+        "config.json",
+        "flex",
+        "cuda",
+        "saddle_sim_range",
+        "results.npz",
+        "65535",
+        "multiple of 14",
+        "processed_NNNN.png",
+        "[default: 504]",
+        "upper_bound_resize",
+        "lower_bound_crop",
+        "x86-64",
+        "ARM64",
+        "IPP",
+        "megapixels",
+        "504x280",
+    ] {
         assert!(help.contains(word), "help lacks {word}:\n{help}");
     }
 }

@@ -5,9 +5,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{da3, read_npz, scratch, workspace_root, write_rgb_png};
+use da3::preprocess::{preprocess, ImageRef, Options, Pixels, Plan, Preprocessed, ResizeMethod};
+#[cfg(feature = "flex")]
+use da3::{Da3, Da3Config, RefViewStrategy};
 
 const W: usize = 56;
 const H: usize = 42;
+/// `--process-res` equal to the longest side of the W x H test images: no resize.
+const RES: &str = "56";
 
 /// The tiny fixture model, or `None` (with a notice) when it is absent.
 fn tiny_model() -> Option<(PathBuf, PathBuf)> {
@@ -40,7 +45,7 @@ fn run_and_check(name: &str, views: usize, extra: &[&str]) {
     let mut args: Vec<&str> = vec!["infer"];
     args.extend(images.iter().map(String::as_str));
     let (cfg, weights, out_s) = (s(&cfg), s(&weights), s(&out_dir));
-    args.extend(["--model", &cfg, "--weights", &weights, "--out", &out_s, "--device", "flex"]);
+    args.extend(["--model", &cfg, "--weights", &weights, "--out", &out_s, "--device", "flex", "--process-res", RES]);
     args.extend(extra);
     let out = da3(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -49,7 +54,8 @@ fn run_and_check(name: &str, views: usize, extra: &[&str]) {
         assert!(stdout.is_empty(), "--quiet printed: {stdout}");
     } else {
         let plural = if views == 1 { "view" } else { "views" };
-        assert!(stdout.contains(&format!("{views} {plural} of 56x42")), "{stdout}");
+        assert!(stdout.contains(&format!("{views} {plural}, 56x42 -> 56x42")), "{stdout}");
+        assert!(stdout.contains("processed_0000.png") && stdout.contains("process_res 56 upper_bound_resize"), "{stdout}");
         assert!(stdout.contains("results.npz") && stdout.contains("inference"), "{stdout}");
     }
 
@@ -82,6 +88,12 @@ fn run_and_check(name: &str, views: usize, extra: &[&str]) {
         let entry = &ranges["views"][v];
         assert_eq!(entry["file"], format!("depth_{v:04}.png"));
         assert_eq!(entry["image"], images[v]);
+        assert_eq!((entry["original_width"].as_u64(), entry["original_height"].as_u64()), (Some(W as u64), Some(H as u64)));
+        assert_eq!(entry["processed"], format!("processed_{v:04}.png"));
+        // No resize at --process-res 56: the processed image is the input.
+        let processed = image::open(out_dir.join(format!("processed_{v:04}.png"))).unwrap();
+        assert_eq!(processed.color(), image::ColorType::Rgb8);
+        assert_eq!(processed.into_rgb8(), image::open(&images[v]).unwrap().into_rgb8());
         let (min, max) = (entry["min"].as_f64().unwrap() as f32, entry["max"].as_f64().unwrap() as f32);
         assert_eq!(min, view_depth.iter().copied().fold(f32::INFINITY, f32::min));
         assert_eq!(max, view_depth.iter().copied().fold(f32::NEG_INFINITY, f32::max));
@@ -95,6 +107,7 @@ fn run_and_check(name: &str, views: usize, extra: &[&str]) {
         }
     }
     assert!(!out_dir.join(format!("depth_{views:04}.png")).exists());
+    assert!(!out_dir.join(format!("processed_{views:04}.png")).exists());
     let leftovers: Vec<_> = std::fs::read_dir(&out_dir).unwrap().filter_map(|e| {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         name.ends_with(".tmp").then_some(name)
@@ -125,10 +138,13 @@ fn rerun_with_fewer_views_removes_stale_pngs() {
     assert!(out.join("depth_0002.png").is_file());
     let Some((cfg, weights)) = tiny_model() else { return };
     let img = out.parent().unwrap().join("view_0.png");
-    let status = da3(&["infer", &s(&img), "--model", &s(&cfg), "--weights", &s(&weights), "--out", &s(&out), "-q"]);
+    let status =
+        da3(&["infer", &s(&img), "--model", &s(&cfg), "--weights", &s(&weights), "--out", &s(&out), "-q", "--process-res", RES]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(out.join("depth_0000.png").is_file());
     assert!(!out.join("depth_0001.png").exists() && !out.join("depth_0002.png").exists());
+    assert!(out.join("processed_0000.png").is_file());
+    assert!(!out.join("processed_0001.png").exists() && !out.join("processed_0002.png").exists());
     assert_eq!(read_npz(&out.join("results.npz"))["depth"].shape, [1, H, W]);
 }
 
@@ -150,7 +166,7 @@ fn wgpu_matches_flex() {
         let out = dir.join(device);
         let mut args = vec!["infer", &images[0], &images[1]];
         let (cfg, weights, out_s) = (s(&cfg), s(&weights), s(&out));
-        args.extend(["--model", &cfg, "--weights", &weights, "--out", &out_s, "--device", device, "-q"]);
+        args.extend(["--model", &cfg, "--weights", &weights, "--out", &out_s, "--device", device, "-q", "--process-res", RES]);
         let run = da3(&args);
         assert!(run.status.success(), "{device}: {}", String::from_utf8_lossy(&run.stderr));
         results.push(read_npz(&out.join("results.npz")));
@@ -174,7 +190,7 @@ fn infer_with_a_mono_model_writes_depth_and_sky() {
     write_rgb_png(&image, W as u32, H as u32, 7);
     let out_dir = dir.join("out");
     let (cfg, weights) = (s(&fixtures.join("tiny-mono.config.json")), s(&fixtures.join("tiny-mono.weights.safetensors")));
-    let out = da3(&["infer", &s(&image), "--model", &cfg, "--weights", &weights, "--out", &s(&out_dir), "--quiet"]);
+    let out = da3(&["infer", &s(&image), "--model", &cfg, "--weights", &weights, "--out", &s(&out_dir), "--quiet", "--process-res", RES]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let arrays = read_npz(&out_dir.join("results.npz"));
     assert_eq!(arrays.keys().collect::<Vec<_>>(), ["depth", "sky"]);
@@ -185,4 +201,92 @@ fn infer_with_a_mono_model_writes_depth_and_sky() {
     // Deterministic for this fixture and input: both classes are present, so the fill ran.
     assert!(sky_depths.len() > da3::sky::MIN_CLASS_PIXELS && sky_depths.len() + da3::sky::MIN_CLASS_PIXELS < depth.len(), "{} sky pixels", sky_depths.len());
     assert!(sky_depths.iter().all(|d| *d == sky_depths[0]), "sky pixels share the fill value");
+}
+
+/// The library's preprocessing of `path` (an RGB8 PNG) at `process_res`.
+fn library_preprocess(paths: &[&Path], process_res: usize) -> Preprocessed {
+    let decoded: Vec<image::RgbImage> = paths.iter().map(|p| image::open(p).unwrap().into_rgb8()).collect();
+    let refs: Vec<ImageRef<'_>> = decoded
+        .iter()
+        .map(|img| ImageRef { pixels: Pixels::Rgb8(img.as_raw()), width: img.width() as usize, height: img.height() as usize })
+        .collect();
+    preprocess(&refs, None, &Options { process_res, ..Options::default() }).unwrap()
+}
+
+/// An odd-sized image is preprocessed like the library does it: the depth has the planned
+/// size, the processed PNG holds the library's pixels, and depth and intrinsics are those of
+/// the network run on the library's output (intrinsics at the processed resolution).
+#[cfg(feature = "flex")]
+#[test]
+fn odd_sized_image_is_preprocessed_like_the_library() {
+    let Some((cfg, weights)) = tiny_model() else { return };
+    let dir = scratch("e2e_odd");
+    let img = dir.join("odd.png");
+    write_rgb_png(&img, 97, 61, 3);
+    let out_dir = dir.join("out");
+    let out = da3(&[
+        "infer", &s(&img), "--model", &s(&cfg), "--weights", &s(&weights), "--out", &s(&out_dir), "--device", "flex",
+        "--process-res", RES, "--ref-view-strategy", "first",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 view, 97x61 -> 56x42"), "{stdout}");
+
+    // 97x61 at 56: 56x35 (35.2 rounded), then the nearest multiples of 14: 56x42 (35 ties up).
+    let plan = Plan::new(97, 61, 56, ResizeMethod::UpperBoundResize).unwrap();
+    assert_eq!((plan.resized, plan.size), ((56, 35), (56, 42)));
+    let (w, h) = plan.size;
+    let arrays = read_npz(&out_dir.join("results.npz"));
+    assert_eq!(arrays["depth"].shape, [1, h, w]);
+    assert_eq!(arrays["conf"].shape, [1, h, w]);
+
+    let pre = library_preprocess(&[&img], 56);
+    let processed = image::open(out_dir.join("processed_0000.png")).unwrap().into_rgb8();
+    assert_eq!((processed.width() as usize, processed.height() as usize), (w, h));
+    assert_eq!(processed.as_raw(), &pre.images[0].pixels, "processed PNG = the library's processed image");
+
+    let config = Da3Config::from_json(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let model = Da3::<da3::backends::Flex>::from_file(config, &weights, &Default::default()).unwrap();
+    let expected = model.predict(&pre.views, RefViewStrategy::First).unwrap();
+    let intrinsics: Vec<f32> = expected.intrinsics.iter().flatten().flatten().copied().collect();
+    let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * x.abs().max(1.0));
+    assert!(close(&arrays["intrinsics"].data, &intrinsics), "{:?} vs {intrinsics:?}", arrays["intrinsics"].data);
+    assert!(close(&arrays["depth"].data, &expected.depth), "depth differs from the library's");
+    // Principal point near the centre of the processed image, not of the 97x61 original.
+    let k = &arrays["intrinsics"].data;
+    assert!(k[2] > 0.0 && k[2] < w as f32 && k[5] > 0.0 && k[5] < h as f32, "{k:?}");
+}
+
+/// Views whose processed sizes differ are centre-cropped to one common size, with a warning
+/// that names each cropped image (and nothing under --quiet).
+#[test]
+fn views_of_different_sizes_are_cropped_to_a_common_size() {
+    let Some((cfg, weights)) = tiny_model() else { return };
+    let dir = scratch("e2e_mixed");
+    let (wide, square) = (dir.join("wide.png"), dir.join("square.png"));
+    write_rgb_png(&wide, 56, 42, 1);
+    write_rgb_png(&square, 80, 80, 2);
+    let out_dir = dir.join("out");
+    let (cfg, weights, out_s) = (s(&cfg), s(&weights), s(&out_dir));
+    let base = ["infer", &s(&wide), &s(&square), "--model", &cfg, "--weights", &weights, "--out", &out_s, "--process-res", RES];
+    let out = da3(&base);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("centre-cropped"), "{stderr}");
+    assert!(stderr.contains(&format!("{}: 80x80 -> 56x56, cropped to 56x42", s(&square))), "{stderr}");
+    assert!(!stderr.contains(&s(&wide)), "the wide image is not cropped: {stderr}");
+    assert!(stdout.contains("2 views, 56x42/80x80 -> 56x42"), "{stdout}");
+
+    let pre = library_preprocess(&[&wide, &square], 56);
+    assert_eq!(pre.cropped_in_batch(), [1]);
+    let arrays = read_npz(&out_dir.join("results.npz"));
+    assert_eq!(arrays["depth"].shape, [2, H, W]);
+    for v in 0..2 {
+        let processed = image::open(out_dir.join(format!("processed_{v:04}.png"))).unwrap().into_rgb8();
+        assert_eq!(processed.as_raw(), &pre.images[v].pixels, "view {v}");
+    }
+
+    let out = da3(&[&base[..], &["--quiet"]].concat());
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
