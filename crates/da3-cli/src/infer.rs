@@ -9,9 +9,11 @@ use da3::api::Views;
 use da3::config::PRESETS;
 use da3::preprocess::{OpenCvFlavor, Options, ResizeMethod, DEFAULT_PROCESS_RES};
 use da3::{Da3, Da3Config, Prediction, RefViewStrategy};
+use da3_export::ExportFormats;
 
 use crate::batch::{crop_warning, load_batch, size_summary};
 use crate::device::{dispatch, BackendJob, DeviceKind};
+use crate::exports::{check_formats, write_exports, CloudOptions};
 use crate::images::DEFAULT_MAX_PIXELS;
 use crate::output::write_outputs;
 use crate::UsageError;
@@ -110,9 +112,36 @@ pub struct InferArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
 
+    /// Outputs, dash-separated: mini_npz (results.npz, always written), depth_vis (colourized
+    /// depth beside each processed image, 16-bit depth/conf PNGs), ply (binary point cloud
+    /// with colours), glb (point cloud + camera frustums, glTF axes, aligned to camera 0; also
+    /// writes depth_vis), colmap (cameras.bin, images.bin, points3D.bin in OUT/colmap, with
+    /// intrinsics at the original image sizes; needs a *_resize method). E.g. mini_npz-glb-ply.
+    #[arg(long, value_name = "FORMATS", default_value = "mini_npz")]
+    pub export_format: ExportFormats,
+
+    /// ply, glb, colmap: drop pixels whose confidence is below this percentile (0-100).
+    #[arg(long, value_name = "P", default_value_t = 40.0, value_parser = parse_percentile)]
+    pub conf_thresh_percentile: f64,
+
+    /// ply, glb: keep at most this many points (a seeded, reproducible subsample).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub num_max_points: usize,
+
+    /// glb: draw the camera frustums.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub show_cameras: bool,
+
     /// Print nothing on success (no summary, no warnings).
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+fn parse_percentile(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a percentile between 0 and 100")),
+    }
 }
 
 /// `--opencv-flavor`: the OpenCV build whose cubic resize is reproduced.
@@ -234,6 +263,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
     }
 
     let options = args.options();
+    check_formats(&args.export_format.0, options.method)?;
     let start = Instant::now();
     let pre = load_batch(&args.images, &options, args.max_pixels)?;
     let preprocessing = start.elapsed();
@@ -247,6 +277,12 @@ pub fn run(args: &InferArgs) -> Result<()> {
     let job = InferJob { config, weights: &args.weights, views: &pre.views, strategy: args.ref_view_strategy };
     let timed = dispatch(args.device, job)?;
     let written = write_outputs(&args.out, &timed.prediction, &args.images, &pre)?;
+    let cloud = CloudOptions {
+        conf_thresh_percentile: args.conf_thresh_percentile,
+        num_max_points: args.num_max_points,
+        show_cameras: args.show_cameras,
+    };
+    let exported = write_exports(&args.out, &args.export_format.0, &timed.prediction, &pre, &args.images, cloud)?;
 
     if !args.quiet {
         let count = pre.views.count();
@@ -268,7 +304,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
         println!("  inference  {:>8.3} s", timed.inference.as_secs_f64());
         println!("  wrote      {}", written.npz.display());
         let pngs = written.depth_pngs.iter().zip(&written.processed_pngs).flat_map(|(d, p)| [d, p]);
-        for path in pngs.chain([&written.ranges]) {
+        for path in pngs.chain([&written.ranges]).chain(&exported) {
             println!("             {}", path.display());
         }
     }

@@ -6,6 +6,7 @@ use std::fmt;
 pub mod atomic;
 pub mod batch;
 pub mod device;
+pub mod exports;
 pub mod images;
 pub mod infer;
 pub mod jpeg;

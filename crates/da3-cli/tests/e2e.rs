@@ -290,3 +290,56 @@ fn views_of_different_sizes_are_cropped_to_a_common_size() {
     assert!(out.status.success());
     assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--export-format` writes every requested format; each is read back (the formats' own
+/// parsers and reference checks live in `crates/da3-export/tests`).
+#[test]
+fn export_formats_are_written_and_readable() {
+    let fixtures = workspace_root().join("crates/da3/tests/fixtures");
+    let dir = scratch("exports");
+    let images: Vec<String> = (0..2)
+        .map(|i| {
+            let p = dir.join(format!("v{i}.png"));
+            write_rgb_png(&p, W as u32, H as u32, 20 + i);
+            s(&p)
+        })
+        .collect();
+    let out_dir = dir.join("out");
+    let (cfg, weights) = (s(&fixtures.join("tiny.config.json")), s(&fixtures.join("tiny.weights.safetensors")));
+    let out = da3(&[
+        "infer", &images[0], &images[1], "--model", &cfg, "--weights", &weights, "--out", &s(&out_dir),
+        "--process-res", "56", "--export-format", "mini_npz-glb-ply-depth_vis-colmap", "--num-max-points", "500", "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ply = std::fs::read(out_dir.join("scene.ply")).unwrap();
+    let header = String::from_utf8_lossy(&ply[..ply.windows(10).position(|w| w == b"end_header").unwrap()]).into_owned();
+    assert!(header.contains("format binary_little_endian 1.0") && header.contains("element vertex 500"), "{header}");
+    let glb = std::fs::read(out_dir.join("scene.glb")).unwrap();
+    assert_eq!(&glb[..4], b"glTF");
+    assert_eq!(u32::from_le_bytes(glb[8..12].try_into().unwrap()) as usize, glb.len());
+    assert!(out_dir.join("depth_vis/0000.jpg").is_file() && out_dir.join("depth_vis/0001.jpg").is_file());
+    let model = da3_export::colmap::read_model(&out_dir.join("colmap")).unwrap();
+    assert_eq!(model.images.len(), 2);
+    assert!(!model.points.is_empty());
+}
+
+#[test]
+fn colmap_with_a_crop_method_and_unknown_formats_are_usage_errors() {
+    let dir = scratch("export_usage");
+    let image = dir.join("v.png");
+    write_rgb_png(&image, W as u32, H as u32, 3);
+    let fixtures = workspace_root().join("crates/da3/tests/fixtures");
+    let weights = s(&fixtures.join("tiny.weights.safetensors"));
+    let cfg = s(&fixtures.join("tiny.config.json"));
+    for (extra, needle) in [
+        (["--export-format", "colmap", "--process-res-method", "upper_bound_crop"], "needs a *_resize"),
+        (["--export-format", "glb-obj", "--process-res", "56"], "obj"),
+    ] {
+        let mut args = vec!["infer", image.to_str().unwrap(), "--model", &cfg, "--weights", &weights];
+        args.extend(extra);
+        let out = da3(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
