@@ -2,8 +2,9 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
+use crate::camera_enc::{normalize_extrinsics, Mat3, Mat4, ViewCameras};
 use crate::config::{Da3Config, PATCH_SIZE};
-use crate::model::{Da3Model, RefViewStrategy};
+use crate::model::{Da3Model, Da3Output, RefViewStrategy};
 use crate::weights::WeightLoader;
 use crate::Da3Error;
 
@@ -126,6 +127,44 @@ pub struct Prediction {
     pub is_metric: bool,
 }
 
+/// Known cameras of the views: turns on pose-conditioned inference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputCameras {
+    /// World-to-camera transforms per view (OpenCV axes), in the user's frame and scale.
+    pub world_to_camera: Vec<Mat4>,
+    /// Pinhole intrinsics per view in pixels of the **processed** image (what the network
+    /// sees); `crate::preprocess` rescales the intrinsics of the original photos.
+    pub intrinsics: Vec<Mat3>,
+}
+
+/// How one prediction runs; the defaults are the reference `inference()`'s.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Which view anchors the world frame when ≥ 3 views are given without cameras.
+    pub ref_view_strategy: RefViewStrategy,
+    /// Known cameras (pose conditioning); `None` predicts them.
+    pub cameras: Option<InputCameras>,
+    /// With `cameras`: return the user's extrinsics and rescale depth to their scale (true,
+    /// the reference default), or return the predicted poses Sim(3)-aligned to them (false).
+    pub align_to_input_ext_scale: bool,
+    /// Derive poses from the ray head instead of CameraDec.
+    pub use_ray_pose: bool,
+    /// Seed of every random choice (sky quantile sampling, RANSAC) so runs repeat exactly.
+    pub seed: u64,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self {
+            ref_view_strategy: RefViewStrategy::SaddleBalanced,
+            cameras: None,
+            align_to_input_ext_scale: true,
+            use_ray_pose: false,
+            seed: crate::sky::DEFAULT_SKY_SEED,
+        }
+    }
+}
+
 impl Prediction {
     /// Whether confidence and cameras were predicted (main-series models).
     pub fn has_cameras(&self) -> bool {
@@ -181,13 +220,27 @@ impl<B: Backend> Da3<B> {
 
     /// Runs all views jointly (cross-view attention) and returns depth and cameras.
     pub fn predict(&self, views: &Views, strategy: RefViewStrategy) -> Result<Prediction, Da3Error> {
+        self.predict_with(views, &PredictOptions { ref_view_strategy: strategy, ..PredictOptions::default() })
+    }
+
+    /// [`Self::predict`] with every option of the reference's `inference()`.
+    pub fn predict_with(&self, views: &Views, options: &PredictOptions) -> Result<Prediction, Da3Error> {
         let (s, h, w) = (views.count(), views.height(), views.width());
         let images = Tensor::<B, 5>::from_data(TensorData::new(views.data().to_vec(), [1, s, 3, h, w]), &self.device);
-        let out = self.model.forward(images, strategy);
+        let network_cameras = match &options.cameras {
+            Some(cams) => Some(network_cameras(cams, s)?),
+            None => None,
+        };
+        let out = self.model.forward_traced(images, options.ref_view_strategy, network_cameras.as_ref(), None);
+        Ok(self.to_prediction(out, s, h, w, options.seed))
+    }
+
+    /// Copies the network outputs to the host and applies the sky fill of mono/metric models.
+    fn to_prediction(&self, out: Da3Output<B>, s: usize, h: usize, w: usize, seed: u64) -> Prediction {
         let mut depth = to_vec(out.depth);
         let sky = out.sky.map(to_vec);
         if let Some(sky) = &sky {
-            crate::sky::fill_sky_depth(&mut depth, sky, crate::sky::DEFAULT_SKY_SEED);
+            crate::sky::fill_sky_depth(&mut depth, sky, seed);
         }
         let (conf, extrinsics, intrinsics) = match out.cameras {
             Some(cams) => {
@@ -202,8 +255,24 @@ impl<B: Backend> Da3<B> {
             None => (Vec::new(), Vec::new(), Vec::new()),
         };
         let is_metric = self.model.config().metric;
-        Ok(Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics, sky, is_metric })
+        Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics, sky, is_metric }
     }
+}
+
+/// Checks the user's cameras against the view count and normalizes them as the reference's
+/// `_normalize_extrinsics` does before they reach CameraEnc.
+fn network_cameras(cameras: &InputCameras, views: usize) -> Result<ViewCameras, Da3Error> {
+    if cameras.world_to_camera.len() != views || cameras.intrinsics.len() != views {
+        return Err(Da3Error::Input(format!(
+            "{} extrinsics and {} intrinsics given for {views} views; give one of each per view",
+            cameras.world_to_camera.len(),
+            cameras.intrinsics.len()
+        )));
+    }
+    Ok(ViewCameras {
+        world_to_camera: normalize_extrinsics(&cameras.world_to_camera),
+        intrinsics: cameras.intrinsics.clone(),
+    })
 }
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {

@@ -23,7 +23,7 @@ pub mod preprocess;
 pub mod sky;
 pub mod weights;
 
-pub use api::{Da3, Prediction, Views};
+pub use api::{Da3, InputCameras, PredictOptions, Prediction, Views};
 pub use config::Da3Config;
 pub use error::{Da3Error, WeightProblem, WeightsError};
 pub use model::{Da3Model, Da3Output, Da3Trace, RefViewStrategy};
