@@ -86,6 +86,9 @@ PRESETS = {
                       features=256, out_channels=[256, 512, 1024, 1024]),
     "da3-giant": dict(name="vitg", embed_dim=1536, out_layers=[19, 27, 33, 39], alt_start=13,
                       features=256, out_channels=[256, 512, 1024, 1024]),
+    # da3metric-large has the same network; only the meaning of its depth differs.
+    "da3mono-large": dict(name="vitl", embed_dim=1024, out_layers=[4, 11, 17, 23], alt_start=-1,
+                          features=256, out_channels=[256, 512, 1024, 1024], head="dpt"),
 }
 
 # (case name, config, views, H, W, reference-view strategy, image seed[, camera seed])
@@ -150,6 +153,11 @@ def build_tiny(cfg):
 
 def build_preset(cfg):
     d = cfg["embed_dim"]
+    if cfg.get("head") == "dpt":  # mono/metric: plain DINOv2 (configs/da3mono-large.yaml)
+        backbone = DinoV2(name=cfg["name"], out_layers=cfg["out_layers"], alt_start=-1,
+                          qknorm_start=-1, rope_start=-1, cat_token=False)
+        head = DPT(dim_in=d, output_dim=1, features=cfg["features"], out_channels=cfg["out_channels"])
+        return DepthAnything3Net(backbone, head)
     backbone = DinoV2(name=cfg["name"], out_layers=cfg["out_layers"], alt_start=cfg["alt_start"],
                       qknorm_start=cfg["alt_start"], rope_start=cfg["alt_start"], cat_token=True)
     head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])

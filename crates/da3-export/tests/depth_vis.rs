@@ -57,6 +57,7 @@ fn smooth() -> (Prediction, Vec<ImageRgb8>) {
         intrinsics: vec![],
         sky: None,
         is_metric: false,
+        ..Default::default()
     };
     (pred, images)
 }

@@ -103,7 +103,7 @@ impl Views {
 }
 
 /// What the network predicts for S views of H×W pixels, as host arrays.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Prediction {
     /// Number of views S.
     pub views: usize,
@@ -123,8 +123,30 @@ pub struct Prediction {
     pub intrinsics: Vec<[[f32; 3]; 3]>,
     /// Sky score of mono/metric models, [S, H, W] (sky where ≥ 0.5).
     pub sky: Option<Vec<f32>>,
-    /// Whether depth is metric up to the focal length (da3metric-large).
+    /// Whether depth is metric: in metres for the nested model; up to the focal length for
+    /// da3metric-large (metres = depth · focal_px / 300).
     pub is_metric: bool,
+    /// The nested model's least-squares factor from the any-view branch's scale to metres
+    /// (already applied to `depth` and the translations of `extrinsics`).
+    pub scale_factor: Option<f32>,
+    /// Normed backbone features of the blocks asked for in
+    /// [`PredictOptions::export_feat_layers`], in that order.
+    pub aux_features: Vec<FeatureLayer>,
+}
+
+/// The normed output of one backbone block (the reference's `aux["feat_layer_{layer}"]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureLayer {
+    /// Block index.
+    pub layer: usize,
+    /// Patch rows h = H / 14.
+    pub height: usize,
+    /// Patch columns w = W / 14.
+    pub width: usize,
+    /// Token width D.
+    pub dim: usize,
+    /// Values, [S, h, w, D] row-major.
+    pub data: Vec<f32>,
 }
 
 /// Known cameras of the views: turns on pose-conditioned inference.
@@ -149,6 +171,8 @@ pub struct PredictOptions {
     pub align_to_input_ext_scale: bool,
     /// Derive poses from the ray head instead of CameraDec.
     pub use_ray_pose: bool,
+    /// Backbone blocks whose normed output to return in [`Prediction::aux_features`].
+    pub export_feat_layers: Vec<usize>,
     /// Seed of every random choice (sky quantile sampling, RANSAC) so runs repeat exactly.
     pub seed: u64,
 }
@@ -160,6 +184,7 @@ impl Default for PredictOptions {
             cameras: None,
             align_to_input_ext_scale: true,
             use_ray_pose: false,
+            export_feat_layers: Vec::new(),
             seed: crate::sky::DEFAULT_SKY_SEED,
         }
     }
@@ -187,6 +212,8 @@ impl Prediction {
 #[derive(Debug)]
 pub struct Da3<B: Backend> {
     model: Da3Model<B>,
+    /// The nested model's metric branch (da3metric-large), run beside `model` (da3-giant).
+    metric_branch: Option<Da3Model<B>>,
     device: B::Device,
 }
 
@@ -196,9 +223,16 @@ impl<B: Backend> Da3<B> {
     pub fn from_bytes(config: Da3Config, weights: &[u8], source_name: &str, device: &B::Device) -> Result<Self, Da3Error> {
         config.validate()?;
         let mut loader = WeightLoader::<B>::new(weights, source_name, device)?;
-        let model = Da3Model::load(&mut loader, "model", &config);
+        let (model, metric_branch) = match &config.metric_branch {
+            // Nested: `NestedDepthAnything3Net` holds the branches as `da3` and `da3_metric`.
+            Some(branch) => (
+                Da3Model::load(&mut loader, "model.da3", &config),
+                Some(Da3Model::load(&mut loader, "model.da3_metric", branch)),
+            ),
+            None => (Da3Model::load(&mut loader, "model", &config), None),
+        };
         loader.finish(&config.name)?;
-        Ok(Self { model, device: device.clone() })
+        Ok(Self { model, metric_branch, device: device.clone() })
     }
 
     /// Memory-maps a `model.safetensors` file and builds the model from it.
@@ -213,9 +247,15 @@ impl<B: Backend> Da3<B> {
         self.model.config()
     }
 
-    /// The underlying network, for callers that want device tensors.
+    /// The underlying network (the any-view branch of a nested model), for callers that want
+    /// device tensors.
     pub fn model(&self) -> &Da3Model<B> {
         &self.model
+    }
+
+    /// The nested model's metric branch, if this is a nested model.
+    pub fn metric_branch(&self) -> Option<&Da3Model<B>> {
+        self.metric_branch.as_ref()
     }
 
     /// Runs all views jointly (cross-view attention) and returns depth and cameras.
@@ -226,17 +266,53 @@ impl<B: Backend> Da3<B> {
     /// [`Self::predict`] with every option of the reference's `inference()`.
     pub fn predict_with(&self, views: &Views, options: &PredictOptions) -> Result<Prediction, Da3Error> {
         let (s, h, w) = (views.count(), views.height(), views.width());
+        let depth_limit = self.model.config().backbone.depth;
+        if let Some(bad) = options.export_feat_layers.iter().find(|&&l| l >= depth_limit) {
+            return Err(Da3Error::Input(format!(
+                "feature layer {bad} does not exist: {} has blocks 0..{}",
+                self.model.config().name,
+                depth_limit - 1
+            )));
+        }
         let images = Tensor::<B, 5>::from_data(TensorData::new(views.data().to_vec(), [1, s, 3, h, w]), &self.device);
         let network_cameras = match &options.cameras {
             Some(cams) => Some(network_cameras(cams, s)?),
             None => None,
         };
-        let out = self.model.forward_traced(images, options.ref_view_strategy, network_cameras.as_ref(), None);
-        Ok(self.to_prediction(out, s, h, w, options.seed))
+        // 1. The (any-view) network.
+        let out = self.model.forward_full(
+            images.clone(),
+            options.ref_view_strategy,
+            network_cameras.as_ref(),
+            &options.export_feat_layers,
+            None,
+        );
+        let mut prediction = self.to_prediction(out, s, h, w, &options.export_feat_layers, options.seed);
+        // 2. Nested model: the metric branch gives the any-view output metric scale.
+        if let Some(metric_model) = &self.metric_branch {
+            let metric = metric_model.forward(images, options.ref_view_strategy);
+            let metric_depth = to_vec(metric.depth);
+            let sky = to_vec(metric.sky.expect("validated: the metric branch is a DPT model with a sky head"));
+            let scale = crate::nested::apply_metric_scaling(
+                crate::nested::NestedOutputs {
+                    depth: &mut prediction.depth,
+                    conf: &mut prediction.conf,
+                    extrinsics: &mut prediction.extrinsics,
+                    intrinsics: &prediction.intrinsics,
+                    metric_depth: &metric_depth,
+                    sky: &sky,
+                },
+                options.seed,
+            )?;
+            prediction.scale_factor = Some(scale);
+            prediction.is_metric = true;
+            prediction.sky = Some(sky);
+        }
+        Ok(prediction)
     }
 
     /// Copies the network outputs to the host and applies the sky fill of mono/metric models.
-    fn to_prediction(&self, out: Da3Output<B>, s: usize, h: usize, w: usize, seed: u64) -> Prediction {
+    fn to_prediction(&self, out: Da3Output<B>, s: usize, h: usize, w: usize, feat_layers: &[usize], seed: u64) -> Prediction {
         let mut depth = to_vec(out.depth);
         let sky = out.sky.map(to_vec);
         if let Some(sky) = &sky {
@@ -254,8 +330,28 @@ impl<B: Backend> Da3<B> {
             }
             None => (Vec::new(), Vec::new(), Vec::new()),
         };
+        let aux_features = feat_layers
+            .iter()
+            .zip(out.aux_features)
+            .map(|(&layer, t)| {
+                let [_, _, _, dim] = t.dims();
+                FeatureLayer { layer, height: h / PATCH_SIZE, width: w / PATCH_SIZE, dim, data: to_vec(t) }
+            })
+            .collect();
         let is_metric = self.model.config().metric;
-        Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics, sky, is_metric }
+        Prediction {
+            views: s,
+            height: h,
+            width: w,
+            depth,
+            conf,
+            extrinsics,
+            intrinsics,
+            sky,
+            is_metric,
+            scale_factor: None,
+            aux_features,
+        }
     }
 }
 

@@ -105,17 +105,36 @@ pub struct Da3Config {
     /// (da3metric-large).
     #[serde(default)]
     pub metric: bool,
+    /// The nested model's second network (`da3nested-giant-large`): a metric model whose depth
+    /// gives this (any-view) network's output metric scale. `None` for single networks. The
+    /// any-view branch's weights are then under `model.da3.`, this one's under `model.da3_metric.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_branch: Option<Box<Da3Config>>,
 }
 
 /// Pixels per patch side; fixed by the checkpoints.
 pub const PATCH_SIZE: usize = 14;
 
 /// Names of the built-in presets.
-pub const PRESETS: [&str; 6] = ["da3-small", "da3-base", "da3-large", "da3-giant", "da3mono-large", "da3metric-large"];
+pub const PRESETS: [&str; 7] = [
+    "da3-small",
+    "da3-base",
+    "da3-large",
+    "da3-giant",
+    "da3mono-large",
+    "da3metric-large",
+    "da3nested-giant-large",
+];
 
 impl Da3Config {
-    /// The preset of that name (`da3-small`, `da3-base`, `da3-large`, `da3-giant`).
+    /// The preset of that name (one of [`PRESETS`]).
     pub fn preset(name: &str) -> Result<Self, Da3Error> {
+        if name == "da3nested-giant-large" {
+            let mut nested = Self::preset("da3-giant")?;
+            nested.name = name.to_string();
+            nested.metric_branch = Some(Box::new(Self::mono_large("da3metric-large", true)));
+            return Ok(nested);
+        }
         if let Some(kind) = name.strip_prefix("da3").and_then(|n| n.strip_suffix("-large")) {
             if kind == "mono" || kind == "metric" {
                 return Ok(Self::mono_large(name, kind == "metric"));
@@ -128,8 +147,7 @@ impl Da3Config {
             "da3-giant" => (1536, 40, 24, FfnKind::SwiGlu, [19, 27, 33, 39], 13, 256, [256, 512, 1024, 1024]),
             other => {
                 return Err(Da3Error::Config(format!(
-                    "unknown model `{other}`; known presets: {} (the nested giant+metric model is \
-                     not supported yet)",
+                    "unknown model `{other}`; known presets: {}",
                     PRESETS.join(", ")
                 )))
             }
@@ -151,6 +169,7 @@ impl Da3Config {
             },
             head: HeadConfig { kind: HeadKind::DualDpt, dim_in: 2 * d, features: f, out_channels: oc },
             metric: false,
+            metric_branch: None,
         })
     }
 
@@ -174,6 +193,7 @@ impl Da3Config {
             },
             head: HeadConfig { kind: HeadKind::Dpt, dim_in: 1024, features: 256, out_channels: [256, 512, 1024, 1024] },
             metric,
+            metric_branch: None,
         }
     }
 
@@ -211,6 +231,15 @@ impl Da3Config {
         }
         if self.head.kind == HeadKind::DualDpt && b.alt_start.is_none() {
             return err("a DualDPT model needs alternating attention (alt_start) for its camera token".into());
+        }
+        if let Some(branch) = &self.metric_branch {
+            if self.head.kind != HeadKind::DualDpt {
+                return err("a nested model's any-view branch must be a main-series (DualDPT) network".into());
+            }
+            if branch.head.kind != HeadKind::Dpt || branch.metric_branch.is_some() {
+                return err(format!("nested metric branch `{}` must be a single DPT (metric) network", branch.name));
+            }
+            branch.validate()?;
         }
         Ok(())
     }

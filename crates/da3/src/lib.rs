@@ -18,12 +18,13 @@ pub mod config;
 pub mod error;
 pub mod head;
 pub mod model;
+pub mod nested;
 pub mod nn;
 pub mod preprocess;
 pub mod sky;
 pub mod weights;
 
-pub use api::{Da3, InputCameras, PredictOptions, Prediction, Views};
+pub use api::{Da3, FeatureLayer, InputCameras, PredictOptions, Prediction, Views};
 pub use config::Da3Config;
 pub use error::{Da3Error, WeightProblem, WeightsError};
 pub use model::{Da3Model, Da3Output, Da3Trace, RefViewStrategy};

@@ -22,6 +22,9 @@ pub struct Da3Output<B: Backend> {
     pub cameras: Option<CameraOutput<B>>,
     /// Sky score of the mono/metric models, [B, S, H, W].
     pub sky: Option<Tensor<B, 4>>,
+    /// Normed patch tokens of the requested backbone blocks (`export_feat_layers`), each
+    /// [B, S, H/14·W/14, D], in the order requested.
+    pub aux_features: Vec<Tensor<B, 4>>,
 }
 
 /// The DualDPT and CameraDec outputs of a main-series model.
@@ -134,6 +137,19 @@ impl<B: Backend> Da3Model<B> {
         images: Tensor<B, 5>,
         strategy: RefViewStrategy,
         cameras: Option<&ViewCameras>,
+        trace: Option<&mut Da3Trace<B>>,
+    ) -> Da3Output<B> {
+        self.forward_full(images, strategy, cameras, &[], trace)
+    }
+
+    /// [`Self::forward_traced`] that also returns the normed outputs of the backbone blocks in
+    /// `feat_layers` (each < depth; see [`DinoV2::forward_with_aux`]).
+    pub fn forward_full(
+        &self,
+        images: Tensor<B, 5>,
+        strategy: RefViewStrategy,
+        cameras: Option<&ViewCameras>,
+        feat_layers: &[usize],
         mut trace: Option<&mut Da3Trace<B>>,
     ) -> Da3Output<B> {
         let [b, s, _, height, width] = images.dims();
@@ -146,7 +162,8 @@ impl<B: Backend> Da3Model<B> {
         if let Some(t) = trace.as_deref_mut() {
             t.camera_condition = condition.clone();
         }
-        let features = self.backbone.forward(images, strategy, condition, trace.as_deref_mut().map(|t| &mut t.backbone));
+        let (features, aux_features) =
+            self.backbone.forward_with_aux(images, strategy, condition, feat_layers, trace.as_deref_mut().map(|t| &mut t.backbone));
         if let Some(t) = trace.as_deref_mut() {
             t.features = features.iter().map(|f| f.patches.clone()).collect();
             t.camera_tokens = features.iter().map(|f| f.camera_token.clone()).collect();
@@ -173,6 +190,7 @@ impl<B: Backend> Da3Model<B> {
                         intrinsics,
                     }),
                     sky: None,
+                    aux_features,
                 }
             }
             Heads::Mono(head) => {
@@ -181,6 +199,7 @@ impl<B: Backend> Da3Model<B> {
                     depth: out.depth.reshape([b, s, height, width]),
                     cameras: None,
                     sky: Some(out.sky.reshape([b, s, height, width])),
+                    aux_features,
                 }
             }
         }

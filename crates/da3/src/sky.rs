@@ -30,7 +30,7 @@ pub fn fill_sky_depth(depth: &mut [f32], sky: &[f32], seed: u64) -> Option<f32> 
         return None;
     }
     let mut sample = if non_sky.len() > MAX_QUANTILE_SAMPLES {
-        let mut rng = SplitMix64(seed);
+        let mut rng = SplitMix64::new(seed);
         (0..MAX_QUANTILE_SAMPLES).map(|_| non_sky[(rng.next() % non_sky.len() as u64) as usize]).collect()
     } else {
         non_sky
@@ -61,10 +61,18 @@ pub fn metric_scale(focal_px: f64) -> f64 {
 }
 
 /// SplitMix64: a tiny, well-mixed, seedable generator (enough for sampling pixels).
-struct SplitMix64(u64);
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// A generator whose stream is fixed by `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -89,8 +89,26 @@ impl<B: Backend> DinoV2<B> {
         images: Tensor<B, 5>,
         strategy: RefViewStrategy,
         camera_tokens: Option<Tensor<B, 3>>,
-        mut trace: Option<&mut BackboneTrace<B>>,
+        trace: Option<&mut BackboneTrace<B>>,
     ) -> [LayerFeatures<B>; 4] {
+        self.forward_with_aux(images, strategy, camera_tokens, &[], trace).0
+    }
+
+    /// [`Self::forward`] that also returns the normed patch tokens of the blocks in
+    /// `feat_layers` (the reference's `export_feat_layers`), each [B, S, N, D], in the order
+    /// of `feat_layers`.
+    ///
+    /// Unlike the reference, which appends them before undoing the reference-view reordering
+    /// (so with ≥ 3 views and a reference view other than 0 its views come out permuted), the
+    /// aux features are returned in input view order like every other output.
+    pub fn forward_with_aux(
+        &self,
+        images: Tensor<B, 5>,
+        strategy: RefViewStrategy,
+        camera_tokens: Option<Tensor<B, 3>>,
+        feat_layers: &[usize],
+        mut trace: Option<&mut BackboneTrace<B>>,
+    ) -> ([LayerFeatures<B>; 4], Vec<Tensor<B, 4>>) {
         let cfg = &self.config;
         let [b, s, _, height, width] = images.dims();
         let (h, w) = (height / PATCH_SIZE, width / PATCH_SIZE);
@@ -108,6 +126,7 @@ impl<B: Backend> DinoV2<B> {
         let mut local_x = x.clone();
         let mut reorder: Option<Vec<Tensor<B, 1, Int>>> = None; // per batch item: reference view
         let mut outputs = Vec::with_capacity(4);
+        let mut aux = Vec::with_capacity(feat_layers.len());
         for (i, block) in self.blocks.iter().enumerate() {
             let uses_rope = cfg.rope_start.is_some_and(|r| i >= r);
             if let Some(alt) = cfg.alt_start {
@@ -148,12 +167,24 @@ impl<B: Backend> DinoV2<B> {
                 };
                 outputs.push((i, out));
             }
+            if feat_layers.contains(&i) {
+                let out = match &reorder {
+                    Some(refs) => permute_views(x.clone(), refs, s, restore_indices),
+                    None => x.clone(),
+                };
+                aux.push((i, self.norm.forward(out).narrow(2, 1, n - 1))); // [B, S, N, D]
+            }
         }
         // The heads take the out layers in config order.
-        cfg.out_layers.map(|layer| {
+        let features = cfg.out_layers.map(|layer| {
             let out = outputs.iter().find(|(i, _)| *i == layer).expect("validated: out layers < depth").1.clone();
             self.to_features(out)
-        })
+        });
+        let aux = feat_layers
+            .iter()
+            .filter_map(|layer| aux.iter().find(|(i, _)| i == layer).map(|(_, t)| t.clone()))
+            .collect();
+        (features, aux)
     }
 
     /// Patch embedding + cls token + positional embedding: [B, S, 3, H, W] -> [B, S, 1+N, D].
