@@ -231,8 +231,31 @@ impl<B: Backend> Da3<B> {
             Some(cams) => Some(network_cameras(cams, s)?),
             None => None,
         };
+        if (options.use_ray_pose || options.cameras.is_some()) && !self.model.has_cameras() {
+            return Err(Da3Error::Input(format!(
+                "{} predicts no cameras, so {} is not available; use a main-series model \
+                 (da3-small, da3-base, da3-large or da3-giant)",
+                self.config().name,
+                if options.use_ray_pose { "use_ray_pose" } else { "pose conditioning (input cameras)" }
+            )));
+        }
         let out = self.model.forward_traced(images, options.ref_view_strategy, network_cameras.as_ref(), None);
-        Ok(self.to_prediction(out, s, h, w, options.seed))
+        let rays = match (&out.cameras, options.use_ray_pose) {
+            (Some(cams), true) => Some((to_vec(cams.ray.clone()), to_vec(cams.ray_conf.clone()), cams.ray.dims())),
+            _ => None,
+        };
+        let mut prediction = self.to_prediction(out, s, h, w, options.seed);
+        // As the reference: the ray head's cameras replace CameraDec's inside the network, and
+        // the API aligns whichever were predicted to the user's cameras afterwards.
+        if let Some((ray, ray_conf, [_, _, rh, rw, _])) = rays {
+            let cams = crate::ray_pose::ray_pose(&ray, &ray_conf, s, (rh, rw), (h, w), options.seed)?;
+            prediction.extrinsics = cams.iter().map(|c| c.world_to_camera.map(|r| r.map(|v| v as f32))).collect();
+            prediction.intrinsics = cams.iter().map(|c| c.intrinsics.map(|r| r.map(|v| v as f32))).collect();
+        }
+        if let Some(cameras) = &options.cameras {
+            crate::align::align_to_input_cameras(&mut prediction, cameras, options.align_to_input_ext_scale, options.seed)?;
+        }
+        Ok(prediction)
     }
 
     /// Copies the network outputs to the host and applies the sky fill of mono/metric models.
