@@ -198,7 +198,9 @@ def synthetic(gh, gw, H, W, seed=7):
         d[out] = g.standard_normal((out.sum(), 3))
         o = C + 1e-3 * g.standard_normal(d.shape)
         rays.append(np.concatenate([d, o], -1).reshape(gh, gw, 6))
-        confs.append(g.uniform(1.0, 3.0, (gh, gw)))
+        # Distinct confidences (a shuffled ramp): with ties, the order of equally confident
+        # points, and so the refit draw, would depend on each side's sort.
+        confs.append((1.0 + 2.0 * g.permutation(gh * gw) / (gh * gw)).reshape(gh, gw))
         w2cs.append(np.concatenate([R.T, -(R.T @ C)[:, None]], 1))
         Ks.append(K)
     t = lambda a: torch.tensor(np.stack(a))
