@@ -125,3 +125,37 @@ fn bad_inputs_are_errors() {
     let err = ray_pose_traced(&ray, &conf, 1, (4, 4), (28, 28), 0).unwrap_err();
     assert!(err.to_string().contains("view 0"), "{err}");
 }
+
+/// `Da3::predict_with(use_ray_pose)` replaces CameraDec's cameras with the ray map's, seeded.
+#[cfg(feature = "flex")]
+#[test]
+fn predict_with_uses_ray_poses() {
+    use burn::tensor::{Tensor, TensorData};
+    type B = da3::backends::Flex;
+    let dir = common::fixtures();
+    let golden = common::Golden::read(&dir, "tiny_s2");
+    let config = da3::Da3Config::from_json(&std::fs::read_to_string(dir.join("tiny.config.json")).unwrap()).unwrap();
+    let weights = std::fs::read(dir.join("tiny.weights.safetensors")).unwrap();
+    let device = Default::default();
+    let model = da3::Da3::<B>::from_bytes(config, &weights, "tiny", &device).unwrap();
+    let (images, shape) = golden.get("images");
+    let (s, h, w) = (shape[1], shape[3], shape[4]);
+    let views = da3::Views::from_normalized(images.clone(), s, h, w).unwrap();
+    let options = da3::PredictOptions { use_ray_pose: true, seed: 3, ..Default::default() };
+    let a = model.predict_with(&views, &options).unwrap();
+    let b = model.predict_with(&views, &options).unwrap();
+    assert_eq!((&a.extrinsics, &a.intrinsics), (&b.extrinsics, &b.intrinsics), "same seed, same cameras");
+    let plain = model.predict_with(&views, &da3::PredictOptions::default()).unwrap();
+    assert_ne!(a.extrinsics, plain.extrinsics);
+    // The same as running the ray-pose solver on the network's ray outputs.
+    let x = Tensor::<B, 5>::from_data(TensorData::new(images.clone(), shape.clone()), &device);
+    let cams = model.model().forward(x, da3::RefViewStrategy::SaddleBalanced).cameras.unwrap();
+    let [_, _, gh, gw, _] = cams.ray.dims();
+    let ray = common::values(cams.ray).0;
+    let conf = common::values(cams.ray_conf).0;
+    let expected = da3::ray_pose::ray_pose(&ray, &conf, s, (gh, gw), (h, w), 3).unwrap();
+    let ours: Vec<f64> = a.extrinsics.iter().flatten().flatten().map(|v| *v as f64).collect();
+    assert!(max_rel(&ours, &flat_ext(&expected)) < 1e-6);
+    let ours: Vec<f64> = a.intrinsics.iter().flatten().flatten().map(|v| *v as f64).collect();
+    assert!(max_rel(&ours, &flat_ixt(&expected)) < 1e-6);
+}
