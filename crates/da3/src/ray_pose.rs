@@ -89,9 +89,7 @@ pub fn ray_pose(
     image: (usize, usize),
     seed: u64,
 ) -> Result<Vec<RayCamera>, Da3Error> {
-    let (trace, cams) = ray_pose_traced(ray, ray_conf, views, grid, image, seed)?;
-    drop(trace);
-    Ok(cams)
+    ray_pose_traced(ray, ray_conf, views, grid, image, seed).map(|(_, cams)| cams)
 }
 
 /// [`ray_pose`], also returning every draw and per-view result. `grid` is (h', w') of the ray
