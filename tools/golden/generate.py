@@ -62,6 +62,10 @@ golden.cameras.world_to_camera [1,S,4,4]  the user's cameras
 golden.cameras.normalized      [1,S,4,4]  after the API's _normalize_extrinsics
 golden.cameras.intrinsics      [1,S,3,3]  at the network's resolution
 golden.cam_enc                 [1,S,D]    CameraEnc output (replaces the camera tokens)
+golden.aligned.depth, .extrinsics, .intrinsics  [1,S,H,W], [1,S,3,4], [1,S,3,3]  the API's
+                               _align_to_input_extrinsics_intrinsics (align_to_input_ext_scale=True)
+golden.aligned_pred.extrinsics [1,S,3,4]  the same with align_to_input_ext_scale=False
+golden.aligned.scale           [1]        the Umeyama scale (user units -> prediction units)
 """
 
 # Tiny configurations: real structure (37x37 pos grid, QK-norm, RoPE, alternation, cat token,
@@ -350,7 +354,32 @@ def run_case(net, x, strategy, cameras=None):
     full = net(x, extrinsics=ext_norm, intrinsics=ixt, ref_view_strategy=strategy)
     assert torch.equal(full.depth, out["golden.depth"]), "staged run differs from forward()"
     assert torch.equal(full.extrinsics, out["golden.extrinsics"])
+    if cameras is not None:
+        out.update(align_to_input(cameras[0][0], cameras[1][0], full.depth[0], full.extrinsics[0]))
     return {k: v.contiguous().float() for k, v in out.items()}
+
+
+def align_to_input(ext, ixt, depth, pred_ext):
+    """The API's `_align_to_input_extrinsics_intrinsics` on the network's outputs, both ways."""
+    import numpy as np
+    from depth_anything_3.utils.pose_align import align_poses_umeyama  # needs `pip install --no-deps evo`
+    import depth_anything_3.model as model_pkg
+    api_py = os.path.join(os.path.dirname(os.path.dirname(model_pkg.__file__)), "api.py")
+    fn = reference_function(api_py, "DepthAnything3", "_align_to_input_extrinsics_intrinsics",
+                            {"align_poses_umeyama": align_poses_umeyama})
+    out = {}
+    for flag, key in ((True, "aligned"), (False, "aligned_pred")):
+        pred = SimpleNamespace(depth=depth.numpy().copy(), extrinsics=pred_ext.numpy().copy(), intrinsics=None)
+        pred = fn(None, ext.clone(), ixt.clone(), pred, flag)
+        # With align_to_input_ext_scale=False the reference returns 4x4 extrinsics (a quirk);
+        # its top 3 rows are the Prediction's documented 3x4.
+        out[f"golden.{key}.extrinsics"] = torch.from_numpy(np.asarray(pred.extrinsics, dtype=np.float32))[None, :, :3]
+        if flag:
+            out["golden.aligned.depth"] = torch.from_numpy(pred.depth)[None]
+            out["golden.aligned.intrinsics"] = torch.from_numpy(np.asarray(pred.intrinsics, dtype=np.float32))[None]
+    _, _, scale = align_poses_umeyama(pred_ext.numpy(), ext.numpy())
+    out["golden.aligned.scale"] = torch.tensor([scale])
+    return out
 
 
 def pos_embed_at(vit, h, w):
@@ -377,6 +406,7 @@ def main():
     ap.add_argument("--size", default="280x378", help="HxW, multiples of 14")
     ap.add_argument("--strategy", default="saddle_balanced")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cases", nargs="+", help="tiny cases to (re)write; skips weights, configs and pos-embed")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -398,15 +428,20 @@ def main():
     for name, cfg in TINY.items():
         net = build_tiny(cfg).eval()
         randomize(net, WEIGHT_SEED + len(nets))
-        write_config(net, name, cfg, args.out)
+        if not args.cases:
+            write_config(net, name, cfg, args.out)
         nets[name] = net
     for case, config, s, h, w, strategy, seed, *camera_seed in TINY_CASES:
+        if args.cases and case not in args.cases:
+            continue
         cameras = cameras_for(s, h, w, camera_seed[0]) if camera_seed else None
         golden = run_case(nets[config], images_for(s, h, w, seed), strategy, cameras)
         ref = golden.get("golden.ref_index")
         save_file(golden, os.path.join(args.out, f"{case}.golden.safetensors"),
                   metadata={"config": config, "strategy": strategy})
         print(f"wrote {case}" + (f" (reference view {int(ref.item())})" if ref is not None else ""))
+    if args.cases:
+        return
     vit = nets["tiny"].backbone.pretrained
     with torch.no_grad():
         pos = {f"golden.pos_embed.{h}x{w}": pos_embed_at(vit, h, w) for h, w in POS_EMBED_SIZES}

@@ -279,6 +279,14 @@ impl<B: Backend> Da3<B> {
             Some(cams) => Some(network_cameras(cams, s)?),
             None => None,
         };
+        if (options.use_ray_pose || options.cameras.is_some()) && !self.model.has_cameras() {
+            return Err(Da3Error::Input(format!(
+                "{} predicts no cameras, so {} is not available; use a main-series model \
+                 (da3-small, da3-base, da3-large or da3-giant)",
+                self.config().name,
+                if options.use_ray_pose { "use_ray_pose" } else { "pose conditioning (input cameras)" }
+            )));
+        }
         // 1. The (any-view) network.
         let out = self.model.forward_full(
             images.clone(),
@@ -287,8 +295,19 @@ impl<B: Backend> Da3<B> {
             &options.export_feat_layers,
             None,
         );
+        let rays = match (&out.cameras, options.use_ray_pose) {
+            (Some(cams), true) => Some((to_vec(cams.ray.clone()), to_vec(cams.ray_conf.clone()), cams.ray.dims())),
+            _ => None,
+        };
         let mut prediction = self.to_prediction(out, s, h, w, &options.export_feat_layers, options.seed);
-        // 2. Nested model: the metric branch gives the any-view output metric scale.
+        // 2. As the reference: the ray head's cameras replace CameraDec's inside the network
+        // (before the nested scaling reads the intrinsics).
+        if let Some((ray, ray_conf, [_, _, rh, rw, _])) = rays {
+            let cams = crate::ray_pose::ray_pose(&ray, &ray_conf, s, (rh, rw), (h, w), options.seed)?;
+            prediction.extrinsics = cams.iter().map(|c| c.world_to_camera.map(|r| r.map(|v| v as f32))).collect();
+            prediction.intrinsics = cams.iter().map(|c| c.intrinsics.map(|r| r.map(|v| v as f32))).collect();
+        }
+        // 3. Nested model: the metric branch gives the any-view output metric scale.
         if let Some(metric_model) = &self.metric_branch {
             let metric = metric_model.forward(images, options.ref_view_strategy);
             let metric_depth = to_vec(metric.depth);
@@ -307,6 +326,10 @@ impl<B: Backend> Da3<B> {
             prediction.scale_factor = Some(scale);
             prediction.is_metric = true;
             prediction.sky = Some(sky);
+        }
+        // 4. The API aligns whichever cameras were predicted to the user's.
+        if let Some(cameras) = &options.cameras {
+            crate::align::align_to_input_cameras(&mut prediction, cameras, options.align_to_input_ext_scale, options.seed)?;
         }
         Ok(prediction)
     }

@@ -9,6 +9,7 @@
 //! attention), [`head`] (DualDPT), [`camera`] (CameraDec and pose decoding), [`model`] (the
 //! network), [`api`] (load + predict on plain arrays).
 
+pub mod align;
 pub mod api;
 pub mod backbone;
 pub mod backends;
@@ -17,10 +18,13 @@ pub mod camera_enc;
 pub mod config;
 pub mod error;
 pub mod head;
+pub mod linalg;
 pub mod model;
 pub mod nested;
 pub mod nn;
 pub mod preprocess;
+pub mod ray_pose;
+pub mod rng;
 pub mod sky;
 pub mod weights;
 

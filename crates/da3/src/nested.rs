@@ -17,7 +17,8 @@
 //! exactly. Where the reference asserts (too few non-sky pixels) or silently returns a zero
 //! scale (an empty align mask), we return an error that says what happened.
 
-use crate::sky::{quantile, SplitMix64, MAX_QUANTILE_SAMPLES, MIN_CLASS_PIXELS, NON_SKY_THRESHOLD};
+use crate::rng::SplitMix64;
+use crate::sky::{quantile, MAX_QUANTILE_SAMPLES, MIN_CLASS_PIXELS, NON_SKY_THRESHOLD};
 use crate::Da3Error;
 
 /// The metric model's depth unit is depth · focal / this.
@@ -131,7 +132,7 @@ fn sample_without_replacement(mut values: Vec<f32>, rng: &mut SplitMix64) -> Vec
     }
     // Partial Fisher–Yates: the first MAX_QUANTILE_SAMPLES slots become a uniform sample.
     for i in 0..MAX_QUANTILE_SAMPLES {
-        let j = i + (rng.next() % (values.len() - i) as u64) as usize;
+        let j = i + (rng.next_u64() % (values.len() - i) as u64) as usize;
         values.swap(i, j);
     }
     values.truncate(MAX_QUANTILE_SAMPLES);
@@ -143,7 +144,7 @@ fn sample_with_replacement(values: Vec<f32>, rng: &mut SplitMix64) -> Vec<f32> {
     if values.len() <= MAX_QUANTILE_SAMPLES {
         return values;
     }
-    (0..MAX_QUANTILE_SAMPLES).map(|_| values[(rng.next() % values.len() as u64) as usize]).collect()
+    (0..MAX_QUANTILE_SAMPLES).map(|_| values[(rng.next_u64() % values.len() as u64) as usize]).collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! them from a seeded SplitMix64 stream so results are reproducible, and below 100k pixels both
 //! use every pixel and agree exactly.
 
+use crate::rng::SplitMix64;
+
 /// Sky scores below this are non-sky (inside the network's post-processing).
 pub const NON_SKY_THRESHOLD: f32 = 0.3;
 /// Sky scores at or above this are reported as sky in outputs (`OutputProcessor`).
@@ -31,7 +33,7 @@ pub fn fill_sky_depth(depth: &mut [f32], sky: &[f32], seed: u64) -> Option<f32> 
     }
     let mut sample = if non_sky.len() > MAX_QUANTILE_SAMPLES {
         let mut rng = SplitMix64::new(seed);
-        (0..MAX_QUANTILE_SAMPLES).map(|_| non_sky[(rng.next() % non_sky.len() as u64) as usize]).collect()
+        (0..MAX_QUANTILE_SAMPLES).map(|_| non_sky[(rng.next_u64() % non_sky.len() as u64) as usize]).collect()
     } else {
         non_sky
     };
@@ -58,27 +60,6 @@ pub fn quantile(values: &mut [f32], q: f64) -> f32 {
 /// (pixels, at the resolution the network saw): `metres = depth · focal / 300`.
 pub fn metric_scale(focal_px: f64) -> f64 {
     focal_px / 300.0
-}
-
-/// SplitMix64: a tiny, well-mixed, seedable generator (enough for sampling pixels).
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator whose stream is fixed by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]
