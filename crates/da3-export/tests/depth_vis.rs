@@ -57,6 +57,7 @@ fn smooth() -> (Prediction, Vec<ImageRgb8>) {
         intrinsics: vec![],
         sky: None,
         is_metric: false,
+        gaussians: None,
     };
     (pred, images)
 }

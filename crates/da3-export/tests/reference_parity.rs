@@ -86,6 +86,7 @@ fn random_scene() -> (Prediction, Vec<ImageRgb8>) {
         intrinsics,
         sky: None,
         is_metric: false,
+        gaussians: None,
     };
     (pred, images)
 }

@@ -125,6 +125,9 @@ pub struct Prediction {
     pub sky: Option<Vec<f32>>,
     /// Whether depth is metric up to the focal length (da3metric-large).
     pub is_metric: bool,
+    /// World-space 3D Gaussians (one per pixel, in the predicted cameras' frame) when
+    /// [`PredictOptions::infer_gs`] was set.
+    pub gaussians: Option<crate::Gaussians>,
 }
 
 /// Known cameras of the views: turns on pose-conditioned inference.
@@ -151,6 +154,9 @@ pub struct PredictOptions {
     pub use_ray_pose: bool,
     /// Seed of every random choice (sky quantile sampling, RANSAC) so runs repeat exactly.
     pub seed: u64,
+    /// Also run the GS head and return world-space 3D Gaussians in
+    /// [`Prediction::gaussians`]; only models with a GS head (da3-giant) have them.
+    pub infer_gs: bool,
 }
 
 impl Default for PredictOptions {
@@ -161,6 +167,7 @@ impl Default for PredictOptions {
             align_to_input_ext_scale: true,
             use_ray_pose: false,
             seed: crate::sky::DEFAULT_SKY_SEED,
+            infer_gs: false,
         }
     }
 }
@@ -231,8 +238,26 @@ impl<B: Backend> Da3<B> {
             Some(cams) => Some(network_cameras(cams, s)?),
             None => None,
         };
-        let out = self.model.forward_traced(images, options.ref_view_strategy, network_cameras.as_ref(), None);
-        Ok(self.to_prediction(out, s, h, w, options.seed))
+        if options.infer_gs && !self.model.has_gs_head() {
+            return Err(Da3Error::Config(format!(
+                "model `{}` has no 3D-Gaussian head, so it cannot infer Gaussians (infer_gs); \
+                 use da3-giant (or turn infer_gs off)",
+                self.model.config().name
+            )));
+        }
+        let mut out = if options.infer_gs {
+            self.model.forward_gs(images, options.ref_view_strategy, network_cameras.as_ref(), None)
+        } else {
+            self.model.forward_traced(images, options.ref_view_strategy, network_cameras.as_ref(), None)
+        };
+        let gs = out.gs.take();
+        let mut prediction = self.to_prediction(out, s, h, w, options.seed);
+        // Gaussians use the network's own depth and predicted cameras (as the reference's
+        // `_process_gs_head` does), so they are built before any alignment to input cameras.
+        if let Some(gs) = gs {
+            prediction.gaussians = Some(gaussians_of(&prediction, gs)?);
+        }
+        Ok(prediction)
     }
 
     /// Copies the network outputs to the host and applies the sky fill of mono/metric models.
@@ -255,7 +280,7 @@ impl<B: Backend> Da3<B> {
             None => (Vec::new(), Vec::new(), Vec::new()),
         };
         let is_metric = self.model.config().metric;
-        Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics, sky, is_metric }
+        Prediction { views: s, height: h, width: w, depth, conf, extrinsics, intrinsics, sky, is_metric, gaussians: None }
     }
 }
 
@@ -272,6 +297,21 @@ fn network_cameras(cameras: &InputCameras, views: usize) -> Result<ViewCameras, 
     Ok(ViewCameras {
         world_to_camera: normalize_extrinsics(&cameras.world_to_camera),
         intrinsics: cameras.intrinsics.clone(),
+    })
+}
+
+/// Runs the Gaussian adapter on the GS head's output and the prediction's depth and cameras.
+fn gaussians_of<B: Backend>(pred: &Prediction, gs: crate::model::GsRawOutput<B>) -> Result<crate::Gaussians, Da3Error> {
+    let (raw, density) = (to_vec(gs.raw), to_vec(gs.density));
+    crate::gaussians::adapt(&crate::gaussians::AdapterInput {
+        views: pred.views,
+        height: pred.height,
+        width: pred.width,
+        raw: &raw,
+        density: &density,
+        depth: &pred.depth,
+        extrinsics: &pred.extrinsics,
+        intrinsics: &pred.intrinsics,
     })
 }
 

@@ -105,6 +105,10 @@ pub struct Da3Config {
     /// (da3metric-large).
     #[serde(default)]
     pub metric: bool,
+    /// Whether the model has the 3D-Gaussian head (`gs_head`, GSDPT with the same widths as
+    /// `head`) and its adapter: da3-giant and the any-view branch of the nested model.
+    #[serde(default)]
+    pub gs_head: bool,
 }
 
 /// Pixels per patch side; fixed by the checkpoints.
@@ -151,6 +155,8 @@ impl Da3Config {
             },
             head: HeadConfig { kind: HeadKind::DualDpt, dim_in: 2 * d, features: f, out_channels: oc },
             metric: false,
+            // Only the giant checkpoint ships `model.gs_head.*` (configs/da3-giant.yaml).
+            gs_head: name == "da3-giant",
         })
     }
 
@@ -174,6 +180,7 @@ impl Da3Config {
             },
             head: HeadConfig { kind: HeadKind::Dpt, dim_in: 1024, features: 256, out_channels: [256, 512, 1024, 1024] },
             metric,
+            gs_head: false,
         }
     }
 
@@ -212,6 +219,12 @@ impl Da3Config {
         if self.head.kind == HeadKind::DualDpt && b.alt_start.is_none() {
             return err("a DualDPT model needs alternating attention (alt_start) for its camera token".into());
         }
+        if self.gs_head && self.head.kind != HeadKind::DualDpt {
+            return err("the 3D-Gaussian head needs a DualDPT model (it places Gaussians with the predicted cameras)".into());
+        }
+        if self.gs_head && self.head.features % 8 != 0 {
+            return err("the 3D-Gaussian head needs features divisible by 8 (its image merger is F/8 -> F/4 -> F/2)".into());
+        }
         Ok(())
     }
 }
@@ -240,6 +253,13 @@ mod tests {
         let cfg = Da3Config::from_json(r#"{"model_name": "da3-base"}"#).unwrap();
         assert_eq!(cfg.backbone.embed_dim, 768);
         assert!(Da3Config::from_json(r#"{"model_name": "da3-huge"}"#).is_err());
+    }
+
+    #[test]
+    fn only_giant_has_the_gs_head() {
+        for p in PRESETS {
+            assert_eq!(Da3Config::preset(p).unwrap().gs_head, p == "da3-giant", "{p}");
+        }
     }
 
     #[test]

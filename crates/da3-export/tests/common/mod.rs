@@ -89,6 +89,7 @@ pub fn synthetic() -> (Prediction, Vec<ImageRgb8>) {
         intrinsics: vec![k, k],
         sky: None,
         is_metric: false,
+        gaussians: None,
     };
     (pred, images)
 }
