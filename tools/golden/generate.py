@@ -41,6 +41,7 @@ from depth_anything_3.model.da3 import DepthAnything3Net
 from depth_anything_3.model.dinov2.dinov2 import DinoV2
 from depth_anything_3.model.dpt import DPT
 from depth_anything_3.model.dualdpt import DualDPT
+from depth_anything_3.model.gsdpt import GSDPT
 from depth_anything_3.model.utils.transform import pose_encoding_to_extri_intri
 from depth_anything_3.utils.geometry import affine_inverse
 
@@ -57,6 +58,10 @@ golden.ray [1,S,8h,8w,6], golden.ray_conf [1,S,8h,8w]   (h, w = patch grid)
 golden.pose_enc [1,S,9], golden.extrinsics [1,S,3,4] (world-to-camera), golden.intrinsics [1,S,3,3]
 mono/metric (DPT head) cases instead of conf/ray/pose:
 golden.sky [1,S,H,W], golden.depth_sky_filled [1,S,H,W] (forward() output after sky filling)
+GS cases (configs with the GS head) only:
+golden.gs.raw [1,S,H,W,37], golden.gs.density [1,S,H,W]   GSDPT output (linear raw, sigmoid density)
+golden.gaussians.{means [1,N,3], scales [1,N,3], rotations [1,N,4], harmonics [1,N,3,9],
+                  opacities [1,N]}   GaussianAdapter output of forward(infer_gs=True), N = S*H*W
 pose-conditioned cases only:
 golden.cameras.world_to_camera [1,S,4,4]  the user's cameras
 golden.cameras.normalized      [1,S,4,4]  after the API's _normalize_extrinsics
@@ -79,6 +84,9 @@ TINY = {
     # mono/metric-style: plain DINOv2 (no alternation, RoPE, QK-norm or cat token), DPT + sky.
     "tiny-mono": dict(embed_dim=32, depth=6, num_heads=2, ffn="mlp", out_layers=[1, 3, 4, 5],
                       alt_start=-1, features=16, out_channels=[8, 16, 24, 32], head="dpt"),
+    # giant-style with the GS head (GSDPT + GaussianAdapter as configs/da3-giant.yaml).
+    "tiny-gs": dict(embed_dim=32, depth=7, num_heads=2, ffn="swiglu", out_layers=[3, 4, 5, 6],
+                    alt_start=3, features=16, out_channels=[8, 16, 24, 32], gs=True),
 }
 
 PRESETS = {
@@ -109,6 +117,7 @@ TINY_CASES = [
     ("swiglu_s2", "tiny-swiglu", 2, 70, 28, "saddle_balanced", 8),
     ("mono_s1", "tiny-mono", 1, 42, 56, "saddle_balanced", 11),
     ("mono_s3", "tiny-mono", 3, 56, 42, "saddle_balanced", 12),
+    ("gs_s2", "tiny-gs", 2, 28, 42, "saddle_balanced", 13),
 ]
 
 # Sizes (H, W) at which only the interpolated positional embedding is captured; 518x518 is the
@@ -138,6 +147,27 @@ class Hub(nn.Module):
         self.model = net
 
 
+def gaussian_adapter():
+    """The GaussianAdapter of configs/da3-giant.yaml. `gs_adapter.py` imports `evo` for its
+    optional ground-truth pose-scale alignment; no GS case passes cameras, so a stub that
+    fails if ever used stands in when evo is not installed."""
+    try:
+        import evo.core.trajectory  # noqa: F401
+    except ImportError:
+        import types
+
+        class PosePath3D:
+            def __init__(self, *a, **k):
+                raise RuntimeError("evo is not installed (stub from tools/golden/generate.py)")
+
+        mods = {n: types.ModuleType(n) for n in ("evo", "evo.core", "evo.core.trajectory")}
+        mods["evo.core.trajectory"].PosePath3D = PosePath3D
+        sys.modules.update(mods)
+    from depth_anything_3.model.gs_adapter import GaussianAdapter
+    return GaussianAdapter(sh_degree=2, pred_color=False, pred_offset_depth=True, pred_offset_xy=True,
+                           gaussian_scale_min=1e-5, gaussian_scale_max=30.0)
+
+
 def build_tiny(cfg):
     d = cfg["embed_dim"]
     mono = cfg.get("head") == "dpt"
@@ -152,7 +182,12 @@ def build_tiny(cfg):
         head = DPT(dim_in=d, output_dim=1, features=cfg["features"], out_channels=cfg["out_channels"])
         return DepthAnything3Net(backbone, head)
     head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])
-    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d))
+    gs = {}
+    if cfg.get("gs"):
+        gs = dict(gs_head=GSDPT(dim_in=2 * d, output_dim=38, features=cfg["features"],
+                                out_channels=cfg["out_channels"]),
+                  gs_adapter=gaussian_adapter())
+    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d), **gs)
 
 
 def build_preset(cfg):
@@ -192,6 +227,7 @@ def rust_config(name, net, cfg):
             "pos_grid": int(math.isqrt(vit.pos_embed.shape[1] - 1)),
         },
         "head": {"dim_in": 2 * d, "features": cfg["features"], "out_channels": cfg["out_channels"]},
+        **({"gs_head": True} if cfg.get("gs") else {}),
     }
 
 
@@ -356,6 +392,13 @@ def run_case(net, x, strategy, cameras=None):
     assert torch.equal(full.extrinsics, out["golden.extrinsics"])
     if cameras is not None:
         out.update(align_to_input(cameras[0][0], cameras[1][0], full.depth[0], full.extrinsics[0]))
+    if net.gs_head is not None and cameras is None:
+        gs = net.gs_head(feats=feats, H=h, W=w, patch_start_idx=0, images=x)
+        out["golden.gs.raw"], out["golden.gs.density"] = gs["raw_gs"], gs["raw_gs_conf"]
+        full = net(x, infer_gs=True, ref_view_strategy=strategy)
+        assert torch.equal(full.depth, out["golden.depth"]), "GS run differs from forward()"
+        for key in ("means", "scales", "rotations", "harmonics", "opacities"):
+            out[f"golden.gaussians.{key}"] = getattr(full.gaussians, key)
     return {k: v.contiguous().float() for k, v in out.items()}
 
 

@@ -18,20 +18,23 @@ pub enum ExportFormat {
     DepthVis,
     /// `colmap`: COLMAP binary sparse model ([`crate::colmap`]).
     Colmap,
+    /// `gs_ply`: 3D Gaussians as a 3DGS PLY ([`crate::gs_ply`]); needs `infer_gs`.
+    GsPly,
 }
 
 /// Reference formats this port does not write; named in the error so users know why.
-const UNSUPPORTED: [&str; 3] = ["feat_vis", "gs_ply", "gs_video"];
+const UNSUPPORTED: [&str; 2] = ["feat_vis", "gs_video"];
 
 impl ExportFormat {
     /// Every format, in the order of [`ExportFormat::name`]'s listing.
-    pub const ALL: [ExportFormat; 6] = [
+    pub const ALL: [ExportFormat; 7] = [
         Self::MiniNpz,
         Self::Npz,
         Self::Glb,
         Self::Ply,
         Self::DepthVis,
         Self::Colmap,
+        Self::GsPly,
     ];
 
     /// The name used on the command line.
@@ -43,6 +46,7 @@ impl ExportFormat {
             Self::Ply => "ply",
             Self::DepthVis => "depth_vis",
             Self::Colmap => "colmap",
+            Self::GsPly => "gs_ply",
         }
     }
 
@@ -155,7 +159,8 @@ mod tests {
         for f in ExportFormat::ALL {
             assert!(msg.contains(f.name()), "{msg}");
         }
-        assert!(ExportFormat::parse_list("gs_ply")
+        assert_eq!(ExportFormat::parse_list("glb-gs_ply").unwrap(), vec![Glb, GsPly]);
+        assert!(ExportFormat::parse_list("gs_video")
             .unwrap_err()
             .to_string()
             .contains("not supported"));

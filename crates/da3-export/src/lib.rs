@@ -5,7 +5,8 @@
 //! - [`ply`]: binary little-endian point cloud in world coordinates;
 //! - [`glb`]: point cloud and camera frustums as binary glTF, aligned to camera 0;
 //! - [`colmap`]: COLMAP's binary sparse model (`cameras.bin`, `images.bin`, `points3D.bin`),
-//!   with a reader.
+//!   with a reader;
+//! - [`gs_ply`]: the predicted 3D Gaussians in the standard 3DGS PLY layout.
 //!
 //! Every exporter takes the [`da3::Prediction`] and the processed RGB images it was
 //! predicted from ([`ImageRgb8`], one per view, of the prediction's size). Every file is
@@ -21,6 +22,7 @@ pub mod error;
 pub mod format;
 pub mod geometry;
 pub mod glb;
+pub mod gs_ply;
 pub mod image;
 pub mod ply;
 pub mod spectral;
@@ -30,5 +32,6 @@ pub use depth_vis::export_depth_vis;
 pub use error::{ExportError, Result};
 pub use format::{ExportFormat, ExportFormats, ParseFormatError};
 pub use glb::{export_glb, GlbOptions};
+pub use gs_ply::{export_gs_ply, GsPlyOptions};
 pub use image::{check_inputs, check_inputs_with_cameras, ImageRgb8};
 pub use ply::{export_ply, PlyOptions};

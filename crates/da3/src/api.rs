@@ -132,6 +132,9 @@ pub struct Prediction {
     /// Normed backbone features of the blocks asked for in
     /// [`PredictOptions::export_feat_layers`], in that order.
     pub aux_features: Vec<FeatureLayer>,
+    /// World-space 3D Gaussians (one per pixel, in the predicted cameras' frame) when
+    /// [`PredictOptions::infer_gs`] was set.
+    pub gaussians: Option<crate::Gaussians>,
 }
 
 /// The normed output of one backbone block (the reference's `aux["feat_layer_{layer}"]`).
@@ -175,6 +178,9 @@ pub struct PredictOptions {
     pub export_feat_layers: Vec<usize>,
     /// Seed of every random choice (sky quantile sampling, RANSAC) so runs repeat exactly.
     pub seed: u64,
+    /// Also run the GS head and return world-space 3D Gaussians in
+    /// [`Prediction::gaussians`]; only models with a GS head (da3-giant) have them.
+    pub infer_gs: bool,
 }
 
 impl Default for PredictOptions {
@@ -186,6 +192,7 @@ impl Default for PredictOptions {
             use_ray_pose: false,
             export_feat_layers: Vec::new(),
             seed: crate::sky::DEFAULT_SKY_SEED,
+            infer_gs: false,
         }
     }
 }
@@ -287,14 +294,23 @@ impl<B: Backend> Da3<B> {
                 if options.use_ray_pose { "use_ray_pose" } else { "pose conditioning (input cameras)" }
             )));
         }
+        if options.infer_gs && !self.model.has_gs_head() {
+            return Err(Da3Error::Config(format!(
+                "model `{}` has no 3D-Gaussian head, so it cannot infer Gaussians (infer_gs); \
+                 use da3-giant or da3nested-giant-large (or turn infer_gs off)",
+                self.model.config().name
+            )));
+        }
         // 1. The (any-view) network.
-        let out = self.model.forward_full(
+        let mut out = self.model.forward_full(
             images.clone(),
             options.ref_view_strategy,
             network_cameras.as_ref(),
             &options.export_feat_layers,
+            options.infer_gs,
             None,
         );
+        let gs = out.gs.take();
         let rays = match (&out.cameras, options.use_ray_pose) {
             (Some(cams), true) => Some((to_vec(cams.ray.clone()), to_vec(cams.ray_conf.clone()), cams.ray.dims())),
             _ => None,
@@ -306,6 +322,12 @@ impl<B: Backend> Da3<B> {
             let cams = crate::ray_pose::ray_pose(&ray, &ray_conf, s, (rh, rw), (h, w), options.seed)?;
             prediction.extrinsics = cams.iter().map(|c| c.world_to_camera.map(|r| r.map(|v| v as f32))).collect();
             prediction.intrinsics = cams.iter().map(|c| c.intrinsics.map(|r| r.map(|v| v as f32))).collect();
+        }
+        // Gaussians use the network's own depth and predicted (or ray) cameras, as the
+        // reference's `_process_gs_head` does inside the network: before the nested scaling and
+        // any alignment to input cameras.
+        if let Some(gs) = gs {
+            prediction.gaussians = Some(gaussians_of(&prediction, gs)?);
         }
         // 3. Nested model: the metric branch gives the any-view output metric scale.
         if let Some(metric_model) = &self.metric_branch {
@@ -374,6 +396,7 @@ impl<B: Backend> Da3<B> {
             is_metric,
             scale_factor: None,
             aux_features,
+            gaussians: None,
         }
     }
 }
@@ -391,6 +414,21 @@ fn network_cameras(cameras: &InputCameras, views: usize) -> Result<ViewCameras, 
     Ok(ViewCameras {
         world_to_camera: normalize_extrinsics(&cameras.world_to_camera),
         intrinsics: cameras.intrinsics.clone(),
+    })
+}
+
+/// Runs the Gaussian adapter on the GS head's output and the prediction's depth and cameras.
+fn gaussians_of<B: Backend>(pred: &Prediction, gs: crate::model::GsRawOutput<B>) -> Result<crate::Gaussians, Da3Error> {
+    let (raw, density) = (to_vec(gs.raw), to_vec(gs.density));
+    crate::gaussians::adapt(&crate::gaussians::AdapterInput {
+        views: pred.views,
+        height: pred.height,
+        width: pred.width,
+        raw: &raw,
+        density: &density,
+        depth: &pred.depth,
+        extrinsics: &pred.extrinsics,
+        intrinsics: &pred.intrinsics,
     })
 }
 

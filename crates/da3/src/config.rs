@@ -110,6 +110,10 @@ pub struct Da3Config {
     /// any-view branch's weights are then under `model.da3.`, this one's under `model.da3_metric.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric_branch: Option<Box<Da3Config>>,
+    /// Whether the model has the 3D-Gaussian head (`gs_head`, GSDPT with the same widths as
+    /// `head`) and its adapter: da3-giant and the any-view branch of the nested model.
+    #[serde(default)]
+    pub gs_head: bool,
 }
 
 /// Pixels per patch side; fixed by the checkpoints.
@@ -170,6 +174,8 @@ impl Da3Config {
             head: HeadConfig { kind: HeadKind::DualDpt, dim_in: 2 * d, features: f, out_channels: oc },
             metric: false,
             metric_branch: None,
+            // Only the giant checkpoint ships `model.gs_head.*` (configs/da3-giant.yaml).
+            gs_head: name == "da3-giant",
         })
     }
 
@@ -194,6 +200,7 @@ impl Da3Config {
             head: HeadConfig { kind: HeadKind::Dpt, dim_in: 1024, features: 256, out_channels: [256, 512, 1024, 1024] },
             metric,
             metric_branch: None,
+            gs_head: false,
         }
     }
 
@@ -241,6 +248,12 @@ impl Da3Config {
             }
             branch.validate()?;
         }
+        if self.gs_head && self.head.kind != HeadKind::DualDpt {
+            return err("the 3D-Gaussian head needs a DualDPT model (it places Gaussians with the predicted cameras)".into());
+        }
+        if self.gs_head && self.head.features % 8 != 0 {
+            return err("the 3D-Gaussian head needs features divisible by 8 (its image merger is F/8 -> F/4 -> F/2)".into());
+        }
         Ok(())
     }
 }
@@ -269,6 +282,13 @@ mod tests {
         let cfg = Da3Config::from_json(r#"{"model_name": "da3-base"}"#).unwrap();
         assert_eq!(cfg.backbone.embed_dim, 768);
         assert!(Da3Config::from_json(r#"{"model_name": "da3-huge"}"#).is_err());
+    }
+
+    #[test]
+    fn only_giant_has_the_gs_head() {
+        for p in PRESETS {
+            assert_eq!(Da3Config::preset(p).unwrap().gs_head, p == "da3-giant", "{p}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The DA3 network: backbone → DualDPT (depth, confidence, rays) and CameraDec (poses) for
-//! the main series, or backbone → DPT (depth, sky) for the mono and metric models, on
-//! [B, S, 3, H, W] device tensors.
+//! the main series (plus, for da3-giant and on request, GSDPT: raw per-pixel 3D Gaussians),
+//! or backbone → DPT (depth, sky) for the mono and metric models, on [B, S, 3, H, W] device
+//! tensors.
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
@@ -10,7 +11,7 @@ use crate::backbone::{BackboneTrace, DinoV2, LayerFeatures};
 use crate::camera::{pose_encoding_to_extrinsics_intrinsics, CameraDec};
 use crate::camera_enc::{CameraEnc, ViewCameras};
 use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
-use crate::head::{Dpt, DualDpt};
+use crate::head::{Dpt, DualDpt, GsDpt};
 use crate::weights::WeightLoader;
 
 /// Everything the network predicts for B scenes of S views.
@@ -25,6 +26,17 @@ pub struct Da3Output<B: Backend> {
     /// Normed patch tokens of the requested backbone blocks (`export_feat_layers`), each
     /// [B, S, H/14·W/14, D], in the order requested.
     pub aux_features: Vec<Tensor<B, 4>>,
+    /// Raw GS head output; only from [`Da3Model::forward_gs`] on a model with a GS head.
+    pub gs: Option<GsRawOutput<B>>,
+}
+
+/// The GSDPT head's activated output, before the Gaussian adapter ([`crate::gaussians`]).
+#[derive(Debug, Clone)]
+pub struct GsRawOutput<B: Backend> {
+    /// Raw (linear) Gaussian parameters, channels last: [B, S, H, W, 37].
+    pub raw: Tensor<B, 5>,
+    /// Density `sigmoid(c37)`, which is the Gaussians' opacity at inference: [B, S, H, W].
+    pub density: Tensor<B, 4>,
 }
 
 /// The DualDPT and CameraDec outputs of a main-series model.
@@ -50,6 +62,8 @@ pub struct MainHeads<B: Backend> {
     head: DualDpt<B>,
     cam_dec: CameraDec<B>,
     cam_enc: CameraEnc<B>,
+    /// The 3D-Gaussian head (`gs_head`), for models whose config has `gs_head`.
+    gs_head: Option<GsDpt<B>>,
 }
 
 /// What runs on the backbone features.
@@ -93,6 +107,7 @@ impl<B: Backend> Da3Model<B> {
                 head: DualDpt::load(w, &head_prefix, &config.head),
                 cam_dec: CameraDec::load(w, &format!("{prefix}.cam_dec"), config.backbone.out_dim()),
                 cam_enc: CameraEnc::load(w, &format!("{prefix}.cam_enc"), config.backbone.embed_dim),
+                gs_head: config.gs_head.then(|| GsDpt::load(w, &format!("{prefix}.gs_head"), &config.head)),
             }),
             HeadKind::Dpt => Heads::Mono(Dpt::load(w, &head_prefix, &config.head)),
         };
@@ -130,6 +145,24 @@ impl<B: Backend> Da3Model<B> {
         matches!(self.heads, Heads::Main(_))
     }
 
+    /// Whether the model has the 3D-Gaussian head (da3-giant).
+    pub fn has_gs_head(&self) -> bool {
+        matches!(&self.heads, Heads::Main(MainHeads { gs_head: Some(_), .. }))
+    }
+
+    /// [`Self::forward_traced`] plus the GS head (`infer_gs=True` in the reference): the
+    /// output's `gs` is set when the model has a GS head ([`Self::has_gs_head`]) and `None`
+    /// otherwise. The head runs on the same features and the normalized `images`.
+    pub fn forward_gs(
+        &self,
+        images: Tensor<B, 5>,
+        strategy: RefViewStrategy,
+        cameras: Option<&ViewCameras>,
+        trace: Option<&mut Da3Trace<B>>,
+    ) -> Da3Output<B> {
+        self.forward_full(images, strategy, cameras, &[], true, trace)
+    }
+
     /// The forward pass, optionally conditioned on `cameras` ([B·S] entries), recording
     /// intermediate values into `trace`.
     pub fn forward_traced(
@@ -139,20 +172,24 @@ impl<B: Backend> Da3Model<B> {
         cameras: Option<&ViewCameras>,
         trace: Option<&mut Da3Trace<B>>,
     ) -> Da3Output<B> {
-        self.forward_full(images, strategy, cameras, &[], trace)
+        self.forward_full(images, strategy, cameras, &[], false, trace)
     }
 
-    /// [`Self::forward_traced`] that also returns the normed outputs of the backbone blocks in
-    /// `feat_layers` (each < depth; see [`DinoV2::forward_with_aux`]).
+    /// The forward pass with everything optional: the normed outputs of the backbone blocks in
+    /// `feat_layers` (each < depth; see [`DinoV2::forward_with_aux`]) and, when `infer_gs` and
+    /// the model has one, the GS head.
     pub fn forward_full(
         &self,
         images: Tensor<B, 5>,
         strategy: RefViewStrategy,
         cameras: Option<&ViewCameras>,
         feat_layers: &[usize],
+        infer_gs: bool,
         mut trace: Option<&mut Da3Trace<B>>,
     ) -> Da3Output<B> {
         let [b, s, _, height, width] = images.dims();
+        // The GS head's image merger sees the input views in their given order.
+        let gs_images = infer_gs.then(|| images.clone().reshape([b * s, 3, height, width])); // [BS, 3, H, W]
         debug_assert!(height % PATCH_SIZE == 0 && width % PATCH_SIZE == 0);
         let device = images.device();
         let condition = match (cameras, &self.heads) {
@@ -175,6 +212,17 @@ impl<B: Backend> Da3Model<B> {
         });
         match &self.heads {
             Heads::Main(main) => {
+                let gs = match (&main.gs_head, gs_images) {
+                    (Some(gs_head), Some(imgs)) => {
+                        let out = gs_head.forward(head_in.clone(), imgs);
+                        let c = out.raw.dims()[3];
+                        Some(GsRawOutput {
+                            raw: out.raw.reshape([b, s, height, width, c]),
+                            density: out.density.reshape([b, s, height, width]),
+                        })
+                    }
+                    _ => None,
+                };
                 let head = main.head.forward(head_in, height, width);
                 let pose_enc = main.cam_dec.forward(camera_token);
                 let (extrinsics, intrinsics) = pose_encoding_to_extrinsics_intrinsics(pose_enc.clone(), height, width);
@@ -191,6 +239,7 @@ impl<B: Backend> Da3Model<B> {
                     }),
                     sky: None,
                     aux_features,
+                    gs,
                 }
             }
             Heads::Mono(head) => {
@@ -200,6 +249,7 @@ impl<B: Backend> Da3Model<B> {
                     cameras: None,
                     sky: Some(out.sky.reshape([b, s, height, width])),
                     aux_features,
+                    gs: None,
                 }
             }
         }
