@@ -51,29 +51,42 @@ pub fn have_numpy() -> bool {
     ok
 }
 
-/// A float32 array read back from an `.npy` entry.
+/// A float32 or uint8 array read back from an `.npy` entry (uint8 values are in `data` as
+/// exact floats, and `dtype` says which it was).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    /// `<f4` or `|u1`.
+    pub dtype: String,
 }
 
-/// Parses a little-endian float32, C-order `.npy` (version 1.0) without the crate's writer code.
+/// Parses a little-endian float32 or uint8, C-order `.npy` (version 1.0) without the crate's
+/// writer code.
 pub fn parse_npy(bytes: &[u8]) -> Array {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "magic");
     assert_eq!(&bytes[6..8], &[1, 0], "version");
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     assert_eq!((10 + hlen) % 64, 0, "header alignment");
     let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let dtype = if header.contains("'descr': '<f4'") {
+        "<f4"
+    } else {
+        assert!(header.contains("'descr': '|u1'"), "{header}");
+        "|u1"
+    };
     assert!(header.contains("'fortran_order': False"), "{header}");
     let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
     let shape: Vec<usize> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
     let body = &bytes[10 + hlen..];
     let n: usize = shape.iter().product();
+    if dtype == "|u1" {
+        assert_eq!(body.len(), n, "data length for shape {shape:?}");
+        return Array { shape, data: body.iter().map(|&b| f32::from(b)).collect(), dtype: dtype.into() };
+    }
     assert_eq!(body.len(), 4 * n, "data length for shape {shape:?}");
     let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Array { shape, data }
+    Array { shape, data, dtype: dtype.into() }
 }
 
 /// Reads every `NAME.npy` entry of an `.npz` with the zip crate's reader and [`parse_npy`].
@@ -88,4 +101,36 @@ pub fn read_npz(path: &Path) -> BTreeMap<String, Array> {
         out.insert(name, parse_npy(&bytes));
     }
     out
+}
+
+/// The tiny fixture model `(config, weights)` of `crates/da3/tests/fixtures`, or `None` (with
+/// a notice) when it is absent.
+pub fn tiny_fixture(name: &str) -> Option<(PathBuf, PathBuf)> {
+    let fixtures = workspace_root().join("crates/da3/tests/fixtures");
+    let (cfg, weights) = (fixtures.join(format!("{name}.config.json")), fixtures.join(format!("{name}.weights.safetensors")));
+    if cfg.is_file() && weights.is_file() {
+        Some((cfg, weights))
+    } else {
+        eprintln!("NOTICE: {} not found; skipping this test", weights.display());
+        None
+    }
+}
+
+/// `path` as a `String` for command lines.
+pub fn s(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// stderr of a run, as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether `program` runs (`program -version`); prints a visible notice when it does not.
+pub fn have_program(program: &str) -> bool {
+    let ok = Command::new(program).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        eprintln!("NOTICE: {program} not found on PATH; skipping the part of this test that needs it (apt-get install ffmpeg)");
+    }
+    ok
 }
