@@ -4,26 +4,133 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use da3::preprocess::{assemble, Options, Preprocessed};
+use da3::preprocess::{assemble, Intrinsics, Options, Preprocessed};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 
-use crate::images::{check_input, load_and_prepare};
+use crate::images::{check_size, load_and_prepare, read_dimensions};
 
-/// Preprocesses `paths` like the reference's `InputProcessor`: first every header is checked
-/// ([`check_input`]: size limit, plan), so that nothing is decoded when any file is refused;
-/// then the files are decoded and prepared in parallel, and [`assemble`]d (images of
-/// different processed sizes are centre-cropped to the smallest). Errors name the file; with
-/// several bad files, the first in order is reported.
-pub fn load_batch(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<Preprocessed> {
+/// An input image left out of the scene, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// The error, with its causes (`cannot decode image a.png (...): ...`).
+    pub reason: String,
+}
+
+/// The preprocessed scene and what was left out of it.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The network input and processed images of the kept views.
+    pub pre: Preprocessed,
+    /// For each kept view, its index in the input list (in input order).
+    pub kept: Vec<usize>,
+    /// The inputs that could not be read or decoded, in input order.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Batch {
+    /// The paths of the kept views.
+    pub fn kept_paths(&self, paths: &[PathBuf]) -> Vec<PathBuf> {
+        self.kept.iter().map(|&i| paths[i].clone()).collect()
+    }
+}
+
+/// Preprocesses `paths` like the reference's `InputProcessor`, carrying each image's
+/// `intrinsics` (pixels of the file) along when given.
+///
+/// First every header is read and checked ([`check_size`]: size limit, plan): a file whose
+/// header cannot be read (missing, empty, not PNG/JPEG) is set aside, while a file refused
+/// by a limit stops the run (raising the flag is the fix, and nothing is decoded). Then the
+/// remaining files are decoded and prepared in parallel (`progress` advances per file);
+/// files that fail to decode (corrupt, truncated) are set aside too. The set-aside files are
+/// returned as [`Batch::skipped`] as long as one good image remains; otherwise the error of
+/// the only input, or a list of every input's error, is returned. Errors name the file.
+/// The good images are [`assemble`]d (different processed sizes are centre-cropped to the
+/// smallest).
+pub fn load_batch(
+    paths: &[PathBuf],
+    intrinsics: Option<&[Intrinsics]>,
+    options: &Options,
+    max_pixels: u64,
+    progress: &ProgressBar,
+) -> Result<Batch> {
     if paths.is_empty() {
         bail!("no input images given");
     }
-    for path in paths {
-        check_input(path, options, max_pixels)?;
+    if let Some(k) = intrinsics {
+        if k.len() != paths.len() {
+            bail!("internal error: {} intrinsics for {} images", k.len(), paths.len());
+        }
     }
-    let prepared: Vec<Result<_>> = paths.par_iter().map(|p| load_and_prepare(p, options, max_pixels)).collect();
-    let prepared = prepared.into_iter().collect::<Result<Vec<_>>>()?;
-    assemble(prepared).context("cannot assemble the preprocessed images")
+    let mut failures: Vec<(usize, anyhow::Error)> = Vec::new();
+    let mut readable = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        match read_dimensions(path) {
+            Ok(size) => {
+                check_size(path, size, options, max_pixels)?;
+                readable.push(i);
+            }
+            Err(e) => failures.push((i, e)),
+        }
+    }
+    progress.inc(failures.len() as u64);
+    let decoded: Vec<(usize, Result<_>)> = readable
+        .par_iter()
+        .map(|&i| {
+            let result = load_and_prepare(&paths[i], intrinsics.map(|k| k[i]), options, max_pixels);
+            progress.inc(1);
+            (i, result)
+        })
+        .collect();
+    let mut prepared = Vec::new();
+    let mut kept = Vec::new();
+    for (i, result) in decoded {
+        match result {
+            Ok(p) => {
+                prepared.push(p);
+                kept.push(i);
+            }
+            Err(e) => failures.push((i, e)),
+        }
+    }
+    failures.sort_by_key(|(i, _)| *i);
+    if prepared.is_empty() {
+        return Err(no_good_image(paths, failures));
+    }
+    let skipped = failures.into_iter().map(|(i, e)| Skipped { path: paths[i].clone(), reason: format!("{e:#}") }).collect();
+    let pre = assemble(prepared).context("cannot assemble the preprocessed images")?;
+    Ok(Batch { pre, kept, skipped })
+}
+
+/// The error when no input could be used: the only input's own error, or every input's.
+fn no_good_image(paths: &[PathBuf], mut failures: Vec<(usize, anyhow::Error)>) -> anyhow::Error {
+    if failures.len() == 1 {
+        return failures.remove(0).1;
+    }
+    let mut text = format!("none of the {} input images could be read:", paths.len());
+    for (i, e) in &failures {
+        text.push_str(&format!("\n  {}: {e:#}", paths[*i].display()));
+    }
+    text.push_str("\nCheck that the files are complete PNG or JPEG images.");
+    anyhow::anyhow!(text)
+}
+
+/// The warning listing the skipped inputs, or `None` when none was skipped.
+pub fn skipped_warning(skipped: &[Skipped], total: usize) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "warning: skipped {} of {total} input images that could not be read (the scene is predicted from the other {}):",
+        skipped.len(),
+        total - skipped.len()
+    );
+    for s in skipped {
+        text.push_str(&format!("\n  {}: {}", s.path.display(), s.reason));
+    }
+    Some(text)
 }
 
 /// `WxH` of a `(width, height)`.
@@ -83,6 +190,14 @@ pub fn crop_warning(pre: &Preprocessed, paths: &[PathBuf]) -> Option<String> {
 mod tests {
     use super::*;
     use da3::preprocess::{preprocess, ImageRef, Pixels};
+
+    #[test]
+    fn skipped_warning_names_each_file() {
+        assert!(skipped_warning(&[], 3).is_none());
+        let s = [Skipped { path: PathBuf::from("bad.png"), reason: "cannot decode image bad.png".into() }];
+        let w = skipped_warning(&s, 3).unwrap();
+        assert!(w.contains("skipped 1 of 3") && w.contains("other 2") && w.contains("\n  bad.png: cannot decode"), "{w}");
+    }
 
     fn batch(sizes: &[(usize, usize)], process_res: usize) -> Preprocessed {
         let buffers: Vec<Vec<u8>> = sizes.iter().map(|(w, h)| vec![128; w * h * 3]).collect();

@@ -9,7 +9,10 @@ use da3_export::colmap::{export_colmap, ColmapOptions, SourceImage};
 use da3_export::depth_vis::export_depth_vis;
 use da3_export::glb::{export_glb, GlbOptions};
 use da3_export::ply::{export_ply, PlyOptions};
+use da3_export::atomic::write_atomic;
 use da3_export::{ExportFormat, ImageRgb8};
+
+use crate::npz::{write_npz_any, NpyArray, NpyData};
 
 /// Options of the point-cloud formats (`--conf-thresh-percentile`, `--num-max-points`,
 /// `--show-cameras`).
@@ -32,34 +35,67 @@ pub fn check_formats(formats: &[ExportFormat], method: ResizeMethod) -> Result<(
             "--export-format colmap needs a *_resize --process-res-method (got {method}): cropped images have no intrinsics at their original size"
         )));
     }
-    if formats.contains(&ExportFormat::Npz) {
-        bail!(crate::UsageError(
-            "--export-format npz (mini_npz plus the processed images) is not implemented yet; use mini_npz, whose results.npz is always written, and the processed_NNNN.png images".into()
-        ));
-    }
     Ok(())
+}
+
+/// Where the `npz` export goes, relative to the export directory (the reference's path).
+pub const NPZ_EXPORT_PATH: &str = "exports/npz/results.npz";
+
+/// Rounds like `np.round(x, decimals)` on a float32 array: `rint(x * 10^d) / 10^d`, each step
+/// in float32 (numpy keeps the array's dtype), ties to even.
+pub fn round_like_numpy(values: &[f32], decimals: i32) -> Vec<f32> {
+    let factor = 10f32.powi(decimals);
+    values.iter().map(|&v| (v * factor).round_ties_even() / factor).collect()
+}
+
+/// The reference's `npz` export (`export_to_npz`): `image` (S,H,W,3) uint8, the processed
+/// images as the reference returns them (recovered from the normalized input, see
+/// [`Preprocessed::reference_processed_images`]); `depth` rounded to 6 decimals; `conf`
+/// rounded to 2, `extrinsics` (S,3,4) and `intrinsics` (S,3,3) when predicted. Written
+/// atomically to `dir/exports/npz/results.npz`.
+pub fn write_npz_export(dir: &Path, pred: &Prediction, pre: &Preprocessed) -> Result<PathBuf> {
+    let path = dir.join(NPZ_EXPORT_PATH);
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let (s, h, w) = (pred.views, pred.height, pred.width);
+    let pixels: Vec<u8> = pre.reference_processed_images().into_iter().flat_map(|im| im.pixels).collect();
+    let depth = round_like_numpy(&pred.depth, 6);
+    let conf = round_like_numpy(&pred.conf, 2);
+    let extrinsics: Vec<f32> = pred.extrinsics.iter().flatten().flatten().copied().collect();
+    let intrinsics: Vec<f32> = pred.intrinsics.iter().flatten().flatten().copied().collect();
+    let (image_shape, map_shape, ext_shape, ixt_shape) = ([s, h, w, 3], [s, h, w], [s, 3, 4], [s, 3, 3]);
+    let mut arrays = vec![
+        NpyArray { name: "image", shape: &image_shape, data: NpyData::U8(&pixels) },
+        NpyArray { name: "depth", shape: &map_shape, data: NpyData::F32(&depth) },
+    ];
+    if pred.has_cameras() {
+        arrays.push(NpyArray { name: "conf", shape: &map_shape, data: NpyData::F32(&conf) });
+        arrays.push(NpyArray { name: "extrinsics", shape: &ext_shape, data: NpyData::F32(&extrinsics) });
+        arrays.push(NpyArray { name: "intrinsics", shape: &ixt_shape, data: NpyData::F32(&intrinsics) });
+    }
+    write_atomic(&path, |f| write_npz_any(f, &arrays).map(drop))?;
+    Ok(path)
 }
 
 /// Writes every requested format other than `mini_npz` (always written as `results.npz`) into
 /// `dir`; returns the paths written. GLB, like the reference, comes with `depth_vis`.
+/// `images` are `pre`'s processed images, `sources` the input file of each view.
 pub fn write_exports(
     dir: &Path,
     formats: &[ExportFormat],
     pred: &Prediction,
     pre: &Preprocessed,
+    images: &[ImageRgb8],
     sources: &[PathBuf],
     cloud: CloudOptions,
 ) -> Result<Vec<PathBuf>> {
-    let images: Vec<ImageRgb8> = pre
-        .images
-        .iter()
-        .map(|im| ImageRgb8::new(im.width, im.height, im.pixels.clone()))
-        .collect::<Result<_, _>>()
-        .context("internal error: processed image of the wrong size")?;
     let mut written = Vec::new();
     let wants = |f: ExportFormat| formats.contains(&f);
+    if wants(ExportFormat::Npz) {
+        written.push(write_npz_export(dir, pred, pre)?);
+    }
     if wants(ExportFormat::DepthVis) || wants(ExportFormat::Glb) {
-        let files = export_depth_vis(dir, pred, &images)?; // writes dir/depth_vis/
+        let files = export_depth_vis(dir, pred, images)?; // writes dir/depth_vis/
         written.extend(files.visualizations);
         written.push(files.ranges);
     }
@@ -69,7 +105,7 @@ pub fn write_exports(
             num_max_points: cloud.num_max_points,
             ..PlyOptions::default()
         };
-        written.push(export_ply(dir, pred, &images, &options)?);
+        written.push(export_ply(dir, pred, images, &options)?);
     }
     if wants(ExportFormat::Glb) {
         let options = GlbOptions {
@@ -78,7 +114,7 @@ pub fn write_exports(
             show_cameras: cloud.show_cameras,
             ..GlbOptions::default()
         };
-        written.push(export_glb(dir, pred, &images, &options)?);
+        written.push(export_glb(dir, pred, images, &options)?);
     }
     if wants(ExportFormat::Colmap) {
         let sources: Vec<SourceImage> = sources
@@ -91,7 +127,7 @@ pub fn write_exports(
             })
             .collect();
         let options = ColmapOptions { conf_thresh_percentile: cloud.conf_thresh_percentile };
-        let files = export_colmap(&dir.join("colmap"), pred, &images, &sources, &options)?;
+        let files = export_colmap(&dir.join("colmap"), pred, images, &sources, &options)?;
         written.extend([files.cameras, files.images, files.points]);
     }
     Ok(written)

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use da3::preprocess::{prepare, ImageRef, Options, Pixels, Plan, Prepared};
+use da3::preprocess::{prepare, ImageRef, Intrinsics, Options, Pixels, Plan, Prepared};
 use da3::Da3Error;
 use image::{DynamicImage, ImageReader, Limits};
 
@@ -65,7 +65,12 @@ pub fn check_pixel_limit(path: &Path, (width, height): (u32, u32), max_pixels: u
 /// whose resized image would be over `max_pixels` (a large `--process-res`). Errors name the
 /// file.
 pub fn check_input(path: &Path, options: &Options, max_pixels: u64) -> Result<Plan> {
-    let (width, height) = read_dimensions(path)?;
+    check_size(path, read_dimensions(path)?, options, max_pixels)
+}
+
+/// The checks of [`check_input`] after the header was read: `(width, height)` against
+/// `max_pixels` and the preprocessing plan.
+pub fn check_size(path: &Path, (width, height): (u32, u32), options: &Options, max_pixels: u64) -> Result<Plan> {
     check_pixel_limit(path, (width, height), max_pixels)?;
     let plan = Plan::new(width as usize, height as usize, options.process_res, options.method)
         .with_context(|| format!("cannot preprocess image {} ({width}x{height})", path.display()))?;
@@ -125,7 +130,11 @@ pub fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage> {
 /// Layouts without a [`Pixels`] variant (32-bit float images, which PNG and JPEG decoding do
 /// not produce) are first converted to 8-bit RGB with the `image` crate's `to_rgb8` (values
 /// in [0, 1] scaled to 0..=255, alpha dropped).
-pub fn prepare_decoded(image: &DynamicImage, options: &Options) -> Result<Prepared, Da3Error> {
+pub fn prepare_decoded(
+    image: &DynamicImage,
+    intrinsics: Option<Intrinsics>,
+    options: &Options,
+) -> Result<Prepared, Da3Error> {
     let fallback;
     let pixels = match image {
         DynamicImage::ImageLuma8(b) => Pixels::Gray8(b.as_raw()),
@@ -142,13 +151,14 @@ pub fn prepare_decoded(image: &DynamicImage, options: &Options) -> Result<Prepar
         }
     };
     let image = ImageRef { pixels, width: image.width() as usize, height: image.height() as usize };
-    prepare(image, None, options)
+    prepare(image, intrinsics, options)
 }
 
-/// Decodes `path` and runs the per-image preprocessing; errors name the file.
-pub fn load_and_prepare(path: &Path, options: &Options, max_pixels: u64) -> Result<Prepared> {
+/// Decodes `path` and runs the per-image preprocessing, carrying `intrinsics` (in pixels of
+/// the file) along; errors name the file.
+pub fn load_and_prepare(path: &Path, intrinsics: Option<Intrinsics>, options: &Options, max_pixels: u64) -> Result<Prepared> {
     let image = decode(path, max_pixels)?;
-    prepare_decoded(&image, options).with_context(|| format!("cannot preprocess image {}", path.display()))
+    prepare_decoded(&image, intrinsics, options).with_context(|| format!("cannot preprocess image {}", path.display()))
 }
 
 #[cfg(test)]
@@ -162,7 +172,7 @@ mod tests {
 
     /// The processed RGB bytes of a 14x14 image (no resize at process_res 14).
     fn rgb_of(image: DynamicImage) -> Vec<u8> {
-        prepare_decoded(&image, &opts(14)).unwrap().image.pixels
+        prepare_decoded(&image, None, &opts(14)).unwrap().image.pixels
     }
 
     #[test]

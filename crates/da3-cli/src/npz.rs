@@ -1,4 +1,4 @@
-//! Minimal writer of NumPy `.npy` (format 1.0) and `.npz` files for float32 arrays.
+//! Minimal writer of NumPy `.npy` (format 1.0) and `.npz` files for float32 and uint8 arrays.
 //!
 //! An `.npz` is a zip archive holding one `NAME.npy` per array (what `np.savez_compressed`
 //! writes); entries are deflate-compressed. Each `.npy` is: the magic `\x93NUMPY`, the version
@@ -42,7 +42,12 @@ fn shape_tuple(shape: &[usize]) -> String {
 ///
 /// The returned length is a multiple of [`NPY_ALIGN`]; the header ends with `\n`.
 pub fn npy_header(shape: &[usize]) -> io::Result<Vec<u8>> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}", shape_tuple(shape));
+    npy_header_for("<f4", shape)
+}
+
+/// [`npy_header`] for any numpy type string `descr` (`<f4`, `|u1`).
+fn npy_header_for(descr: &str, shape: &[usize]) -> io::Result<Vec<u8>> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}", shape_tuple(shape));
     // dict + padding spaces + '\n', so that PREAMBLE_LEN + header is a multiple of NPY_ALIGN.
     let unpadded = PREAMBLE_LEN + dict.len() + 1;
     let header_len = dict.len() + 1 + (NPY_ALIGN - unpadded % NPY_ALIGN) % NPY_ALIGN;
@@ -79,10 +84,76 @@ pub fn write_npy<W: Write>(w: &mut W, shape: &[usize], data: &[f32]) -> io::Resu
     Ok(())
 }
 
-/// Writes `arrays` as a deflate-compressed `.npz` archive into `w` and returns `w`.
+/// The values of one array of a mixed-type `.npz` ([`write_npz_any`]).
+#[derive(Debug, Clone, Copy)]
+pub enum NpyData<'a> {
+    /// float32 (`<f4`).
+    F32(&'a [f32]),
+    /// uint8 (`|u1`), e.g. images.
+    U8(&'a [u8]),
+}
+
+impl NpyData<'_> {
+    fn descr(&self) -> &'static str {
+        match self {
+            Self::F32(_) => "<f4",
+            Self::U8(_) => "|u1",
+        }
+    }
+
+    fn byte_len(&self) -> u64 {
+        match self {
+            Self::F32(d) => 4 * d.len() as u64,
+            Self::U8(d) => d.len() as u64,
+        }
+    }
+}
+
+/// One named array of float32 or uint8 values to store in an `.npz`.
+#[derive(Debug, Clone, Copy)]
+pub struct NpyArray<'a> {
+    /// Key in the archive (the entry is `NAME.npy`).
+    pub name: &'a str,
+    /// Shape, C order; the product must equal the number of values.
+    pub shape: &'a [usize],
+    /// Values in C (row-major) order.
+    pub data: NpyData<'a>,
+}
+
+impl<'a> From<NpzArray<'a>> for NpyArray<'a> {
+    fn from(a: NpzArray<'a>) -> Self {
+        Self { name: a.name, shape: a.shape, data: NpyData::F32(a.data) }
+    }
+}
+
+/// Writes one `.npy` file of float32 or uint8 values to `w`.
+pub fn write_npy_any<W: Write>(w: &mut W, shape: &[usize], data: NpyData<'_>) -> io::Result<()> {
+    match data {
+        NpyData::F32(d) => write_npy(w, shape, d),
+        NpyData::U8(d) => {
+            let expected: usize = shape.iter().product();
+            if expected != d.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("shape {shape:?} holds {expected} values but {} were given", d.len()),
+                ));
+            }
+            w.write_all(&npy_header_for(data.descr(), shape)?)?;
+            w.write_all(d)
+        }
+    }
+}
+
+/// Writes float32 `arrays` as a deflate-compressed `.npz` archive into `w` and returns `w`.
 ///
 /// Names must be unique and non-empty; each becomes the entry `NAME.npy`.
 pub fn write_npz<W: Write + Seek>(w: W, arrays: &[NpzArray<'_>]) -> io::Result<W> {
+    let arrays: Vec<NpyArray<'_>> = arrays.iter().map(|&a| a.into()).collect();
+    write_npz_any(w, &arrays)
+}
+
+/// [`write_npz`] for arrays of float32 and uint8 values (the `npz` export's `image`).
+pub fn write_npz_any<W: Write + Seek>(w: W, arrays: &[NpyArray<'_>]) -> io::Result<W> {
     for (i, a) in arrays.iter().enumerate() {
         if a.name.is_empty() || a.name.contains('/') {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid npz key `{}`", a.name)));
@@ -93,12 +164,12 @@ pub fn write_npz<W: Write + Seek>(w: W, arrays: &[NpzArray<'_>]) -> io::Result<W
     }
     let mut zip = zip::ZipWriter::new(w);
     for a in arrays {
-        let bytes = 4 * a.data.len() as u64 + NPY_ALIGN as u64 * 4;
+        let bytes = a.data.byte_len() + NPY_ALIGN as u64 * 4;
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .large_file(bytes >= u32::MAX as u64);
         zip.start_file(format!("{}.npy", a.name), options).map_err(zip_err)?;
-        write_npy(&mut zip, a.shape, a.data)?;
+        write_npy_any(&mut zip, a.shape, a.data)?;
     }
     zip.finish().map_err(zip_err)
 }

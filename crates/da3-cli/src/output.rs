@@ -5,12 +5,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use serde_json::Value;
 use da3::preprocess::Preprocessed;
 use da3::Prediction;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
-use crate::atomic::write_atomic;
+use da3_export::atomic::write_atomic;
+use da3_export::{check_inputs, ImageRgb8};
 use crate::npz::{write_npz, NpzArray};
 use crate::png16::{quantize_depth, write_png16};
 
@@ -43,24 +45,18 @@ pub struct Written {
 }
 
 /// Checks that the prediction's arrays have the sizes its `views`, `height`, `width` announce
-/// (confidence and cameras may be absent: mono/metric models predict none).
-pub fn check_prediction(p: &Prediction) -> Result<()> {
+/// and that there is one processed image of that size per view
+/// ([`da3_export::check_inputs`]), plus the sky map of mono/metric models.
+pub fn check_prediction(p: &Prediction, images: &[ImageRgb8]) -> Result<()> {
+    check_inputs(p, images).context("internal error")?;
     let n = p.views * p.height * p.width;
-    let cameras_ok = if p.has_cameras() {
-        p.conf.len() == n && p.extrinsics.len() == p.views && p.intrinsics.len() == p.views
-    } else {
-        p.conf.is_empty() && p.intrinsics.is_empty()
-    };
     ensure!(
-        p.depth.len() == n && cameras_ok && p.sky.as_ref().is_none_or(|sky| sky.len() == n),
-        "internal error: prediction for {} views of {}x{} has {} depth, {} conf, {} extrinsics, {} intrinsics values",
+        p.sky.as_ref().is_none_or(|sky| sky.len() == n),
+        "internal error: prediction for {} views of {}x{} has a sky map of {} values",
         p.views,
         p.width,
         p.height,
-        p.depth.len(),
-        p.conf.len(),
-        p.extrinsics.len(),
-        p.intrinsics.len()
+        p.sky.as_ref().map_or(0, Vec::len)
     );
     Ok(())
 }
@@ -81,30 +77,24 @@ fn remove_stale_pngs(dir: &Path, views: usize) -> Result<()> {
     Ok(())
 }
 
-/// Checks that `pre` holds one processed image per predicted view, of the predicted size.
-fn check_processed(p: &Prediction, pre: &Preprocessed) -> Result<()> {
-    let sizes_ok = pre.images.iter().all(|img| (img.width, img.height) == (p.width, p.height));
-    ensure!(
-        pre.images.len() == p.views && pre.info.len() == p.views && sizes_ok,
-        "internal error: {} processed images for a prediction of {} views of {}x{}",
-        pre.images.len(),
-        p.views,
-        p.width,
-        p.height
-    );
-    Ok(())
-}
-
 /// Writes `results.npz` (`depth`, `conf` [S,H,W], `extrinsics` [S,3,4], `intrinsics` [S,3,3],
 /// float32; like upstream's mini_npz, each key only when the model predicts it, plus `sky`
 /// [S,H,W] for mono/metric models), one 16-bit PNG per view and `depth_png_ranges.json` into
 /// `dir` (created if needed), replacing the outputs of an earlier run; plus
 /// `processed_NNNN.png`, the 8-bit RGB image each view was predicted from
 /// ([`Preprocessed::images`], pixel-aligned with the depth). `sources` names the input image
-/// of each view (recorded in the JSON with its original size).
-pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf], pre: &Preprocessed) -> Result<Written> {
-    check_prediction(p)?;
-    check_processed(p, pre)?;
+/// of each view (recorded in the JSON with its original size); `images` are `pre`'s processed
+/// images; `extra` is merged into the top level of the JSON (skipped inputs, depth units).
+pub fn write_outputs(
+    dir: &Path,
+    p: &Prediction,
+    sources: &[PathBuf],
+    pre: &Preprocessed,
+    images: &[ImageRgb8],
+    extra: serde_json::Map<String, Value>,
+) -> Result<Written> {
+    check_prediction(p, images)?;
+    ensure!(pre.info.len() == p.views, "internal error: {} image records for {} views", pre.info.len(), p.views);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let (s, h, w) = (p.views, p.height, p.width);
 
@@ -121,10 +111,7 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf], pre: &Prep
     if let Some(sky) = &p.sky {
         arrays.push(NpzArray { name: "sky", shape: &map_shape, data: sky });
     }
-    write_atomic(&npz, |f| {
-        write_npz(f, &arrays)?;
-        Ok(())
-    })?;
+    write_atomic(&npz, |f| write_npz(f, &arrays).map(drop))?;
 
     let mut depth_pngs = Vec::with_capacity(s);
     let mut processed_pngs = Vec::with_capacity(s);
@@ -133,15 +120,14 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf], pre: &Prep
         let (values, range) = quantize_depth(p.depth_of(i));
         let name = depth_png_name(i);
         let path = dir.join(&name);
-        write_atomic(&path, |f| Ok(write_png16(f, w as u32, h as u32, &values)?))?;
+        write_atomic(&path, |f| write_png16(f, w as u32, h as u32, &values).map_err(std::io::Error::other))?;
         depth_pngs.push(path);
         let processed = processed_png_name(i);
         let path = dir.join(&processed);
-        let img = &pre.images[i];
+        let img = &images[i];
         write_atomic(&path, |f| {
             let encoder = PngEncoder::new(f);
-            encoder.write_image(&img.pixels, w as u32, h as u32, ExtendedColorType::Rgb8)?;
-            Ok(())
+            encoder.write_image(&img.pixels, w as u32, h as u32, ExtendedColorType::Rgb8).map_err(std::io::Error::other)
         })?;
         processed_pngs.push(path);
         let (orig_w, orig_h) = pre.info[i].original_size();
@@ -159,16 +145,18 @@ pub fn write_outputs(dir: &Path, p: &Prediction, sources: &[PathBuf], pre: &Prep
     remove_stale_pngs(dir, s)?;
 
     let ranges = dir.join(RANGES_NAME);
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "mapping": "depth = min + png / 65535 * (max - min); png = round((depth - min) / (max - min) * 65535); non-finite depth is stored as 0",
         "width": w,
         "height": h,
         "views": views,
     });
+    if let Value::Object(map) = &mut doc {
+        map.extend(extra);
+    }
     write_atomic(&ranges, |f| {
         serde_json::to_writer_pretty(&mut *f, &doc)?;
-        f.write_all(b"\n")?;
-        Ok(())
+        f.write_all(b"\n")
     })?;
     Ok(Written { npz, depth_pngs, processed_pngs, ranges })
 }

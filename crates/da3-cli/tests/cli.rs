@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{da3, scratch, write_rgb_png};
+use common::{da3, scratch, write_bomb_png, write_rgb_png};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -20,32 +20,6 @@ fn setup(name: &str) -> (std::path::PathBuf, String) {
 
 fn s(p: &Path) -> String {
     p.display().to_string()
-}
-
-/// Standard CRC-32 (PNG chunks), bitwise.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-/// A valid small PNG whose IHDR is rewritten to declare `width`x`height` (CRC fixed up): the
-/// header reads fine, the body holds only a few bytes.
-fn write_bomb_png(path: &Path, width: u32, height: u32) {
-    let mut bytes = Vec::new();
-    image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
-    // Signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), 5 more bytes, CRC.
-    assert_eq!(&bytes[12..16], b"IHDR");
-    bytes[16..20].copy_from_slice(&width.to_be_bytes());
-    bytes[20..24].copy_from_slice(&height.to_be_bytes());
-    let crc = crc32(&bytes[12..29]);
-    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -273,5 +247,30 @@ fn help_explains_every_flag() {
         "504x280",
     ] {
         assert!(help.contains(word), "help lacks {word}:\n{help}");
+    }
+}
+
+#[test]
+fn every_input_subcommand_explains_the_shared_flags() {
+    for (cmd, own) in [
+        ("auto", &["INPUT", "--fps", "--sparse-subdir"][..]),
+        ("image", &["IMAGE"][..]),
+        ("images", &["DIR", "--image-extensions"][..]),
+        ("video", &["VIDEO", "--fps", "ffmpeg", "input_images/000000.png"][..]),
+        ("colmap", &["DIR", "--sparse-subdir", "SIMPLE_PINHOLE", "cameras.bin"][..]),
+        ("infer", &["IMAGES"][..]),
+    ] {
+        let out = da3(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let shared = [
+            "--model", "--weights", "--device", "--process-res", "--process-res-method", "--export-dir", "--out",
+            "--export-format", "--ref-view-strategy", "--conf-thresh-percentile", "--num-max-points", "--show-cameras",
+            "--quiet", "--poses", "--use-ray-pose", "--align-to-input-ext-scale", "--no-align-to-input-ext-scale",
+            "--focal", "--no-pose-condition", "--max-pixels", "--opencv-flavor", "world_to_camera", "Exit status",
+        ];
+        for flag in shared.iter().chain(own) {
+            assert!(help.contains(flag), "`da3 {cmd} --help` lacks {flag}:\n{help}");
+        }
     }
 }

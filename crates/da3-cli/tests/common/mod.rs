@@ -51,29 +51,42 @@ pub fn have_numpy() -> bool {
     ok
 }
 
-/// A float32 array read back from an `.npy` entry.
+/// A float32 or uint8 array read back from an `.npy` entry (uint8 values are in `data` as
+/// exact floats, and `dtype` says which it was).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    /// `<f4` or `|u1`.
+    pub dtype: String,
 }
 
-/// Parses a little-endian float32, C-order `.npy` (version 1.0) without the crate's writer code.
+/// Parses a little-endian float32 or uint8, C-order `.npy` (version 1.0) without the crate's
+/// writer code.
 pub fn parse_npy(bytes: &[u8]) -> Array {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "magic");
     assert_eq!(&bytes[6..8], &[1, 0], "version");
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     assert_eq!((10 + hlen) % 64, 0, "header alignment");
     let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let dtype = if header.contains("'descr': '<f4'") {
+        "<f4"
+    } else {
+        assert!(header.contains("'descr': '|u1'"), "{header}");
+        "|u1"
+    };
     assert!(header.contains("'fortran_order': False"), "{header}");
     let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
     let shape: Vec<usize> = shape_text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
     let body = &bytes[10 + hlen..];
     let n: usize = shape.iter().product();
+    if dtype == "|u1" {
+        assert_eq!(body.len(), n, "data length for shape {shape:?}");
+        return Array { shape, data: body.iter().map(|&b| f32::from(b)).collect(), dtype: dtype.into() };
+    }
     assert_eq!(body.len(), 4 * n, "data length for shape {shape:?}");
     let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Array { shape, data }
+    Array { shape, data, dtype: dtype.into() }
 }
 
 /// Reads every `NAME.npy` entry of an `.npz` with the zip crate's reader and [`parse_npy`].
@@ -89,3 +102,62 @@ pub fn read_npz(path: &Path) -> BTreeMap<String, Array> {
     }
     out
 }
+
+/// The tiny fixture model `(config, weights)` of `crates/da3/tests/fixtures`, or `None` (with
+/// a notice) when it is absent.
+pub fn tiny_fixture(name: &str) -> Option<(PathBuf, PathBuf)> {
+    let fixtures = workspace_root().join("crates/da3/tests/fixtures");
+    let (cfg, weights) = (fixtures.join(format!("{name}.config.json")), fixtures.join(format!("{name}.weights.safetensors")));
+    if cfg.is_file() && weights.is_file() {
+        Some((cfg, weights))
+    } else {
+        eprintln!("NOTICE: {} not found; skipping this test", weights.display());
+        None
+    }
+}
+
+/// `path` as a `String` for command lines.
+pub fn s(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// stderr of a run, as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether `program` runs (`program -version`); prints a visible notice when it does not.
+pub fn have_program(program: &str) -> bool {
+    let ok = Command::new(program).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        eprintln!("NOTICE: {program} not found on PATH; skipping the part of this test that needs it (apt-get install ffmpeg)");
+    }
+    ok
+}
+
+/// Standard CRC-32 (PNG chunks), bitwise.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A valid small PNG whose IHDR is rewritten to declare `width`x`height` (CRC fixed up): the
+/// header reads fine, the body holds only a few bytes.
+pub fn write_bomb_png(path: &Path, width: u32, height: u32) {
+    let mut bytes = Vec::new();
+    image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    // Signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), 5 more bytes, CRC.
+    assert_eq!(&bytes[12..16], b"IHDR");
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
