@@ -18,5 +18,10 @@ if ! have_lavapipe; then
   fi
 fi
 
+# ffmpeg for the video-input tests (they skip with a notice where it cannot be installed).
+if ! command -v ffmpeg >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg || true
+fi
+
 # One build for everything: the workspace with the flex and wgpu backends (the CLI's defaults).
 cargo test --workspace --features da3/wgpu "$@"
