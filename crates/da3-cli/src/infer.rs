@@ -61,15 +61,23 @@ pub struct InferArgs {
     pub images: Vec<PathBuf>,
 
     /// Model: a preset (da3-small, da3-base, da3-large, da3-giant, da3mono-large,
-    /// da3metric-large) or the path of a
-    /// config.json (Hub form {"model_name": "da3-large"} or a full config). Default: the
-    /// config.json next to the weights file.
-    #[arg(short, long, value_name = "PRESET|CONFIG.JSON")]
+    /// da3metric-large; see `da3 models`), PRESET@1.0, a Hub repository owner/name[@revision],
+    /// or the path of a config.json (Hub form {"model_name": "da3-large"} or a full config).
+    /// Without --weights or --model-dir the model is downloaded into the Hugging Face cache on
+    /// first use (see `da3 fetch --help`); default da3-small. With them, the default is the
+    /// config.json next to the weights.
+    #[arg(short, long, value_name = "PRESET|REPO|CONFIG.JSON")]
     pub model: Option<String>,
 
-    /// Model weights: a .safetensors file in the Hub layout (e.g. model.safetensors).
-    #[arg(short, long, value_name = "FILE")]
-    pub weights: PathBuf,
+    /// Model weights: a local .safetensors file in the Hub layout (e.g. model.safetensors);
+    /// no download.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "model_dir")]
+    pub weights: Option<PathBuf>,
+
+    /// A local directory holding config.json and model.safetensors (a Hub snapshot); no
+    /// download.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
 
     /// Backend to run on; only backends compiled in through the cargo features of da3-cli
     /// are available (default build: flex, wgpu).
@@ -257,10 +265,12 @@ pub fn run(args: &InferArgs) -> Result<()> {
         // Reported by dispatch with the feature to enable; fail before any slow work.
         return dispatch(args.device, NoJob).map(|_| ());
     }
-    let (config, config_source) = resolve_config(args.model.as_deref(), &args.weights)?;
-    if !args.weights.is_file() {
-        return Err(UsageError(format!("weights file {} not found", args.weights.display())).into());
-    }
+    let (config, config_source, weights) = crate::hub_cmd::resolve_model(
+        args.model.as_deref(),
+        args.weights.as_deref(),
+        args.model_dir.as_deref(),
+        args.quiet,
+    )?;
 
     let options = args.options();
     check_formats(&args.export_format.0, options.method)?;
@@ -274,7 +284,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
     }
 
     let model_name = config.name.clone();
-    let job = InferJob { config, weights: &args.weights, views: &pre.views, strategy: args.ref_view_strategy };
+    let job = InferJob { config, weights: &weights, views: &pre.views, strategy: args.ref_view_strategy };
     let timed = dispatch(args.device, job)?;
     let written = write_outputs(&args.out, &timed.prediction, &args.images, &pre)?;
     let cloud = CloudOptions {
@@ -300,7 +310,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
             options.method,
             flavor_name(args.opencv_flavor),
         );
-        println!("  load       {:>8.3} s  {}", timed.load.as_secs_f64(), args.weights.display());
+        println!("  load       {:>8.3} s  {}", timed.load.as_secs_f64(), weights.display());
         println!("  inference  {:>8.3} s", timed.inference.as_secs_f64());
         println!("  wrote      {}", written.npz.display());
         let pngs = written.depth_pngs.iter().zip(&written.processed_pngs).flat_map(|(d, p)| [d, p]);
