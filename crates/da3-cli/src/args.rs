@@ -15,15 +15,23 @@ use crate::images::DEFAULT_MAX_PIXELS;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Model: a preset (da3-small, da3-base, da3-large, da3-giant, da3mono-large,
-    /// da3metric-large) or the path of a
-    /// config.json (Hub form {"model_name": "da3-large"} or a full config). Default: the
-    /// config.json next to the weights file.
-    #[arg(short, long, value_name = "PRESET|CONFIG.JSON", help_heading = "Model")]
+    /// da3metric-large, da3nested-giant-large; see `da3 models`), PRESET@1.0, a Hub
+    /// repository owner/name[@revision], or the path of a config.json (Hub form
+    /// {"model_name": "da3-large"} or a full config). Without --weights or --model-dir the
+    /// model is downloaded into the Hugging Face cache on first use (see `da3 fetch --help`);
+    /// default da3-small. With them, the default is the config.json next to the weights.
+    #[arg(short, long, value_name = "PRESET|REPO|CONFIG.JSON", help_heading = "Model")]
     pub model: Option<String>,
 
-    /// Model weights: a .safetensors file in the Hub layout (e.g. model.safetensors).
-    #[arg(short, long, value_name = "FILE", help_heading = "Model")]
-    pub weights: PathBuf,
+    /// Model weights: a local .safetensors file in the Hub layout (e.g. model.safetensors);
+    /// no download.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "model_dir", help_heading = "Model")]
+    pub weights: Option<PathBuf>,
+
+    /// A local directory holding config.json and model.safetensors (a Hub snapshot); no
+    /// download.
+    #[arg(long, value_name = "DIR", help_heading = "Model")]
+    pub model_dir: Option<PathBuf>,
 
     /// Backend to run on; only backends compiled in through the cargo features of da3-cli
     /// are available (default build: flex, wgpu).

@@ -91,14 +91,16 @@ pub struct ModelSpec {
     pub weights: PathBuf,
 }
 
-/// Resolves `--model` and `--weights` into a [`ModelSpec`], checking that the weights exist
-/// (before any slow work).
+/// Resolves `--model`, `--weights` and `--model-dir` into a [`ModelSpec`], checking that the
+/// weights exist or downloading them into the Hugging Face cache (before any slow work).
 pub fn resolve_model(common: &CommonArgs) -> Result<ModelSpec> {
-    let (config, config_source) = resolve_config(common.model.as_deref(), &common.weights)?;
-    if !common.weights.is_file() {
-        return Err(UsageError(format!("weights file {} not found", common.weights.display())).into());
-    }
-    Ok(ModelSpec { config, config_source, weights: common.weights.clone() })
+    let (config, config_source, weights) = crate::hub_cmd::resolve_model(
+        common.model.as_deref(),
+        common.weights.as_deref(),
+        common.model_dir.as_deref(),
+        common.quiet,
+    )?;
+    Ok(ModelSpec { config, config_source, weights })
 }
 
 /// Loads the model of `spec` on `device` (memory-mapped weights); errors name the file.

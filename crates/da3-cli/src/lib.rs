@@ -14,6 +14,7 @@ pub mod colmap_input;
 pub mod device;
 pub mod exports;
 pub mod folder;
+pub mod hub_cmd;
 pub mod images;
 pub mod infer;
 pub mod jpeg;
@@ -55,6 +56,11 @@ pub enum Command {
     /// Predict depth, confidence and camera poses for one scene of one or more images.
     #[command(about = infer::ABOUT, long_about = infer::LONG_ABOUT)]
     Infer(infer::InferArgs),
+    /// Download a model (config.json + model.safetensors) into the Hugging Face cache.
+    #[command(long_about = hub_cmd::FETCH_LONG_ABOUT)]
+    Fetch(hub_cmd::FetchArgs),
+    /// List the model presets: Hub repository, licence, size, capabilities, whether cached.
+    Models(hub_cmd::ModelsArgs),
 }
 
 /// Runs a parsed command line.
@@ -66,6 +72,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Video(args) => video::run(args),
         Command::Colmap(args) => colmap_input::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Fetch(args) => hub_cmd::run_fetch(args),
+        Command::Models(args) => hub_cmd::run_models(args),
     }
 }
 
