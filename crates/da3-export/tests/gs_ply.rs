@@ -50,6 +50,7 @@ fn scene() -> Prediction {
         sky: None,
         is_metric: false,
         gaussians: Some(g),
+        ..Default::default()
     }
 }
 
