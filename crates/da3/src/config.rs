@@ -285,9 +285,10 @@ mod tests {
     }
 
     #[test]
-    fn only_giant_has_the_gs_head() {
+    fn only_giant_and_nested_have_the_gs_head() {
+        // The nested model's any-view branch is da3-giant (`model.da3.gs_head.*`).
         for p in PRESETS {
-            assert_eq!(Da3Config::preset(p).unwrap().gs_head, p == "da3-giant", "{p}");
+            assert_eq!(Da3Config::preset(p).unwrap().gs_head, p == "da3-giant" || p == "da3nested-giant-large", "{p}");
         }
     }
 
