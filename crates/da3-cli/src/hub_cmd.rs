@@ -91,9 +91,11 @@ pub fn models_table(hub: &Hub) -> String {
         out.push_str(&row[5]);
         out.push('\n');
     }
+    if rows.iter().any(|r| r[0].ends_with(" *")) {
+        out.push_str("\n* not runnable by `da3 infer` yet (can be fetched).");
+    }
     out.push_str(
-        "\n* not runnable by `da3 infer` yet (can be fetched).\n\
-         Apache-2.0 models allow commercial use; CC-BY-NC-4.0 models do not.\n\
+        "\nApache-2.0 models allow commercial use; CC-BY-NC-4.0 models do not.\n\
          da3-large, da3-giant and da3nested-giant-large are the retrained 1.1 checkpoints; \
          PRESET@1.0 names the first release (e.g. da3-large@1.0 = depth-anything/DA3-LARGE).\n",
     );

@@ -64,7 +64,7 @@ fn fetch_then_models_shows_it_cached() {
         ("da3-giant", "depth-anything/DA3-GIANT-1.1", "CC-BY-NC-4.0"),
         ("da3mono-large", "depth-anything/DA3MONO-LARGE", "Apache-2.0"),
         ("da3metric-large", "depth-anything/DA3METRIC-LARGE", "Apache-2.0"),
-        ("da3nested-giant-large *", "depth-anything/DA3NESTED-GIANT-LARGE-1.1", "CC-BY-NC-4.0"),
+        ("da3nested-giant-large", "depth-anything/DA3NESTED-GIANT-LARGE-1.1", "CC-BY-NC-4.0"),
     ] {
         let line = stdout.lines().find(|l| l.starts_with(preset)).unwrap_or_else(|| panic!("{preset}:\n{stdout}"));
         assert!(line.contains(repo) && line.contains(licence) && line.contains(" no "), "{line}");
@@ -160,7 +160,6 @@ fn infer_resolves_presets_through_the_hub() {
             assert!(stderr.contains(e), "{args:?}: `{e}` not in {stderr}");
         }
     };
-    usage(&["--model", "da3nested-giant-large"], &["not supported by da3 infer yet"]);
     usage(&["--model", &s(&cfg)], &["--weights FILE", "--model-dir DIR"]);
     usage(&["--model-dir", &s(&dir)], &["config.json not found", "--model-dir"]);
     usage(&["--model-dir", &s(&snapshot), "--weights", &s(&weights)], &["cannot be used with"]);
