@@ -18,7 +18,7 @@
 //! scale (an empty align mask), we return an error that says what happened.
 
 use crate::rng::SplitMix64;
-use crate::sky::{quantile, MAX_QUANTILE_SAMPLES, MIN_CLASS_PIXELS, NON_SKY_THRESHOLD};
+use crate::sky::{quantile, sample_with_replacement, sample_without_replacement, MIN_CLASS_PIXELS, NON_SKY_THRESHOLD};
 use crate::Da3Error;
 
 /// The metric model's depth unit is depth · focal / this.
@@ -125,31 +125,10 @@ pub fn apply_metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<f32, Da
     Ok(scale)
 }
 
-/// At most [`MAX_QUANTILE_SAMPLES`] distinct values (the reference's `randperm` subsample).
-fn sample_without_replacement(mut values: Vec<f32>, rng: &mut SplitMix64) -> Vec<f32> {
-    if values.len() <= MAX_QUANTILE_SAMPLES {
-        return values;
-    }
-    // Partial Fisher–Yates: the first MAX_QUANTILE_SAMPLES slots become a uniform sample.
-    for i in 0..MAX_QUANTILE_SAMPLES {
-        let j = i + (rng.next_u64() % (values.len() - i) as u64) as usize;
-        values.swap(i, j);
-    }
-    values.truncate(MAX_QUANTILE_SAMPLES);
-    values
-}
-
-/// [`MAX_QUANTILE_SAMPLES`] values drawn with replacement (the reference's `randint` subsample).
-fn sample_with_replacement(values: Vec<f32>, rng: &mut SplitMix64) -> Vec<f32> {
-    if values.len() <= MAX_QUANTILE_SAMPLES {
-        return values;
-    }
-    (0..MAX_QUANTILE_SAMPLES).map(|_| values[(rng.next_u64() % values.len() as u64) as usize]).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sky::MAX_QUANTILE_SAMPLES;
 
     fn identity_ext(t: [f32; 3]) -> [[f32; 4]; 3] {
         [[1.0, 0.0, 0.0, t[0]], [0.0, 1.0, 0.0, t[1]], [0.0, 0.0, 1.0, t[2]]]

@@ -31,12 +31,7 @@ pub fn fill_sky_depth(depth: &mut [f32], sky: &[f32], seed: u64) -> Option<f32> 
     if non_sky.len() <= MIN_CLASS_PIXELS || sky_pixels <= MIN_CLASS_PIXELS {
         return None;
     }
-    let mut sample = if non_sky.len() > MAX_QUANTILE_SAMPLES {
-        let mut rng = SplitMix64::new(seed);
-        (0..MAX_QUANTILE_SAMPLES).map(|_| non_sky[(rng.next_u64() % non_sky.len() as u64) as usize]).collect()
-    } else {
-        non_sky
-    };
+    let mut sample = sample_with_replacement(non_sky, &mut SplitMix64::new(seed));
     let fill = quantile(&mut sample, SKY_DEPTH_QUANTILE);
     for (d, s) in depth.iter_mut().zip(sky) {
         if *s >= NON_SKY_THRESHOLD {
@@ -44,6 +39,24 @@ pub fn fill_sky_depth(depth: &mut [f32], sky: &[f32], seed: u64) -> Option<f32> 
         }
     }
     Some(fill)
+}
+
+/// At most [`MAX_QUANTILE_SAMPLES`] of `values`, drawn with replacement like the reference's
+/// `torch.randint` subsample; all of them when there are no more than that.
+pub fn sample_with_replacement(values: Vec<f32>, rng: &mut SplitMix64) -> Vec<f32> {
+    if values.len() <= MAX_QUANTILE_SAMPLES {
+        return values;
+    }
+    (0..MAX_QUANTILE_SAMPLES).map(|_| values[(rng.next_u64() % values.len() as u64) as usize]).collect()
+}
+
+/// At most [`MAX_QUANTILE_SAMPLES`] distinct entries of `values` (the reference's `randperm`
+/// subsample); all of them when there are no more than that.
+pub fn sample_without_replacement(values: Vec<f32>, rng: &mut SplitMix64) -> Vec<f32> {
+    if values.len() <= MAX_QUANTILE_SAMPLES {
+        return values;
+    }
+    rng.sample_distinct(values.len(), MAX_QUANTILE_SAMPLES).into_iter().map(|i| values[i]).collect()
 }
 
 /// `torch.quantile` with linear interpolation: `v[lo] + (v[hi] − v[lo])·(q(n−1) − lo)`.
