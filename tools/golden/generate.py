@@ -43,7 +43,7 @@ from depth_anything_3.model.dpt import DPT
 from depth_anything_3.model.dualdpt import DualDPT
 from depth_anything_3.model.gsdpt import GSDPT
 from depth_anything_3.model.utils.transform import pose_encoding_to_extri_intri
-from depth_anything_3.utils.geometry import affine_inverse
+from depth_anything_3.utils.geometry import affine_inverse, as_homogeneous
 
 CAPTURED = """
 golden.images        [1,S,3,H,W]  ImageNet-normalized input
@@ -60,6 +60,7 @@ mono/metric (DPT head) cases instead of conf/ray/pose:
 golden.sky [1,S,H,W], golden.depth_sky_filled [1,S,H,W] (forward() output after sky filling)
 GS cases (configs with the GS head) only:
 golden.gs.raw [1,S,H,W,37], golden.gs.density [1,S,H,W]   GSDPT output (linear raw, sigmoid density)
+golden.gs.pose_scale_unclamped [1]   posed GS cases: the adapter's Umeyama scale before the clamp
 golden.gaussians.{means [1,N,3], scales [1,N,3], rotations [1,N,4], harmonics [1,N,3,9],
                   opacities [1,N]}   GaussianAdapter output of forward(infer_gs=True), N = S*H*W
 pose-conditioned cases only:
@@ -98,6 +99,10 @@ PRESETS = {
                       features=256, out_channels=[256, 512, 1024, 1024]),
     "da3-giant": dict(name="vitg", embed_dim=1536, out_layers=[19, 27, 33, 39], alt_start=13,
                       features=256, out_channels=[256, 512, 1024, 1024]),
+    # Giant at its real widths (1536, 24 heads, SwiGLU, DPT 256/[256..1024], the GS head) with
+    # 5 of its 40 blocks, so the parity run fits CI: alternation from block 2, out layers 1-4.
+    "da3-giant-d5": dict(name="vitg", embed_dim=1536, depth=5, out_layers=[1, 2, 3, 4], alt_start=2,
+                         features=256, out_channels=[256, 512, 1024, 1024], gs=True),
     # da3metric-large has the same network; only the meaning of its depth differs.
     "da3mono-large": dict(name="vitl", embed_dim=1024, out_layers=[4, 11, 17, 23], alt_start=-1,
                           features=256, out_channels=[256, 512, 1024, 1024], head="dpt"),
@@ -118,6 +123,8 @@ TINY_CASES = [
     ("mono_s1", "tiny-mono", 1, 42, 56, "saddle_balanced", 11),
     ("mono_s3", "tiny-mono", 3, 56, 42, "saddle_balanced", 12),
     ("gs_s2", "tiny-gs", 2, 28, 42, "saddle_balanced", 13),
+    # GS with input cameras: the adapter's Umeyama pose scale (clamped to [1/3, 3]).
+    ("gs_s3_posed", "tiny-gs", 3, 28, 42, "saddle_balanced", 14, 3),
 ]
 
 # Sizes (H, W) at which only the interpolated positional embedding is captured; 518x518 is the
@@ -168,6 +175,14 @@ def gaussian_adapter():
                            gaussian_scale_min=1e-5, gaussian_scale_max=30.0)
 
 
+def gs_modules(d, cfg):
+    """The GS head and adapter of a giant-style config (configs/da3-giant.yaml), or none."""
+    if not cfg.get("gs"):
+        return {}
+    return dict(gs_head=GSDPT(dim_in=2 * d, output_dim=38, features=cfg["features"], out_channels=cfg["out_channels"]),
+                gs_adapter=gaussian_adapter())
+
+
 def build_tiny(cfg):
     d = cfg["embed_dim"]
     mono = cfg.get("head") == "dpt"
@@ -182,12 +197,8 @@ def build_tiny(cfg):
         head = DPT(dim_in=d, output_dim=1, features=cfg["features"], out_channels=cfg["out_channels"])
         return DepthAnything3Net(backbone, head)
     head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])
-    gs = {}
-    if cfg.get("gs"):
-        gs = dict(gs_head=GSDPT(dim_in=2 * d, output_dim=38, features=cfg["features"],
-                                out_channels=cfg["out_channels"]),
-                  gs_adapter=gaussian_adapter())
-    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d), **gs)
+    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d),
+                             **gs_modules(d, cfg))
 
 
 def build_preset(cfg):
@@ -199,8 +210,11 @@ def build_preset(cfg):
         return DepthAnything3Net(backbone, head)
     backbone = DinoV2(name=cfg["name"], out_layers=cfg["out_layers"], alt_start=cfg["alt_start"],
                       qknorm_start=cfg["alt_start"], rope_start=cfg["alt_start"], cat_token=True)
+    if "depth" in cfg:  # reduced depth: the first blocks, built exactly as in the full model
+        backbone.pretrained.blocks = nn.ModuleList(list(backbone.pretrained.blocks)[: cfg["depth"]])
     head = DualDPT(dim_in=2 * d, output_dim=2, features=cfg["features"], out_channels=cfg["out_channels"])
-    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d))
+    return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * d), cam_enc=CameraEnc(dim_out=d),
+                             **gs_modules(d, cfg))
 
 
 def rust_config(name, net, cfg):
@@ -392,11 +406,15 @@ def run_case(net, x, strategy, cameras=None):
     assert torch.equal(full.extrinsics, out["golden.extrinsics"])
     if cameras is not None:
         out.update(align_to_input(cameras[0][0], cameras[1][0], full.depth[0], full.extrinsics[0]))
-    if net.gs_head is not None and cameras is None:
+    if net.gs_head is not None:
         gs = net.gs_head(feats=feats, H=h, W=w, patch_start_idx=0, images=x)
         out["golden.gs.raw"], out["golden.gs.density"] = gs["raw_gs"], gs["raw_gs_conf"]
-        full = net(x, infer_gs=True, ref_view_strategy=strategy)
+        full = net(x, extrinsics=ext_norm, intrinsics=ixt, infer_gs=True, ref_view_strategy=strategy)
         assert torch.equal(full.depth, out["golden.depth"]), "GS run differs from forward()"
+        if cameras is not None:
+            from depth_anything_3.utils.pose_align import batch_align_poses_umeyama
+            _, _, scale = batch_align_poses_umeyama(ext_norm.float(), as_homogeneous(full.extrinsics).float())
+            out["golden.gs.pose_scale_unclamped"] = scale
         for key in ("means", "scales", "rotations", "harmonics", "opacities"):
             out[f"golden.gaussians.{key}"] = getattr(full.gaussians, key)
     return {k: v.contiguous().float() for k, v in out.items()}

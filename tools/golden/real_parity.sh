@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Real-size parity: da3-small, da3-base and da3mono-large (= da3metric-large's network) at
-# their true dimensions against the reference.
-# Generates random-weight checkpoints + goldens (not committed; ~140 MB + ~540 MB + ~1.3 GB) into
+# Real-size parity: da3-small, da3-base, da3mono-large (= da3metric-large's network) at their
+# true dimensions, and da3-giant at its true widths with 5 of its 40 blocks (plus the GS head),
+# against the reference.
+# Generates random-weight checkpoints + goldens (not committed; ~140 MB + ~540 MB + ~1.3 GB +
+# ~1.5 GB) into
 # $DA3_REAL_GOLDENS (default ~/.cache/da3-real-goldens), then runs the golden comparison.
 # Needs the reference on CPU: tools/golden/requirements.txt (installed here if missing).
 set -euo pipefail
@@ -20,4 +22,6 @@ gen da3-small 2 280x378
 gen da3-small 3 280x378   # three views: reference-view selection and reordering at real size
 gen da3-base 2 280x378
 gen da3mono-large 1 280x378   # plain DINOv2 vitl + DPT + sky head
-DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu --test golden -- --ignored real_size_parity --nocapture
+gen da3-giant-d5 2 280x378    # vitg widths, SwiGLU, alternation, DualDPT 256 + GSDPT
+DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu --test golden --test gaussians -- \
+  --ignored real_size_parity real_size_gaussians --nocapture

@@ -327,7 +327,12 @@ impl<B: Backend> Da3<B> {
         // reference's `_process_gs_head` does inside the network: before the nested scaling and
         // any alignment to input cameras.
         if let Some(gs) = gs {
-            prediction.gaussians = Some(gaussians_of(&prediction, gs)?);
+            // Pose-conditioned: the predicted frame is first scaled towards the user's
+            // (normalized) cameras, as `GaussianAdapter` does with `gt_extrinsics`.
+            let pose_scale = network_cameras
+                .as_ref()
+                .map_or(1.0, |cams| crate::gaussians::pose_scale(&cams.world_to_camera, &prediction.extrinsics));
+            prediction.gaussians = Some(gaussians_of(&prediction, gs, pose_scale)?);
         }
         // 3. Nested model: the metric branch gives the any-view output metric scale.
         if let Some(metric_model) = &self.metric_branch {
@@ -418,7 +423,7 @@ fn network_cameras(cameras: &InputCameras, views: usize) -> Result<ViewCameras, 
 }
 
 /// Runs the Gaussian adapter on the GS head's output and the prediction's depth and cameras.
-fn gaussians_of<B: Backend>(pred: &Prediction, gs: crate::model::GsRawOutput<B>) -> Result<crate::Gaussians, Da3Error> {
+fn gaussians_of<B: Backend>(pred: &Prediction, gs: crate::model::GsRawOutput<B>, pose_scale: f64) -> Result<crate::Gaussians, Da3Error> {
     let (raw, density) = (to_vec(gs.raw), to_vec(gs.density));
     crate::gaussians::adapt(&crate::gaussians::AdapterInput {
         views: pred.views,
@@ -429,6 +434,7 @@ fn gaussians_of<B: Backend>(pred: &Prediction, gs: crate::model::GsRawOutput<B>)
         depth: &pred.depth,
         extrinsics: &pred.extrinsics,
         intrinsics: &pred.intrinsics,
+        pose_scale,
     })
 }
 

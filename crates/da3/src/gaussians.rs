@@ -24,8 +24,10 @@
 //!    rotated to the world by [`sh_rotation::wigner_d`] of the camera-to-world rotation;
 //! 6. opacity = the head's density (`map_pdf_to_opacity` is the identity at inference).
 //!
-//! Not ported: the reference's optional scale alignment to ground-truth extrinsics (Umeyama,
-//! used when the user passes cameras); the Gaussians here always live in the predicted frame.
+//! With input cameras (pose-conditioned inference) the reference rescales the predicted frame
+//! first: [`pose_scale`] is the Umeyama scale from the predicted camera centres to the
+//! normalized input ones, clamped to [1/3, 3]; camera centres and `d` are multiplied by it
+//! ([`AdapterInput::pose_scale`]). Without input cameras it is 1.
 
 pub mod quat;
 pub mod sh_rotation;
@@ -102,6 +104,26 @@ pub struct AdapterInput<'a> {
     pub extrinsics: &'a [[[f32; 4]; 3]],
     /// Predicted intrinsics in pixels per view.
     pub intrinsics: &'a [[[f32; 3]; 3]],
+    /// Factor on the camera centres and depths: [`pose_scale`] with input cameras, else 1.
+    pub pose_scale: f64,
+}
+
+/// Bounds of [`pose_scale`] (`gs_adapter.py`: `torch.clamp(pose_scales, 1/3, 3)`).
+const POSE_SCALE_RANGE: (f64, f64) = (1.0 / 3.0, 3.0);
+
+/// The reference's GS pose-scale alignment (`batch_align_poses_umeyama(gt, pred)` in
+/// `GaussianAdapter.forward`): the Umeyama Sim(3) scale taking the predicted camera centres
+/// onto the `input` ones (the user's cameras as normalized for CameraEnc), clamped to
+/// [1/3, 3]. Where Umeyama has no answer (1–2 views, collinear centres) the reference catches
+/// evo's exception and uses 1; so do we.
+pub fn pose_scale(input: &[crate::camera_enc::Mat4], predicted: &[[[f32; 4]; 3]]) -> f64 {
+    let centres = |ext: &[[f64; 4]; 3]| crate::align::camera_centre(ext);
+    let target: Vec<[f64; 3]> = input.iter().map(|m| centres(&[m[0], m[1], m[2]])).collect();
+    let source: Vec<[f64; 3]> = predicted.iter().map(|e| centres(&e.map(|r| r.map(f64::from)))).collect();
+    match crate::align::umeyama(&source, &target) {
+        Ok(sim3) => sim3.scale.clamp(POSE_SCALE_RANGE.0, POSE_SCALE_RANGE.1),
+        Err(crate::align::Degenerate) => 1.0,
+    }
 }
 
 /// The GaussianAdapter: world-space Gaussians from the GS head's output (see the module docs).
@@ -131,7 +153,7 @@ pub fn adapt(input: &AdapterInput<'_>) -> Result<Gaussians, Da3Error> {
         opacities: input.density.to_vec(),
     };
     for view in 0..v {
-        let cam = ViewGeometry::new(&input.extrinsics[view], &input.intrinsics[view], w, h)?;
+        let cam = ViewGeometry::new(&input.extrinsics[view], &input.intrinsics[view], w, h, input.pose_scale)?;
         for y in 0..h {
             for x in 0..w {
                 let p = (view * h + y) * w + x;
@@ -167,16 +189,18 @@ struct ViewGeometry {
     scale_multiplier: f64,
     /// The SH rotation to the world.
     wigner: [[f64; SH_COEFFS]; SH_COEFFS],
+    /// [`AdapterInput::pose_scale`], applied to the depths (the centre already has it).
+    pose_scale: f64,
     width: f64,
     height: f64,
 }
 
 impl ViewGeometry {
-    fn new(w2c: &[[f32; 4]; 3], k: &[[f32; 3]; 3], width: usize, height: usize) -> Result<Self, Da3Error> {
+    fn new(w2c: &[[f32; 4]; 3], k: &[[f32; 3]; 3], width: usize, height: usize, pose_scale: f64) -> Result<Self, Da3Error> {
         let (wf, hf) = (width as f64, height as f64);
         // c2w = [Rᵀ | −Rᵀ t] (`affine_inverse`).
         let rotation: sh_rotation::Mat3 = std::array::from_fn(|i| std::array::from_fn(|j| w2c[j][i] as f64));
-        let centre = std::array::from_fn(|i| -(0..3).map(|k| rotation[i][k] * w2c[k][3] as f64).sum::<f64>());
+        let centre = std::array::from_fn(|i| -pose_scale * (0..3).map(|k| rotation[i][k] * w2c[k][3] as f64).sum::<f64>());
         let mut k_norm: sh_rotation::Mat3 = std::array::from_fn(|i| std::array::from_fn(|j| k[i][j] as f64));
         for j in 0..3 {
             k_norm[0][j] /= wf;
@@ -198,6 +222,7 @@ impl ViewGeometry {
             k_inv,
             scale_multiplier: SCALE_MULTIPLIER * footprint,
             wigner: sh_rotation::wigner_d(&rotation),
+            pose_scale,
             width: wf,
             height: hf,
         })
@@ -206,7 +231,7 @@ impl ViewGeometry {
     /// The Gaussian of pixel (x, y) with raw channels `raw` and network depth `depth`.
     fn gaussian(&self, raw: &[f32], depth: f64, x: usize, y: usize) -> Gaussian {
         let r = |i: usize| raw[i] as f64;
-        let dist = depth + r(RAW_CHANNELS - 1);
+        let dist = (depth + r(RAW_CHANNELS - 1)) * self.pose_scale;
         // Mean: along the unit ray through the offset pixel centre.
         let u = (x as f64 + 0.5) / self.width + r(0) / self.width;
         let v = (y as f64 + 0.5) / self.height + r(1) / self.height;
@@ -302,6 +327,7 @@ mod tests {
             depth: &[1.0; 4],
             extrinsics: &ext,
             intrinsics: &k,
+            pose_scale: 1.0,
         };
         let err = adapt(&input).unwrap_err().to_string();
         assert!(err.contains("raw"), "{err}");
