@@ -75,17 +75,17 @@ fn check_case(golden: &BTreeMap<String, Array>, case: &str, process_res: &str, m
     let (ref_img, our_img) = (&g("processed"), &full["image"]);
     assert_eq!(our_img.shape, ref_img.shape);
     let per_view = h * w * 3;
-    for v in 0..3 {
+    for (v, input) in INPUTS.iter().enumerate() {
         let (a, b) = (&our_img.data[v * per_view..(v + 1) * per_view], &ref_img.data[v * per_view..(v + 1) * per_view]);
         let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
         let max = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        eprintln!("{case} view {v} ({}): {differ} of {per_view} samples differ, max {max} levels", INPUTS[v]);
+        eprintln!("{case} view {v} ({input}): {differ} of {per_view} samples differ, max {max} levels");
         // PNG decoding and the resizes are Pillow/OpenCV-exact except IPP's cubic upscaling,
         // reproduced to ±1 level on ~1 in 10,000 samples. The reference's `processed_images`
         // are recovered from the normalized floats with a truncating `astype(uint8)`, which
         // can turn such a 1-level difference into 2 (ours: 101 -> 101.00001 -> 101; the
         // reference: 100 -> 99.99999 -> 99). So: at most 2 levels, on at most 1 in 10,000.
-        assert!(max <= 2.0 && differ * 10_000 <= per_view, "{case} view {v} ({}): {differ} samples differ, max {max}", INPUTS[v]);
+        assert!(max <= 2.0 && differ * 10_000 <= per_view, "{case} view {v} ({input}): {differ} samples differ, max {max}");
     }
 
     let stride = g("stride").data[0] as usize;
