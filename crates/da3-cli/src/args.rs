@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use da3::preprocess::{OpenCvFlavor, Options, ResizeMethod, DEFAULT_PROCESS_RES};
 use da3::RefViewStrategy;
-use da3_export::ExportFormats;
+use da3_export::{ExportFormat, ExportFormats};
 
 use crate::device::DeviceKind;
 use crate::images::DEFAULT_MAX_PIXELS;
@@ -33,6 +33,13 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DIR", help_heading = "Model")]
     pub model_dir: Option<PathBuf>,
 
+    /// Also run the 3D-Gaussian head and write the Gaussians as a 3DGS PLY
+    /// (DIR/gs_ply/0000.ply, i.e. the gs_ply export, added to --export-format). Only models
+    /// with a GS head have it: da3-giant and da3nested-giant-large. Listing gs_ply in
+    /// --export-format turns this on too.
+    #[arg(long, help_heading = "Model")]
+    pub infer_gs: bool,
+
     /// Backend to run on; only backends compiled in through the cargo features of da3-cli
     /// are available (default build: flex, wgpu).
     #[arg(short, long, value_enum, default_value_t = DeviceKind::Flex, help_heading = "Model")]
@@ -50,10 +57,23 @@ pub struct CommonArgs {
     /// (colourized depth beside each processed image, 16-bit depth/conf PNGs), ply (binary
     /// point cloud with colours), glb (point cloud + camera frustums, glTF axes, aligned to
     /// camera 0; also writes depth_vis), colmap (cameras.bin, images.bin, points3D.bin in
-    /// DIR/colmap, with intrinsics at the original image sizes; needs a *_resize method).
-    /// E.g. mini_npz-glb-ply.
+    /// DIR/colmap, with intrinsics at the original image sizes; needs a *_resize method),
+    /// gs_ply (the 3D Gaussians as a 3DGS PLY in DIR/gs_ply/0000.ply, border and farthest-10%
+    /// pruned per view as the reference; turns on --infer-gs, so it needs da3-giant or
+    /// da3nested-giant-large). E.g. mini_npz-glb-ply.
     #[arg(long, value_name = "FORMATS", default_value = "mini_npz", help_heading = "Output")]
     pub export_format: ExportFormats,
+
+    /// gs_ply: export the Gaussians of every N-th view (0, N, 2N, ...); for dense inputs.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Output")]
+    pub gs_views_interval: u64,
+
+    /// Also store the normed output of these backbone blocks (comma-separated indices, e.g.
+    /// 0,5,11; the reference's --export-feat) in results.npz as `feat_layer_<i>`, float32
+    /// [S, H/14, W/14, D] (D: the backbone width), views in input order. Blocks are numbered
+    /// from 0 to the backbone depth - 1 (da3-small/base: 11, da3-large: 23, da3-giant: 39).
+    #[arg(long, visible_alias = "export-feat", value_name = "LAYERS", value_delimiter = ',', value_parser = parse_layer, help_heading = "Output")]
+    pub export_feat_layers: Vec<usize>,
 
     /// ply, glb, colmap: drop pixels whose confidence is below this percentile (0-100).
     #[arg(long, value_name = "P", default_value_t = 40.0, value_parser = parse_percentile, help_heading = "Output")]
@@ -150,6 +170,31 @@ impl CommonArgs {
         Options { process_res: self.process_res, method: self.process_res_method, flavor: self.opencv_flavor.into() }
     }
 
+    /// Whether the GS head runs: `--infer-gs`, or gs_ply among the export formats.
+    pub fn infer_gs(&self) -> bool {
+        self.infer_gs || self.export_format.0.contains(&ExportFormat::GsPly)
+    }
+
+    /// The export formats to write: `--export-format`, plus gs_ply with `--infer-gs`.
+    pub fn formats(&self) -> Vec<ExportFormat> {
+        let mut formats = self.export_format.0.clone();
+        if self.infer_gs && !formats.contains(&ExportFormat::GsPly) {
+            formats.push(ExportFormat::GsPly);
+        }
+        formats
+    }
+
+    /// `--export-feat-layers` without repeats, in the order given.
+    pub fn feat_layers(&self) -> Vec<usize> {
+        let mut layers = Vec::new();
+        for &l in &self.export_feat_layers {
+            if !layers.contains(&l) {
+                layers.push(l);
+            }
+        }
+        layers
+    }
+
     /// `--align-to-input-ext-scale` (default) or `--no-align-to-input-ext-scale`.
     pub fn align_to_input_ext_scale(&self) -> bool {
         !self.no_align_to_input_ext_scale
@@ -214,6 +259,10 @@ fn parse_strategy(s: &str) -> Result<RefViewStrategy, String> {
 
 fn parse_method(s: &str) -> Result<ResizeMethod, String> {
     s.parse::<ResizeMethod>().map_err(|e| e.to_string())
+}
+
+fn parse_layer(s: &str) -> Result<usize, String> {
+    s.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a block index (a whole number >= 0); give e.g. 0,5,11"))
 }
 
 fn parse_process_res(s: &str) -> Result<usize, String> {

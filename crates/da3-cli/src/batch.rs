@@ -64,17 +64,7 @@ pub fn load_batch(
             bail!("internal error: {} intrinsics for {} images", k.len(), paths.len());
         }
     }
-    let mut failures: Vec<(usize, anyhow::Error)> = Vec::new();
-    let mut readable = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        match read_dimensions(path) {
-            Ok(size) => {
-                check_size(path, size, options, max_pixels)?;
-                readable.push(i);
-            }
-            Err(e) => failures.push((i, e)),
-        }
-    }
+    let (readable, mut failures) = header_pass(paths, options, max_pixels)?;
     progress.inc(failures.len() as u64);
     let decoded: Vec<(usize, Result<_>)> = readable
         .par_iter()
@@ -102,6 +92,39 @@ pub fn load_batch(
     let skipped = failures.into_iter().map(|(i, e)| Skipped { path: paths[i].clone(), reason: format!("{e:#}") }).collect();
     let pre = assemble(prepared).context("cannot assemble the preprocessed images")?;
     Ok(Batch { pre, kept, skipped })
+}
+
+/// Reads and checks every header ([`check_size`]); returns the indices of the readable files
+/// and the errors of the others. A file refused by a limit is an error of the whole run.
+fn header_pass(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<(Vec<usize>, Vec<(usize, anyhow::Error)>)> {
+    let mut failures = Vec::new();
+    let mut readable = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        match read_dimensions(path) {
+            Ok(size) => {
+                check_size(path, size, options, max_pixels)?;
+                readable.push(i);
+            }
+            Err(e) => failures.push((i, e)),
+        }
+    }
+    Ok((readable, failures))
+}
+
+/// The cheap part of [`load_batch`], run before the model is resolved (and possibly
+/// downloaded): every header is read and checked, and the run fails with `load_batch`'s
+/// error when a file is refused by a limit or when no file has a readable header (a missing
+/// path, an empty or non-image file). Files that fail later, while decoding, are found by
+/// `load_batch`.
+pub fn check_headers(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<()> {
+    if paths.is_empty() {
+        bail!("no input images given");
+    }
+    let (readable, failures) = header_pass(paths, options, max_pixels)?;
+    if readable.is_empty() {
+        return Err(no_good_image(paths, failures));
+    }
+    Ok(())
 }
 
 /// The error when no input could be used: the only input's own error, or every input's.

@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use da3::preprocess::{Preprocessed, ResizeMethod};
-use da3::Prediction;
+use da3::{Da3Config, Prediction};
 use da3_export::colmap::{export_colmap, ColmapOptions, SourceImage};
 use da3_export::depth_vis::export_depth_vis;
 use da3_export::glb::{export_glb, GlbOptions};
+use da3_export::gs_ply::{export_gs_ply, GsPlyOptions};
 use da3_export::ply::{export_ply, PlyOptions};
 use da3_export::atomic::write_atomic;
 use da3_export::{ExportFormat, ImageRgb8};
@@ -15,7 +16,7 @@ use da3_export::{ExportFormat, ImageRgb8};
 use crate::npz::{write_npz_any, NpyArray, NpyData};
 
 /// Options of the point-cloud formats (`--conf-thresh-percentile`, `--num-max-points`,
-/// `--show-cameras`).
+/// `--show-cameras`, `--gs-views-interval`).
 #[derive(Debug, Clone, Copy)]
 pub struct CloudOptions {
     /// Pixels below this confidence percentile are dropped.
@@ -24,6 +25,8 @@ pub struct CloudOptions {
     pub num_max_points: usize,
     /// Draw camera frustums in the GLB.
     pub show_cameras: bool,
+    /// gs_ply: export the Gaussians of every this-many views.
+    pub gs_views_interval: usize,
 }
 
 /// Checks up front what the reference refuses too: COLMAP output needs a `*_resize` method
@@ -33,6 +36,28 @@ pub fn check_formats(formats: &[ExportFormat], method: ResizeMethod) -> Result<(
     if formats.contains(&ExportFormat::Colmap) && crops {
         bail!(crate::UsageError(format!(
             "--export-format colmap needs a *_resize --process-res-method (got {method}): cropped images have no intrinsics at their original size"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the flags that need a model capability, against the model's configuration (before
+/// it is loaded): `--infer-gs` (or gs_ply) needs a GS head, `--export-feat-layers` indices
+/// must be blocks of its backbone. Both are usage errors naming the model and what is valid.
+pub fn check_model_outputs(config: &Da3Config, infer_gs: bool, feat_layers: &[usize]) -> Result<()> {
+    if infer_gs && !config.gs_head {
+        bail!(crate::UsageError(format!(
+            "--infer-gs (and --export-format gs_ply) need a model with a 3D-Gaussian head, and {} has none; \
+             use --model da3-giant or da3nested-giant-large, or drop --infer-gs and gs_ply",
+            config.name
+        )));
+    }
+    let depth = config.backbone.depth;
+    if let Some(bad) = feat_layers.iter().find(|&&l| l >= depth) {
+        bail!(crate::UsageError(format!(
+            "--export-feat-layers: block {bad} does not exist; {} has {depth} backbone blocks, give indices 0 to {}",
+            config.name,
+            depth - 1
         )));
     }
     Ok(())
@@ -115,6 +140,11 @@ pub fn write_exports(
             ..GlbOptions::default()
         };
         written.push(export_glb(dir, pred, images, &options)?);
+    }
+    if wants(ExportFormat::GsPly) {
+        // The reference's export_to_gs_ply: border and depth pruning at their defaults.
+        let options = GsPlyOptions { gs_views_interval: cloud.gs_views_interval, ..GsPlyOptions::default() };
+        written.push(export_gs_ply(dir, pred, &options)?);
     }
     if wants(ExportFormat::Colmap) {
         let sources: Vec<SourceImage> = sources

@@ -43,7 +43,9 @@ Writes into --export-dir (alias --out):
                          depth is in metres (is_metric)
   processed_NNNN.png     the 8-bit RGB image view NNNN was predicted from (after resizing
                          and cropping), pixel-aligned with depth_NNNN.png
-  exports/npz/results.npz, depth_vis/, scene.ply, scene.glb, colmap/: see --export-format
+                         With --export-feat-layers: feat_layer_<i> [S,H/14,W/14,D]
+  exports/npz/results.npz, depth_vis/, scene.ply, scene.glb, colmap/, gs_ply/0000.ply:
+                         see --export-format (gs_ply: --infer-gs)
 
 Exit status: 0 on success (possibly with skipped inputs, reported on stderr), 1 on runtime \
 errors (unreadable inputs or weights, failed inference, unwritable output), 2 on usage errors \

@@ -79,7 +79,8 @@ fn remove_stale_pngs(dir: &Path, views: usize) -> Result<()> {
 
 /// Writes `results.npz` (`depth`, `conf` [S,H,W], `extrinsics` [S,3,4], `intrinsics` [S,3,3],
 /// float32; like upstream's mini_npz, each key only when the model predicts it, plus `sky`
-/// [S,H,W] for mono/metric models), one 16-bit PNG per view and `depth_png_ranges.json` into
+/// [S,H,W] for mono/metric models and `feat_layer_<i>` [S,H/14,W/14,D] for each
+/// [`Prediction::aux_features`] layer), one 16-bit PNG per view and `depth_png_ranges.json` into
 /// `dir` (created if needed), replacing the outputs of an earlier run; plus
 /// `processed_NNNN.png`, the 8-bit RGB image each view was predicted from
 /// ([`Preprocessed::images`], pixel-aligned with the depth). `sources` names the input image
@@ -110,6 +111,18 @@ pub fn write_outputs(
     }
     if let Some(sky) = &p.sky {
         arrays.push(NpzArray { name: "sky", shape: &map_shape, data: sky });
+    }
+    // The reference's `aux["feat_layer_<i>"]` arrays, [S, H/14, W/14, D].
+    let feat_names: Vec<String> = p.aux_features.iter().map(|f| format!("feat_layer_{}", f.layer)).collect();
+    let feat_shapes: Vec<[usize; 4]> = p.aux_features.iter().map(|f| [s, f.height, f.width, f.dim]).collect();
+    for ((f, name), shape) in p.aux_features.iter().zip(&feat_names).zip(&feat_shapes) {
+        ensure!(
+            f.data.len() == shape.iter().product::<usize>(),
+            "internal error: feature layer {} has {} values for shape {shape:?}",
+            f.layer,
+            f.data.len()
+        );
+        arrays.push(NpzArray { name, shape, data: &f.data });
     }
     write_atomic(&npz, |f| write_npz(f, &arrays).map(drop))?;
 

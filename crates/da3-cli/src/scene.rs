@@ -14,9 +14,9 @@ use da3_export::ImageRgb8;
 use serde_json::{json, Map, Value};
 
 use crate::args::{flavor_name, strategy_name, CommonArgs};
-use crate::batch::{crop_warning, load_batch, size_summary, skipped_warning, Batch};
+use crate::batch::{check_headers, crop_warning, load_batch, size_summary, skipped_warning, Batch};
 use crate::device::{dispatch, BackendJob};
-use crate::exports::{check_formats, write_exports, CloudOptions};
+use crate::exports::{check_formats, check_model_outputs, write_exports, CloudOptions};
 use crate::infer::{load_model, resolve_model, ModelSpec};
 use crate::output::write_outputs;
 use crate::poses::{read_poses, KnownCamera};
@@ -180,18 +180,22 @@ pub fn preflight(common: &CommonArgs) -> Result<ModelSpec> {
         dispatch(common.device, NoJob)?;
     }
     let spec = resolve_model(common)?;
-    check_formats(&common.export_format.0, common.process_res_method)?;
+    check_formats(&common.formats(), common.process_res_method)?;
     check_focal(common, &spec.config)?;
+    check_model_outputs(&spec.config, common.infer_gs(), &common.feat_layers())?;
     Ok(spec)
 }
 
-/// Runs the whole pipeline on `scene`: check flags and files, read and preprocess the
-/// images (skipping unreadable ones), check the export directory, load the model, predict,
+/// Runs the whole pipeline on `scene`: check the input headers (before the model is
+/// resolved), then the flags and model, read and preprocess the images (skipping unreadable
+/// ones), check the export directory, load the model, predict,
 /// convert metric depth, write `results.npz`, the PNGs and the requested exports, and print
 /// the summary.
 pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
-    let spec = preflight(common)?;
     let options = common.options();
+    // Bad inputs are reported before the model is resolved (which may download it).
+    check_headers(&scene.images, &options, common.max_pixels)?;
+    let spec = preflight(common)?;
     let show = progress::enabled(common.quiet);
     let cameras = if common.no_pose_condition { None } else { scene.cameras.as_deref() };
 
@@ -222,6 +226,8 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         cameras: cameras.filter(|_| has_camera_modules).and_then(|c| input_cameras(c, &batch)),
         align_to_input_ext_scale: common.align_to_input_ext_scale(),
         use_ray_pose: common.use_ray_pose,
+        export_feat_layers: common.feat_layers(),
+        infer_gs: common.infer_gs(),
         ..PredictOptions::default()
     };
     let conditioned = predict_options.cameras.is_some();
@@ -263,8 +269,9 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         conf_thresh_percentile: common.conf_thresh_percentile,
         num_max_points: common.num_max_points,
         show_cameras: common.show_cameras,
+        gs_views_interval: common.gs_views_interval as usize,
     };
-    let exported = write_exports(dir, &common.export_format.0, &prediction, &batch.pre, &images, &paths, cloud)?;
+    let exported = write_exports(dir, &common.formats(), &prediction, &batch.pre, &images, &paths, cloud)?;
 
     if !common.quiet {
         let count = batch.pre.views.count();

@@ -58,6 +58,7 @@ pub fn parse_fps(s: &str) -> Result<f64, String> {
 
 /// Runs `da3 video`.
 pub fn run(args: &VideoArgs) -> Result<()> {
+    check_video_file(&args.video)?; // before the model is resolved (and maybe downloaded)
     preflight(&args.common)?;
     let frames = extract_frames(&args.video, &args.common.export_dir, args.fps, args.common.quiet)?;
     let scene = Scene::from_images("video", frames, &args.common)?;
@@ -138,15 +139,21 @@ fn is_frame_name(name: &OsStr) -> bool {
     name.len() == 10 && name.ends_with(".png") && name[..6].bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Extracts every k-th frame of `video` (k = [`frame_interval`]) into
-/// `export_dir/input_images/%06d.png` and returns the frame files in order.
-pub fn extract_frames(video: &Path, export_dir: &Path, fps: f64, quiet: bool) -> Result<Vec<PathBuf>> {
+/// Checks that `video` is an existing file (a folder is a usage error); the error names it.
+pub fn check_video_file(video: &Path) -> Result<()> {
     if !video.is_file() {
         if video.is_dir() {
             return Err(UsageError(format!("{} is a folder, not a video file", video.display())).into());
         }
         bail!("video file {} not found", video.display());
     }
+    Ok(())
+}
+
+/// Extracts every k-th frame of `video` (k = [`frame_interval`]) into
+/// `export_dir/input_images/%06d.png` and returns the frame files in order.
+pub fn extract_frames(video: &Path, export_dir: &Path, fps: f64, quiet: bool) -> Result<Vec<PathBuf>> {
+    check_video_file(video)?;
     let (ffmpeg, ffprobe) = ffmpeg_tools()?;
     let video_fps = probe_fps(&ffprobe, video)?;
     let interval = frame_interval(video_fps, fps);

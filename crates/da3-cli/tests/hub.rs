@@ -165,3 +165,48 @@ fn infer_resolves_presets_through_the_hub() {
     usage(&["--model-dir", &s(&snapshot), "--weights", &s(&weights)], &["cannot be used with"]);
     assert_eq!(server.requests().len(), n);
 }
+
+/// Every subcommand reports a bad input (missing, unreadable, over --max-pixels) before the
+/// model is resolved: not one request reaches the Hub and nothing is downloaded.
+#[test]
+fn bad_inputs_fail_before_any_hub_request() {
+    let server = hub();
+    let dir = scratch("hub_bad_inputs");
+    let ep = server.endpoint();
+    let missing = dir.join("missing.png");
+    let empty_dir = dir.join("no_images");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let junk_dir = dir.join("junk");
+    std::fs::create_dir_all(&junk_dir).unwrap();
+    std::fs::write(junk_dir.join("empty.png"), b"").unwrap();
+    std::fs::write(junk_dir.join("text.jpg"), b"not a jpeg").unwrap();
+    let bomb = dir.join("bomb.png");
+    common::write_bomb_png(&bomb, 20_000, 20_000);
+    let colmap = dir.join("colmap");
+    std::fs::create_dir_all(colmap.join("images")).unwrap();
+    std::fs::create_dir_all(colmap.join("sparse")).unwrap();
+
+    let out = s(&dir.join("out"));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["infer".into(), s(&missing)], "missing.png"),
+        (vec!["image".into(), s(&missing)], "missing.png"),
+        (vec!["auto".into(), s(&missing)], "missing.png"),
+        (vec!["images".into(), s(&empty_dir)], "no images"),
+        (vec!["images".into(), s(&junk_dir)], "none of the 2 input images could be read"),
+        (vec!["auto".into(), s(&junk_dir)], "none of the 2 input images could be read"),
+        (vec!["infer".into(), s(&bomb)], "--max-pixels"),
+        (vec!["video".into(), s(&dir.join("missing.mp4"))], "missing.mp4 not found"),
+        (vec!["colmap".into(), s(&colmap)], "cameras.bin not found"),
+        (vec!["auto".into(), s(&colmap)], "cameras.bin not found"),
+    ];
+    for (args, expect) in cases {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["--model", "da3-small", "--out", &out, "--device", "flex", "--process-res", "56"]);
+        let o = da3_env(&args, &dir, &ep, false);
+        let (_, stderr) = text(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expect), "{args:?}: `{expect}` not in {stderr}");
+        assert!(server.requests().is_empty(), "{args:?} reached the Hub: {:?}", server.requests());
+    }
+    assert!(!dir.join("hf/hub/models--depth-anything--DA3-SMALL").exists(), "nothing downloaded");
+}
