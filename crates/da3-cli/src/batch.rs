@@ -94,9 +94,12 @@ pub fn load_batch(
     Ok(Batch { pre, kept, skipped })
 }
 
+/// Input indices paired with why each could not be used.
+type Failures = Vec<(usize, anyhow::Error)>;
+
 /// Reads and checks every header ([`check_size`]); returns the indices of the readable files
 /// and the errors of the others. A file refused by a limit is an error of the whole run.
-fn header_pass(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<(Vec<usize>, Vec<(usize, anyhow::Error)>)> {
+fn header_pass(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<(Vec<usize>, Failures)> {
     let mut failures = Vec::new();
     let mut readable = Vec::new();
     for (i, path) in paths.iter().enumerate() {
@@ -128,7 +131,7 @@ pub fn check_headers(paths: &[PathBuf], options: &Options, max_pixels: u64) -> R
 }
 
 /// The error when no input could be used: the only input's own error, or every input's.
-fn no_good_image(paths: &[PathBuf], mut failures: Vec<(usize, anyhow::Error)>) -> anyhow::Error {
+fn no_good_image(paths: &[PathBuf], mut failures: Failures) -> anyhow::Error {
     if failures.len() == 1 {
         return failures.remove(0).1;
     }
