@@ -103,9 +103,10 @@ pub fn fit_chunk_alignment(
     let (mut max_rot, mut max_centre) = (0.0f64, 0.0f64);
     for (j, c) in job_ext.iter().zip(chunk_ext) {
         let aligned = apply_sim3(&sim3, c);
-        let diff = mul3(&rot(j), &transpose3(&rot(&aligned)));
-        let cos = ((diff[0][0] + diff[1][1] + diff[2][2] - 1.0) / 2.0).clamp(-1.0, 1.0);
-        max_rot = max_rot.max(cos.acos().to_degrees());
+        // ‖Ra − Rb‖_F = 2√2·sin(θ/2): well conditioned at small angles, unlike acos of the trace.
+        let (ra, rb) = (rot(j), rot(&aligned));
+        let fro = (0..3).flat_map(|r| (0..3).map(move |c| (r, c))).map(|(r, c)| (ra[r][c] - rb[r][c]).powi(2)).sum::<f64>().sqrt();
+        max_rot = max_rot.max((2.0 * (fro / (2.0 * 2f64.sqrt())).min(1.0).asin()).to_degrees());
         let (a, b) = (camera_centre(j), camera_centre(&aligned));
         max_centre = max_centre.max((0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt() / unit);
     }
