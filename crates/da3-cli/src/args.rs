@@ -162,6 +162,24 @@ pub struct CommonArgs {
     /// focal/300 metres and is not metric.
     #[arg(long, value_name = "PX", value_parser = parse_focal, help_heading = "Cameras")]
     pub focal: Option<f64>,
+
+    /// Memory budget of the run, e.g. 4GiB, 512MiB, 4G (binary units): on the CPU backends
+    /// the process's peak resident memory, on GPUs the device memory. Views that do not fit
+    /// one multi-view pass run in overlapping chunks whose cameras are aligned into one pose
+    /// frame. Without it the CPU budget is 80 % of the available RAM; on GPUs a chunk that
+    /// runs out of memory is split and retried.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, help_heading = "Memory")]
+    pub max_memory: Option<u64>,
+
+    /// Views per pass, instead of the largest that fits the budget. Chunks that would exceed
+    /// --max-memory are still split.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Memory")]
+    pub chunk_size: Option<u64>,
+
+    /// Views shared by consecutive chunks, to align their poses (default: a quarter of the
+    /// chunk, 2 to 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Memory")]
+    pub chunk_overlap: Option<u64>,
 }
 
 impl CommonArgs {
@@ -193,6 +211,15 @@ impl CommonArgs {
             }
         }
         layers
+    }
+
+    /// The scheduler options given by `--max-memory`, `--chunk-size` and `--chunk-overlap`.
+    pub fn schedule(&self) -> da3::schedule::ScheduleOptions {
+        da3::schedule::ScheduleOptions {
+            max_memory: self.max_memory,
+            chunk_size: self.chunk_size.map(|n| n as usize),
+            overlap: self.chunk_overlap.map(|n| n as usize),
+        }
     }
 
     /// `--align-to-input-ext-scale` (default) or `--no-align-to-input-ext-scale`.
@@ -253,6 +280,10 @@ fn parse_focal(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_memory(s: &str) -> Result<u64, String> {
+    da3::schedule::parse_byte_size(s).map_err(|e| e.to_string().trim_start_matches("input: ").to_string())
+}
+
 fn parse_strategy(s: &str) -> Result<RefViewStrategy, String> {
     s.parse::<RefViewStrategy>()
 }
@@ -287,6 +318,15 @@ mod tests {
         assert_eq!(OpenCvFlavor::from(FlavorArg::Ipp), OpenCvFlavor::default());
         assert_eq!(parse_focal("1000.5"), Ok(1000.5));
         assert!(parse_focal("0").is_err() && parse_focal("-3").is_err() && parse_focal("inf").is_err());
+    }
+
+    #[test]
+    fn memory_flags_parse() {
+        assert_eq!(parse_memory("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_memory("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_memory("4G"), Ok(4 << 30));
+        let e = parse_memory("lots").unwrap_err();
+        assert!(e.starts_with("`lots` is not a memory size") && e.contains("4GiB"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use da3::preprocess::{Intrinsics, Preprocessed};
 use da3::config::HeadKind;
+use da3::schedule::memory::format_bytes;
+use da3::schedule::{DeviceMemory, Event, RunReport, ScheduleOptions};
 use da3::{Da3Config, InputCameras, PredictOptions, Prediction, Views};
 use da3_export::atomic::write_bytes_atomic;
 use da3_export::ImageRgb8;
@@ -15,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::args::{flavor_name, strategy_name, CommonArgs};
 use crate::batch::{check_headers, crop_warning, load_batch, size_summary, skipped_warning, Batch};
-use crate::device::{dispatch, BackendJob};
+use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::exports::{check_formats, check_model_outputs, write_exports, CloudOptions};
 use crate::infer::{load_model, resolve_model, ModelSpec};
 use crate::output::write_outputs;
@@ -48,17 +50,24 @@ impl Scene {
     }
 }
 
-/// Loads the model and predicts on one backend, with a spinner during inference.
+/// Loads the model and predicts on one backend within the memory budget (one pass when the
+/// views fit, else aligned chunks), with a spinner during inference.
 struct PredictJob<'a> {
     spec: &'a ModelSpec,
     views: &'a Views,
     options: PredictOptions,
     show_progress: bool,
+    schedule: ScheduleOptions,
+    /// Whether the backend computes in host memory (flex, ndarray): the budget is then the
+    /// process's resident memory, bounded by the available RAM.
+    host_memory: bool,
+    quiet: bool,
 }
 
 /// A prediction with the time spent loading the model and predicting.
 struct Timed {
     prediction: Prediction,
+    report: RunReport,
     load: Duration,
     inference: Duration,
 }
@@ -71,12 +80,65 @@ impl BackendJob for PredictJob<'_> {
         let model = load_model::<B>(self.spec, &device)?;
         let load = start.elapsed();
         let start = Instant::now();
-        let count = self.views.count();
+        let (count, h, w) = (self.views.count(), self.views.height(), self.views.width());
+        // GPUs: Burn exposes no free-memory query, so the budget is --max-memory alone (see
+        // da3::schedule::device); out-of-memory errors that surface split the chunk.
+        let memory = if self.host_memory {
+            DeviceMemory::host()
+        } else {
+            DeviceMemory::gpu(None, model.memory_model(h, w).weights, None)
+        };
         let spinner = progress::spinner(self.show_progress, &format!("inference on {count} view{}", plural(count)));
-        let prediction = model.predict_with(self.views, &self.options).context("inference failed");
+        let quiet = self.quiet;
+        let mut on_event = |event: &Event| match event {
+            Event::Chunk { views, .. } if views.len() < count => {
+                spinner.set_message(format!("inference on views {}..{} of {count}", views.start + 1, views.end));
+            }
+            Event::Split(split) if !quiet => spinner.suspend(|| {
+                eprintln!(
+                    "warning: views {}..{} ran out of memory ({}); retrying in chunks of {}",
+                    split.chunk.start + 1,
+                    split.chunk.end,
+                    split.reason,
+                    split.new_chunk_size
+                )
+            }),
+            _ => {}
+        };
+        let views = self.views;
+        let result = model
+            .predict_from_source(count, h, w, |r| views.select(r), &self.options, &self.schedule, &memory, &mut on_event)
+            .context("inference failed");
         spinner.finish_and_clear();
-        Ok(Timed { prediction: prediction?, load, inference: start.elapsed() })
+        let (prediction, report) = result?;
+        Ok(Timed { prediction, report, load, inference: start.elapsed() })
     }
+}
+
+/// The summary line of a chunked run: chunks, their size and overlap, the budget, splits.
+fn chunk_summary(report: &RunReport) -> Option<String> {
+    let plan = &report.plan;
+    if plan.is_single_pass() && report.splits.is_empty() {
+        return None;
+    }
+    let shared = report.chunks.windows(2).map(|w| w[0].end.saturating_sub(w[1].start)).min().unwrap_or(0);
+    let mut line = format!(
+        "{} chunks of up to {} views ({} pass{}), consecutive chunks sharing at least {shared}",
+        report.chunks.len(),
+        report.chunks.iter().map(|c| c.len()).max().unwrap_or(0),
+        report.passes,
+        if report.passes == 1 { "" } else { "es" },
+    );
+    if report.alignments.iter().any(Option::is_some) {
+        line += ", aligned into one pose frame";
+    }
+    if let Some(b) = plan.budget {
+        line += &format!("; budget {}", format_bytes(b));
+    }
+    if !report.splits.is_empty() {
+        line += &format!("; {} out-of-memory split{}", report.splits.len(), plural(report.splits.len()));
+    }
+    Some(line)
 }
 
 fn plural(n: usize) -> &'static str {
@@ -231,7 +293,16 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         ..PredictOptions::default()
     };
     let conditioned = predict_options.cameras.is_some();
-    let job = PredictJob { spec: &spec, views: &batch.pre.views, options: predict_options, show_progress: show };
+    let host_memory = matches!(common.device, DeviceKind::Flex | DeviceKind::Ndarray);
+    let job = PredictJob {
+        spec: &spec,
+        views: &batch.pre.views,
+        options: predict_options,
+        show_progress: show,
+        schedule: common.schedule(),
+        host_memory,
+        quiet: common.quiet,
+    };
     let timed = dispatch(common.device, job)?;
     let mut prediction = timed.prediction;
     let focals = if spec.config.metric {
@@ -304,6 +375,9 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         );
         println!("  load       {:>8.3} s  {}", timed.load.as_secs_f64(), spec.weights.display());
         println!("  inference  {:>8.3} s", timed.inference.as_secs_f64());
+        if let Some(line) = chunk_summary(&timed.report) {
+            println!("  chunks     {line}");
+        }
         println!("  wrote      {}", written.npz.display());
         let pngs = written.depth_pngs.iter().zip(&written.processed_pngs).flat_map(|(d, p)| [d, p]);
         for path in pngs.chain([&written.ranges]).chain(&exported) {

@@ -100,6 +100,15 @@ impl Views {
     pub fn data(&self) -> &[f32] {
         &self.data
     }
+
+    /// A copy of the views in `range` (a chunk of a scheduled job).
+    pub fn select(&self, range: std::ops::Range<usize>) -> Result<Self, Da3Error> {
+        if range.start >= range.end || range.end > self.count {
+            return Err(Da3Error::Input(format!("views {range:?} asked of {} views", self.count)));
+        }
+        let n = 3 * self.height * self.width; // [3, H, W] per view
+        Self::from_normalized(self.data[range.start * n..range.end * n].to_vec(), range.len(), self.height, self.width)
+    }
 }
 
 /// What the network predicts for S views of H×W pixels, as host arrays.
@@ -247,6 +256,11 @@ impl<B: Backend> Da3<B> {
     pub fn from_file(config: Da3Config, path: &std::path::Path, device: &B::Device) -> Result<Self, Da3Error> {
         let bytes = crate::weights::WeightBytes::map(path)?;
         Self::from_bytes(config, bytes.as_slice(), &path.display().to_string(), device)
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
     }
 
     /// The configuration of the loaded model.

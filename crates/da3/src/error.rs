@@ -14,6 +14,10 @@ pub enum Da3Error {
     /// An input (image, size, view count) cannot be processed.
     #[error("input: {0}")]
     Input(String),
+    /// The job does not fit the memory budget, even split into the smallest chunks the
+    /// scheduler allows (see [`crate::schedule`]).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     /// An I/O error with the path it concerns.
     #[error("{path}: {source}")]
     Io {

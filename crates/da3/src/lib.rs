@@ -26,6 +26,7 @@ pub mod nn;
 pub mod preprocess;
 pub mod ray_pose;
 pub mod rng;
+pub mod schedule;
 pub mod sky;
 pub mod weights;
 

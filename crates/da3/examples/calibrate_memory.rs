@@ -1,0 +1,82 @@
+//! Measures the peak resident memory of `predict_with` on the flex backend and compares it
+//! with the scheduler's analytic activation count (`schedule::memory`), to calibrate
+//! `ACTIVATION_CALIBRATION` and `PASS_OVERHEAD_BYTES`. Linux only (reads `/proc/self`).
+//!
+//! ```text
+//! cargo run -p da3 --example calibrate_memory -- [CONFIG.json WEIGHTS.safetensors] [HxW ...]
+//! ```
+//! Defaults to the tiny test model at 140x140, 280x280 and 280x518. Every case runs in a
+//! fresh child process (`--case S HxW`): freed memory stays resident in the allocator, so a
+//! second measurement in the same process would read low.
+
+use da3::schedule::device::{peak_rss, process_rss, reset_peak_rss};
+use da3::schedule::memory::{ACTIVATION_CALIBRATION, PASS_OVERHEAD_BYTES};
+use da3::{Da3, Da3Config, PredictOptions, Views};
+
+type B = da3::backends::Flex;
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let case = args.iter().position(|a| a == "--case").map(|i| {
+        let c: Vec<String> = args.drain(i..i + 3).collect();
+        (c[1].parse::<usize>().unwrap(), c[2].clone())
+    });
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (config, weights, rest) = match args.first() {
+        Some(a) if a.ends_with(".json") => (a.into(), args[1].clone().into(), &args[2..]),
+        _ => (fixtures.join("tiny.config.json"), fixtures.join("tiny.weights.safetensors"), &args[..]),
+    };
+    let sizes: Vec<(usize, usize)> = if rest.is_empty() {
+        vec![(140, 140), (280, 280), (280, 518)]
+    } else {
+        rest.iter()
+            .map(|s| {
+                let (h, w) = s.split_once('x').expect("HxW");
+                (h.parse().unwrap(), w.parse().unwrap())
+            })
+            .collect()
+    };
+    if case.is_none() {
+        println!("calibration {ACTIVATION_CALIBRATION}, overhead {} MiB", PASS_OVERHEAD_BYTES >> 20);
+        println!("{:>9} {:>3} {:>12} {:>12} {:>7} {:>12}", "HxW", "S", "measured", "analytic", "ratio", "resident");
+        for (h, w) in &sizes {
+            for s in [1usize, 2, 4, 8] {
+                let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+                if args.first().is_some_and(|a| a.ends_with(".json")) {
+                    cmd.args(&args[..2]);
+                }
+                let out = cmd.args(["--case", &s.to_string(), &format!("{h}x{w}")]).output().unwrap();
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        return;
+    }
+    let (s, size) = case.unwrap();
+    let (h, w) = {
+        let (h, w) = size.split_once('x').unwrap();
+        (h.parse::<usize>().unwrap(), w.parse::<usize>().unwrap())
+    };
+    let _ = sizes;
+    let config = Da3Config::from_json(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let device = Default::default();
+    let model = Da3::<B>::from_file(config, &weights, &device).unwrap();
+    let mm = model.memory_model(h, w);
+    let data: Vec<f32> = (0..s * 3 * h * w).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
+    let views = Views::from_normalized(data, s, h, w).unwrap();
+    assert!(reset_peak_rss(), "needs /proc/self/clear_refs (Linux)");
+    let before = process_rss().unwrap();
+    let pred = model.predict_with(&views, &PredictOptions::default()).unwrap();
+    let measured = peak_rss().unwrap().saturating_sub(before);
+    drop(pred);
+    let analytic = s as u64 * mm.per_view_values() * mm.dtype_bytes + mm.global_scores_bytes(s);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "{:>9} {s:>3} {:>8.1} MiB {:>8.1} MiB {:>7.3} {:>8.1} MiB",
+        format!("{h}x{w}"),
+        mib(measured),
+        mib(analytic),
+        measured as f64 / analytic as f64,
+        mib(before)
+    );
+}

@@ -1,0 +1,104 @@
+//! What memory the device offers: system RAM and this process's resident set for the CPU
+//! backends (Linux `/proc`), caller-supplied numbers for GPUs.
+//!
+//! GPUs: Burn 0.21's `Backend` trait exposes no free-memory query. CubeCL reports a wgpu
+//! adapter's `max_storage_buffer_binding_size` as `DeviceProperties::memory.max_page_size`
+//! (the largest single buffer), and CUDA's free memory is reachable through cudarc, but both
+//! need the concrete runtime; a caller that has them fills [`DeviceMemory::gpu`]. Without them
+//! the budget is `--max-memory` alone, and errors that surface (a panic or `sync` error whose
+//! message speaks of memory) are recovered by splitting the chunk.
+
+/// The memory a device offers to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceMemory {
+    /// Bytes the job may still take (system `MemAvailable`, GPU free memory); `None` when
+    /// unknown.
+    pub available: Option<u64>,
+    /// Whether the device's memory is this process's host memory (CPU backends): host-side
+    /// buffers (decoded views, returned predictions) then count against the budget too, and
+    /// the weights are already part of `resident`.
+    pub host: bool,
+    /// Bytes the job holds already before any pass: on the host the process's resident set
+    /// (weights included once loaded), on a GPU the weights.
+    pub resident: u64,
+    /// The largest single buffer the device allows (wgpu), if limited.
+    pub max_buffer: Option<u64>,
+}
+
+/// Share of the available memory a plan may use; the rest is left to the OS, other processes
+/// and estimation error.
+pub const AVAILABLE_SAFETY: f64 = 0.8;
+
+impl DeviceMemory {
+    /// The host as seen now: `MemAvailable` and this process's resident set (`VmRSS`).
+    pub fn host() -> Self {
+        Self { available: mem_available(), host: true, resident: process_rss().unwrap_or(0), max_buffer: None }
+    }
+
+    /// A GPU with `free` bytes (if known), `weights` bytes resident and a single-buffer limit.
+    pub fn gpu(free: Option<u64>, weights: u64, max_buffer: Option<u64>) -> Self {
+        Self { available: free.map(|f| f + weights), host: false, resident: weights, max_buffer }
+    }
+
+    /// The budget of a job: the smaller of `max_memory` and [`AVAILABLE_SAFETY`] × what the
+    /// device offers; `None` when neither is known (plan a single pass).
+    pub fn budget(&self, max_memory: Option<u64>) -> Option<u64> {
+        let offered = self.available.map(|a| (a as f64 * AVAILABLE_SAFETY) as u64 + if self.host { self.resident } else { 0 });
+        match (max_memory, offered) {
+            (Some(m), Some(o)) => Some(m.min(o)),
+            (m, o) => m.or(o),
+        }
+    }
+}
+
+/// `MemAvailable` of `/proc/meminfo` in bytes (Linux); `None` elsewhere.
+pub fn mem_available() -> Option<u64> {
+    proc_field("/proc/meminfo", "MemAvailable:")
+}
+
+/// This process's resident set (`VmRSS`) in bytes (Linux); `None` elsewhere.
+pub fn process_rss() -> Option<u64> {
+    proc_field("/proc/self/status", "VmRSS:")
+}
+
+/// This process's peak resident set (`VmHWM`) in bytes (Linux); `None` elsewhere.
+pub fn peak_rss() -> Option<u64> {
+    proc_field("/proc/self/status", "VmHWM:")
+}
+
+/// Resets the peak resident set to the current one (`echo 5 > /proc/self/clear_refs`, Linux
+/// ≥ 4.0); returns whether it worked.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A `kB` field of a `/proc` file, in bytes.
+fn proc_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_is_the_smaller_limit() {
+        let gpu = DeviceMemory::gpu(Some(10 << 30), 1 << 30, None);
+        assert_eq!(gpu.budget(Some(4 << 30)), Some(4 << 30));
+        assert_eq!(gpu.budget(None), Some((11u64 << 30) * 4 / 5));
+        let unknown = DeviceMemory::gpu(None, 1 << 30, None);
+        assert_eq!(unknown.budget(None), None);
+        assert_eq!(unknown.budget(Some(1 << 30)), Some(1 << 30));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn host_memory_is_read() {
+        let host = DeviceMemory::host();
+        assert!(host.available.unwrap() > 1 << 20 && host.resident > 1 << 20, "{host:?}");
+        assert!(peak_rss().unwrap() >= process_rss().unwrap() / 2);
+    }
+}

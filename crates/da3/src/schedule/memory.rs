@@ -1,0 +1,247 @@
+//! How much memory a pass of S views needs: an analytic count of the largest live tensors of
+//! the backbone and the DPT head, scaled by a factor calibrated against the measured peak
+//! resident memory of the `flex` backend (see [`ACTIVATION_CALIBRATION`]).
+
+use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
+use crate::Da3Error;
+
+/// How the backend computes attention, which decides whether the global attention over all
+/// views' tokens costs memory quadratic in S.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKind {
+    /// Flash-style / online-softmax attention that never holds the T×T score matrix: Burn's
+    /// `attention` on `flex` (tiled loop), `wgpu` and `cuda` (fused kernel).
+    Fused,
+    /// The score matrix `[heads, T, T]` is materialized (Burn's generic fallback, e.g. on
+    /// `ndarray`): global attention then costs `heads · (S·N)²` floats.
+    Materialized,
+}
+
+/// Multiplier on the analytic activation count so that it bounds the measured peak.
+///
+/// Measured with `cargo run -p da3 --example calibrate_memory` (flex backend, f32, one child
+/// process per case, 2026-11-22, 2-core machine under load): peak resident memory growth
+/// during `predict_with` (`/proc/self/status` VmHWM after resetting it through
+/// `/proc/self/clear_refs`, minus VmRSS before) divided by the analytic count
+/// (`S · per_view_values · 4`):
+///
+/// | model | size | S=1 | S=2 | S=4 | S=8 |
+/// |---|---|---|---|---|---|
+/// | tiny (D=32, F=16) | 140x140 | 0.904 | 0.778 | 0.716 | 0.689 |
+/// | tiny | 280x280 | 0.720 | 0.684 | 0.668 | 0.659 |
+/// | tiny | 280x518 | 0.681 | 0.672 | 0.666 | 0.748 |
+/// | da3-small (random weights) | 140x140 | 0.786 | 0.730 | 0.635 | 0.638 |
+/// | da3-small | 280x280 | 0.644 | 0.636 | 0.734 | 0.634 |
+/// | da3-small | 280x518 | 0.620 | 0.733 | 0.653 | — |
+///
+/// (da3-small at 280x280 measured 39.4 MiB for one view, 310.7 MiB for eight.) The analytic
+/// count is pessimistic (it holds the backbone's stored features and the head's largest maps
+/// live together); 1.0 keeps ≥ 10 % above the largest ratio, 0.904.
+pub const ACTIVATION_CALIBRATION: f64 = 1.0;
+
+/// Fixed bytes a pass needs beyond the per-view activations (kernel scratch, thread stacks,
+/// the allocator's arenas). Linear fits of the measurements above intercept at 2–3 MiB; 16 MiB
+/// leaves room for backends and machines not measured.
+pub const PASS_OVERHEAD_BYTES: u64 = 16 << 20;
+
+/// The memory needs of one model at one resolution and precision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryModel {
+    /// Bytes of the weights once loaded (parameters × dtype size).
+    pub weights: u64,
+    /// Bytes of one value (4 for f32, 2 for f16/bf16).
+    pub dtype_bytes: u64,
+    /// Image height H and width W in pixels (multiples of 14).
+    pub height: usize,
+    /// See `height`.
+    pub width: usize,
+    /// Token width D, heads, blocks' FFN width, head feature widths.
+    embed_dim: usize,
+    num_heads: usize,
+    ffn_hidden: usize,
+    out_dim: usize,
+    features: usize,
+    out_channels: [usize; 4],
+    dual_head: bool,
+    gs_head: bool,
+    /// Whether a second network (the nested model's metric branch) runs on the same views.
+    branches: u64,
+    /// How attention is computed.
+    pub attention: AttentionKind,
+}
+
+impl MemoryModel {
+    /// The model of `config` at `height`×`width` with `weights` bytes of parameters.
+    pub fn new(config: &Da3Config, height: usize, width: usize, weights: u64, attention: AttentionKind) -> Self {
+        let b = &config.backbone;
+        Self {
+            weights,
+            dtype_bytes: 4,
+            height,
+            width,
+            embed_dim: b.embed_dim,
+            num_heads: b.num_heads,
+            ffn_hidden: b.ffn_hidden(),
+            out_dim: b.out_dim(),
+            features: config.head.features,
+            out_channels: config.head.out_channels,
+            dual_head: config.head.kind == HeadKind::DualDpt,
+            gs_head: config.gs_head,
+            branches: 1 + u64::from(config.metric_branch.is_some()),
+            attention,
+        }
+    }
+
+    /// Tokens per view N: the patches plus the class and camera tokens.
+    pub fn tokens_per_view(&self) -> usize {
+        (self.height / PATCH_SIZE) * (self.width / PATCH_SIZE) + 2
+    }
+
+    /// Peak activation bytes of one view, not counting the global attention scores.
+    ///
+    /// Counted in values, then × dtype size:
+    /// - backbone: the residual stream and the local copy kept for `cat_token` (2·N·D), the
+    ///   largest block temporary (attention: norm, qkv, q/k/v permuted copies, output and
+    ///   projection ≈ 9·N·D; FFN: input + hidden + activated hidden ≈ N·(D + 2·hidden)), and
+    ///   the four stored outputs (4·N·out_dim);
+    /// - head: the reassembled levels at 4×, 2×, 1×, ½× the patch grid (their projections and
+    ///   the F-wide copies), three F-wide tensors at 8× the grid (fusion with its residual
+    ///   units), `output_conv1` (F/2 at 8×) and at full resolution the upsampled F/2 map, the
+    ///   32-wide hidden map and the outputs (4 maps); the DualDPT aux branch adds
+    ///   (F + 32 + 7) maps at 8× the grid; the GS head another full-resolution set.
+    pub fn per_view_values(&self) -> u64 {
+        let n = self.tokens_per_view() as u64;
+        let (d, hidden, out_dim) = (self.embed_dim as u64, self.ffn_hidden as u64, self.out_dim as u64);
+        let block_tmp = (9 * d).max(d + 2 * hidden);
+        let backbone = n * (2 * d + block_tmp + 4 * out_dim);
+        let hw = ((self.height / PATCH_SIZE) * (self.width / PATCH_SIZE)) as u64; // patch grid
+        let full = (self.height * self.width) as u64; // H·W
+        let f = self.features as u64;
+        let oc = self.out_channels.map(|c| c as u64);
+        let grid8 = 64 * hw; // (8ph)·(8pw)
+        let levels = oc[0] * 16 * hw + oc[1] * 4 * hw + oc[2] * hw + oc[3] * hw / 4 + f * (16 + 4 + 1) * hw + f * hw / 4;
+        let mut head = levels + 3 * f * grid8 + f / 2 * grid8 + (f / 2 + 32 + 4) * full;
+        if self.dual_head {
+            head += (f + 32 + 7) * grid8;
+        }
+        if self.gs_head {
+            head += (f / 2 + 38 + 3) * full;
+        }
+        // The stored backbone outputs stay live while the head runs.
+        let head_with_features = head + n * 4 * out_dim;
+        backbone.max(head_with_features)
+    }
+
+    /// Bytes of the global attention scores for S views when they are materialized (the
+    /// scores and their softmax, [heads, S·N, S·N] each); 0 for fused attention.
+    pub fn global_scores_bytes(&self, views: usize) -> u64 {
+        match self.attention {
+            AttentionKind::Fused => 0,
+            AttentionKind::Materialized => {
+                let t = (views * self.tokens_per_view()) as u64;
+                2 * self.num_heads as u64 * t * t * self.dtype_bytes
+            }
+        }
+    }
+
+    /// Peak bytes of the activations of one pass over `views` views (weights excluded),
+    /// calibrated (see [`ACTIVATION_CALIBRATION`]).
+    pub fn activation_bytes(&self, views: usize) -> u64 {
+        let analytic = views as u64 * self.per_view_values() * self.dtype_bytes + self.global_scores_bytes(views);
+        (analytic as f64 * ACTIVATION_CALIBRATION) as u64 * self.branches + PASS_OVERHEAD_BYTES
+    }
+
+    /// Host bytes of the inputs of one view ([3, H, W] f32; the API keeps the views and one
+    /// copy on their way to the device).
+    pub fn input_bytes_per_view(&self) -> u64 {
+        2 * 3 * (self.height * self.width) as u64 * 4
+    }
+
+    /// Host bytes of one view's returned prediction (depth, confidence, sky: f32 each).
+    pub fn output_bytes_per_view(&self) -> u64 {
+        3 * (self.height * self.width) as u64 * 4
+    }
+
+    /// The largest single tensor of a pass over `views` views, for devices that cap one
+    /// buffer (wgpu's `max_storage_buffer_binding_size`): the full-resolution F/2 (or the
+    /// 32-wide hidden) map of the head, or the materialized global scores.
+    pub fn largest_tensor_bytes(&self, views: usize) -> u64 {
+        let full = (self.height * self.width) as u64;
+        let map = views as u64 * (self.features as u64 / 2).max(32) * full * self.dtype_bytes;
+        map.max(self.global_scores_bytes(views) / 2)
+    }
+}
+
+/// Parses a byte size: a number with an optional unit, `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
+/// `G`/`GB`/`GiB`, `T`/`TB`/`TiB` (case-insensitive; all binary, 1 K = 1024, as memory
+/// sizes are), e.g. `512MiB`, `4GiB`, `4G`, `1.5g`.
+pub fn parse_byte_size(text: &str) -> Result<u64, Da3Error> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || {
+        Da3Error::Input(format!("`{text}` is not a memory size; write e.g. 512MiB, 4GiB or 4G (binary units)"))
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// Formats bytes for messages: `3.50 GiB`, `512.0 MiB`, `900 B`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (name, shift) in UNITS {
+        if bytes >= 1 << shift {
+            let v = bytes as f64 / (1u64 << shift) as f64;
+            return if shift == 30 { format!("{v:.2} {name}") } else { format!("{v:.1} {name}") };
+        }
+    }
+    format!("{bytes} B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(parse_byte_size("4GiB").unwrap(), 4 << 30);
+        assert_eq!(parse_byte_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_byte_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_byte_size("512 mb").unwrap(), 512 << 20);
+        assert_eq!(parse_byte_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_byte_size("1000").unwrap(), 1000);
+        for bad in ["", "G", "4X", "-1G", "0", "1.2.3M"] {
+            let e = parse_byte_size(bad).unwrap_err().to_string();
+            assert!(e.contains("4GiB"), "{bad}: {e}");
+        }
+        assert_eq!(format_bytes(3 << 29), "1.50 GiB");
+        assert_eq!(format_bytes(300 << 20), "300.0 MiB");
+    }
+
+    #[test]
+    fn small_at_280_is_linear_in_views_with_fused_attention() {
+        let config = Da3Config::preset("da3-small").unwrap();
+        let m = MemoryModel::new(&config, 280, 280, 100 << 20, AttentionKind::Fused);
+        assert_eq!(m.tokens_per_view(), 402);
+        let one = m.activation_bytes(1) - PASS_OVERHEAD_BYTES;
+        let ten = m.activation_bytes(10) - PASS_OVERHEAD_BYTES;
+        assert!((ten as f64 / one as f64 - 10.0).abs() < 1e-6);
+        // The head at full resolution dominates: (F/2 + 36) = 68 maps of 280² f32 ≈ 21 MB.
+        assert!(one > 21 << 20 && one < 200 << 20, "{one}");
+        let mat = MemoryModel::new(&config, 280, 280, 0, AttentionKind::Materialized);
+        // 100 views materialized: 2 · 6 · 40200² · 4 B ≈ 77.6 GB of scores.
+        assert!(mat.global_scores_bytes(100) > 77_000_000_000);
+    }
+}

@@ -1,0 +1,185 @@
+//! The tiling scheduler: runs jobs of many views within a memory budget.
+//!
+//! - [`memory`]: what a pass of S views costs (weights, activations, global attention) for a
+//!   model, resolution and precision, calibrated on measured peaks.
+//! - [`device`]: what the device offers (system RAM and the process's resident set on the
+//!   CPU; caller-supplied numbers for GPUs) and the budget `min(--max-memory, 0.8·available)`.
+//! - [`plan`]: the chunk size, overlap and chunks (pure logic).
+//! - [`runner`]: runs the chunks with the next chunk's decoding overlapped, splits chunks
+//!   that run out of memory and retries them, and aligns the chunks into one pose frame
+//!   ([`stitch`]: rotation from the shared views' relative poses, scale from their depth).
+//!
+//! [`crate::Da3::predict_scheduled`] and [`crate::Da3::predict_from_source`] put it together;
+//! a job that fits runs as one multi-view pass, exactly as [`crate::Da3::predict_with`].
+
+pub mod device;
+pub mod memory;
+pub mod plan;
+pub mod runner;
+pub mod stitch;
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+
+pub use device::DeviceMemory;
+pub use memory::{parse_byte_size, AttentionKind, MemoryModel};
+pub use plan::{Plan, ScheduleOptions};
+pub use runner::{ChunkFailure, Event, RunReport, Split};
+
+use crate::api::{Da3, InputCameras, PredictOptions, Prediction, Views};
+use crate::Da3Error;
+
+impl<B: Backend> Da3<B> {
+    /// The memory model of this network at `height`×`width` on its backend (f32 weights and
+    /// activations; materialized attention scores on `ndarray`, whose attention is Burn's
+    /// generic fallback; fused everywhere else).
+    pub fn memory_model(&self, height: usize, width: usize) -> MemoryModel {
+        let params = self.model().num_params() + self.metric_branch().map_or(0, |m| m.num_params());
+        let attention =
+            if B::name(self.device()).contains("ndarray") { AttentionKind::Materialized } else { AttentionKind::Fused };
+        MemoryModel::new(self.config(), height, width, params as u64 * 4, attention)
+    }
+
+    /// Whether chunks of a job with these options must be aligned into one pose frame: the
+    /// model predicts cameras and none are given.
+    fn needs_pose_frame(&self, options: &PredictOptions) -> bool {
+        self.model().has_cameras() && options.cameras.is_none()
+    }
+
+    /// Plans a job of `views` views of `height`×`width` on `device_memory`.
+    pub fn plan(
+        &self,
+        views: usize,
+        height: usize,
+        width: usize,
+        options: &PredictOptions,
+        schedule: &ScheduleOptions,
+        device_memory: &DeviceMemory,
+    ) -> Result<Plan, Da3Error> {
+        let model = self.memory_model(height, width);
+        plan::plan(&model, device_memory, views, schedule, self.needs_pose_frame(options))
+    }
+
+    /// [`Self::predict_with`] within a memory budget: one pass when the job fits, else
+    /// overlapping chunks aligned into one pose frame (see [`crate::schedule`]). Every view
+    /// is returned once, in input order.
+    pub fn predict_scheduled(
+        &self,
+        views: &Views,
+        options: &PredictOptions,
+        schedule: &ScheduleOptions,
+        device_memory: &DeviceMemory,
+    ) -> Result<(Prediction, RunReport), Da3Error> {
+        let source = |range: Range<usize>| views.select(range);
+        self.predict_from_source(
+            views.count(),
+            views.height(),
+            views.width(),
+            source,
+            options,
+            schedule,
+            device_memory,
+            &mut |_| {},
+        )
+    }
+
+    /// [`Self::predict_scheduled`] with views loaded on demand: `source(range)` returns the
+    /// normalized views of `range` (all `height`×`width`) and is called on a background
+    /// thread for the next chunk while the current one runs. `on_event` hears of every pass
+    /// and every out-of-memory split. The weights stay loaded across chunks (they are
+    /// `self`'s).
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_from_source<S>(
+        &self,
+        count: usize,
+        height: usize,
+        width: usize,
+        source: S,
+        options: &PredictOptions,
+        schedule: &ScheduleOptions,
+        device_memory: &DeviceMemory,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<(Prediction, RunReport), Da3Error>
+    where
+        S: Fn(Range<usize>) -> Result<Views, Da3Error> + Sync,
+    {
+        let model = self.memory_model(height, width);
+        let pose_frame = self.needs_pose_frame(options);
+        let plan = plan::plan(&model, device_memory, count, schedule, pose_frame)?;
+        if !plan.is_single_pass() && options.infer_gs {
+            return Err(Da3Error::Input(format!(
+                "3D Gaussians (infer_gs) need all {count} views in one pass, but the memory budget allows \
+                 {} per pass; raise --max-memory (or turn Gaussians off)",
+                plan.chunk_size
+            )));
+        }
+        if let Some(c) = &options.cameras {
+            if c.world_to_camera.len() != count || c.intrinsics.len() != count {
+                return Err(Da3Error::Input(format!(
+                    "{} extrinsics and {} intrinsics given for {count} views; give one of each per view",
+                    c.world_to_camera.len(),
+                    c.intrinsics.len()
+                )));
+            }
+        }
+        let budget = plan.budget;
+        let run_chunk = |range: Range<usize>, views: &Views| -> Result<Prediction, ChunkFailure> {
+            // Our own check before launching: a chunk whose estimate exceeds the budget (an
+            // explicit --chunk-size, or a retry) is split instead of risking an abort.
+            if let Some(b) = budget {
+                let need = plan::estimated_peak(&model, device_memory, count, range.len());
+                if need > b {
+                    return Err(ChunkFailure::OutOfMemory(format!(
+                        "{} views per pass need an estimated {}, over the budget of {}",
+                        range.len(),
+                        memory::format_bytes(need),
+                        memory::format_bytes(b)
+                    )));
+                }
+            }
+            let mut opts = options.clone();
+            if let Some(c) = &options.cameras {
+                opts.cameras = Some(InputCameras {
+                    world_to_camera: c.world_to_camera[range.clone()].to_vec(),
+                    intrinsics: c.intrinsics[range.clone()].to_vec(),
+                });
+            }
+            match catch_unwind(AssertUnwindSafe(|| self.predict_with(views, &opts))) {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(Da3Error::OutOfMemory(m))) => Err(ChunkFailure::OutOfMemory(m)),
+                Ok(Err(e)) => Err(ChunkFailure::Failed(e)),
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    if is_out_of_memory(&message) {
+                        Err(ChunkFailure::OutOfMemory(message))
+                    } else {
+                        std::panic::resume_unwind(panic)
+                    }
+                }
+            }
+        };
+        runner::run_chunked(&plan, pose_frame, schedule.overlap, source, run_chunk, on_event)
+    }
+}
+
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Whether a backend's error message reports an allocation failure (wgpu: "Out of Memory",
+/// `OutOfMemory`; CUDA: `CUDA_ERROR_OUT_OF_MEMORY`; CubeCL: "out of memory", "Unable to
+/// allocate"; wgpu buffer limits: "exceeds the limit", "max_buffer_size").
+pub fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["out of memory", "outofmemory", "out_of_memory", "unable to allocate", "allocation failed", "max_buffer_size", "max_storage_buffer_binding_size"]
+        .iter()
+        .any(|k| m.contains(k))
+}

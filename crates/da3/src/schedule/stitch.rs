@@ -1,0 +1,212 @@
+//! Aligning the chunks of a chunked run into one pose frame, and merging them.
+//!
+//! Every chunk is a separate multi-view pass, so its cameras live in its own frame (its own
+//! reference view, its own scale). The first chunk defines the frame of the job; each next
+//! chunk shares views with what ran before, and the similarity `x ↦ s·R·x + t` that takes its
+//! frame into the job's is fitted on those shared views:
+//! - rotation: the chordal mean of the per-view relative rotations `R_jobᵀ·R_chunk` (the
+//!   camera-to-world rotations satisfy `Rc_job = R · Rc_chunk`), projected onto SO(3) with the
+//!   SVD of `linalg`; one shared view already determines it, and unlike Umeyama on camera
+//!   centres it does not degenerate when the centres are (nearly) collinear or coincide, as in
+//!   a video taken while walking straight or turning on the spot;
+//! - scale: the median over the shared views' valid pixels of `depth_job / depth_chunk`
+//!   ("scale from depth"): depth is what the scale is for, and unlike the centres' spread it
+//!   is defined for any baseline. Umeyama's scale on the centres (`align::umeyama`) is
+//!   computed as a cross-check when the centres allow it and reported;
+//! - translation: the mean over the shared views of `C_job − s·R·C_chunk`.
+//!
+//! The chunk's extrinsics are then moved with `align::apply_sim3` and its depth multiplied by
+//! `s`; the shared views keep the values of the chunk that produced them first.
+
+use crate::align::{apply_sim3, camera_centre, umeyama, Extrinsics, Sim3};
+use crate::linalg::{mul3, signed_svd3, transpose3, M3};
+use crate::{Da3Error, Prediction};
+
+/// How one chunk was aligned to the job's frame, with the residuals on the shared views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkAlignment {
+    /// The similarity taking the chunk's frame into the job's.
+    pub sim3: Sim3,
+    /// Umeyama's scale on the shared camera centres, when ≥ 3 of them span a plane.
+    pub umeyama_scale: Option<f64>,
+    /// Largest angle (degrees) between a shared view's rotation in the job and its aligned
+    /// rotation from the chunk.
+    pub max_rotation_error_deg: f64,
+    /// Largest distance between a shared view's centre in the job and its aligned centre
+    /// from the chunk, relative to the shared views' median depth in the job.
+    pub max_centre_error: f64,
+}
+
+/// Fits the similarity taking a chunk's frame into the job's from the views both hold:
+/// `job_*` are the job's (already aligned) extrinsics and depth maps of the shared views,
+/// `chunk_*` the chunk's own, in the same order.
+pub fn fit_chunk_alignment(
+    job_ext: &[Extrinsics],
+    job_depth: &[&[f32]],
+    chunk_ext: &[Extrinsics],
+    chunk_depth: &[&[f32]],
+) -> Result<ChunkAlignment, Da3Error> {
+    let n = job_ext.len();
+    if n == 0 || chunk_ext.len() != n || job_depth.len() != n || chunk_depth.len() != n {
+        return Err(Da3Error::Input(format!(
+            "cannot align a chunk on {} shared views with {} chunk poses; chunks must share at least one view",
+            n,
+            chunk_ext.len()
+        )));
+    }
+    // Rotation: sum of R_job_c2w · R_chunk_c2wᵀ = R_jobᵀ · R_chunk, projected onto SO(3).
+    let rot = |e: &Extrinsics| -> M3 { std::array::from_fn(|r| std::array::from_fn(|c| e[r][c])) };
+    let mut sum = [[0.0; 3]; 3];
+    for (j, c) in job_ext.iter().zip(chunk_ext) {
+        let rel = mul3(&transpose3(&rot(j)), &rot(c));
+        for r in 0..3 {
+            for k in 0..3 {
+                sum[r][k] += rel[r][k];
+            }
+        }
+    }
+    let (u, _, v) = signed_svd3(&sum).ok_or_else(|| {
+        Da3Error::Input("the shared views' rotations do not determine a chunk rotation (not finite?)".into())
+    })?;
+    let rotation = mul3(&u, &transpose3(&v));
+    // Scale: median depth ratio over pixels valid in both.
+    let mut ratios: Vec<f64> = Vec::new();
+    for (a, b) in job_depth.iter().zip(chunk_depth) {
+        ratios.extend(
+            a.iter()
+                .zip(b.iter())
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && **x > 0.0 && **y > 0.0)
+                .map(|(x, y)| *x as f64 / *y as f64),
+        );
+    }
+    if ratios.is_empty() {
+        return Err(Da3Error::Input(
+            "the shared views have no pixel with positive depth in both chunks, so the chunks' scales cannot be matched".into(),
+        ));
+    }
+    let scale = median(&mut ratios);
+    // Translation: centroid of C_job − s·R·C_chunk.
+    let c_job: Vec<[f64; 3]> = job_ext.iter().map(camera_centre).collect();
+    let c_chunk: Vec<[f64; 3]> = chunk_ext.iter().map(camera_centre).collect();
+    let mut translation = [0.0; 3];
+    for (j, c) in c_job.iter().zip(&c_chunk) {
+        let rc = crate::linalg::mul3v(&rotation, c);
+        for k in 0..3 {
+            translation[k] += (j[k] - scale * rc[k]) / n as f64;
+        }
+    }
+    let sim3 = Sim3 { rotation, translation, scale };
+    let umeyama_scale = if n >= 3 { umeyama(&c_chunk, &c_job).ok().map(|s| s.scale) } else { None };
+    // Residuals on the shared views.
+    let mut depths: Vec<f64> = job_depth.iter().flat_map(|d| d.iter().filter(|v| **v > 0.0).map(|v| *v as f64)).collect();
+    let unit = if depths.is_empty() { 1.0 } else { median(&mut depths).max(f64::MIN_POSITIVE) };
+    let (mut max_rot, mut max_centre) = (0.0f64, 0.0f64);
+    for (j, c) in job_ext.iter().zip(chunk_ext) {
+        let aligned = apply_sim3(&sim3, c);
+        // ‖Ra − Rb‖_F = 2√2·sin(θ/2): well conditioned at small angles, unlike acos of the trace.
+        let (ra, rb) = (rot(j), rot(&aligned));
+        let fro = (0..3).flat_map(|r| (0..3).map(move |c| (r, c))).map(|(r, c)| (ra[r][c] - rb[r][c]).powi(2)).sum::<f64>().sqrt();
+        max_rot = max_rot.max((2.0 * (fro / (2.0 * 2f64.sqrt())).min(1.0).asin()).to_degrees());
+        let (a, b) = (camera_centre(j), camera_centre(&aligned));
+        max_centre = max_centre.max((0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt() / unit);
+    }
+    Ok(ChunkAlignment { sim3, umeyama_scale, max_rotation_error_deg: max_rot, max_centre_error: max_centre })
+}
+
+/// A job's prediction being assembled view by view from chunks.
+#[derive(Debug, Default)]
+pub struct Assembly {
+    /// The merged prediction; views are appended in input order.
+    pub prediction: Prediction,
+    /// How each chunk after the first was aligned (`None` where no alignment was needed).
+    pub alignments: Vec<Option<ChunkAlignment>>,
+}
+
+impl Assembly {
+    /// Number of views merged so far.
+    pub fn views(&self) -> usize {
+        self.prediction.views
+    }
+
+    /// Adds the chunk `chunk` covering views `start..start + chunk.views`: views before
+    /// [`Self::views`] are shared ones (used to align when `align` is set, then dropped), the
+    /// rest are appended. With `align`, the chunk's cameras and depth are moved into the job's
+    /// frame first. The chunk must start at or before the current end.
+    pub fn push(&mut self, start: usize, mut chunk: Prediction, align: bool) -> Result<(), Da3Error> {
+        let have = self.prediction.views;
+        if start > have || start + chunk.views <= have {
+            return Err(Da3Error::Input(format!(
+                "internal: chunk {start}..{} does not extend the {have} views merged so far",
+                start + chunk.views
+            )));
+        }
+        let shared = have - start;
+        if have == 0 {
+            self.prediction = chunk;
+            return Ok(());
+        }
+        let alignment = if align && chunk.has_cameras() {
+            if shared == 0 {
+                return Err(Da3Error::Input("chunks share no view, so their poses cannot be aligned".into()));
+            }
+            let to64 = |e: &[[f32; 4]; 3]| e.map(|r| r.map(f64::from));
+            let job_ext: Vec<Extrinsics> = self.prediction.extrinsics[start..].iter().map(to64).collect();
+            let chunk_ext: Vec<Extrinsics> = chunk.extrinsics[..shared].iter().map(to64).collect();
+            let job_depth: Vec<&[f32]> = (start..have).map(|i| self.prediction.depth_of(i)).collect();
+            let chunk_depth: Vec<&[f32]> = (0..shared).map(|i| chunk.depth_of(i)).collect();
+            let fit = fit_chunk_alignment(&job_ext, &job_depth, &chunk_ext, &chunk_depth)?;
+            for e in chunk.extrinsics.iter_mut() {
+                *e = apply_sim3(&fit.sim3, &to64(e)).map(|r| r.map(|v| v as f32));
+            }
+            let s = fit.sim3.scale as f32;
+            chunk.depth.iter_mut().for_each(|d| *d *= s);
+            Some(fit)
+        } else {
+            None
+        };
+        self.append(chunk, shared)?;
+        self.alignments.push(alignment);
+        Ok(())
+    }
+
+    /// Appends the views of `chunk` from `skip` on.
+    fn append(&mut self, chunk: Prediction, skip: usize) -> Result<(), Da3Error> {
+        let p = &mut self.prediction;
+        if (chunk.height, chunk.width) != (p.height, p.width) {
+            return Err(Da3Error::Input("internal: chunks of different image sizes".into()));
+        }
+        if chunk.gaussians.is_some() {
+            return Err(Da3Error::Input(
+                "3D Gaussians (infer_gs) cannot be merged across chunks; run them in one pass \
+                 (raise --max-memory or the chunk size)"
+                    .into(),
+            ));
+        }
+        let n = chunk.height * chunk.width;
+        p.depth.extend_from_slice(&chunk.depth[skip * n..]);
+        if !chunk.conf.is_empty() {
+            p.conf.extend_from_slice(&chunk.conf[skip * n..]);
+        }
+        p.extrinsics.extend_from_slice(chunk.extrinsics.get(skip..).unwrap_or(&[]));
+        p.intrinsics.extend_from_slice(chunk.intrinsics.get(skip..).unwrap_or(&[]));
+        if let (Some(sky), Some(more)) = (p.sky.as_mut(), chunk.sky.as_ref()) {
+            sky.extend_from_slice(&more[skip * n..]);
+        }
+        for (mine, theirs) in p.aux_features.iter_mut().zip(&chunk.aux_features) {
+            let per_view = theirs.height * theirs.width * theirs.dim;
+            mine.data.extend_from_slice(&theirs.data[skip * per_view..]);
+        }
+        p.views += chunk.views - skip;
+        Ok(())
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
