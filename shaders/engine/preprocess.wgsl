@@ -12,7 +12,7 @@ struct Params {
     dst_size: vec2<u32>, // processed width, height
     scale: vec2<f32>,    // input pixels per scaled pixel
     offset: vec2<u32>,   // crop offset in scaled pixels
-    flags: u32,          // bit 0: re-encode linear to sRGB; bit 1: BGRA order
+    flags: u32,          // bit 0: re-encode linear to sRGB; bit 2: 8-bit source
     src_base: u32,       // buffer inputs: first pixel index
     src_stride: u32,     // buffer inputs: pixels per row
     out_base: u32,       // first output value (view v: v·3·H·W)
@@ -69,11 +69,13 @@ fn pixel(x: i32, y: i32) -> vec3<f32> {
     let cx = clamp(x, 0, i32(params.src_size.x) - 1);
     let cy = clamp(y, 0, i32(params.src_size.y) - 1);
     var c = load_rgb(cx, cy);
-    if (params.flags & 2u) != 0u {
-        c = c.bgr;
-    }
     if (params.flags & 1u) != 0u {
         c = srgb_encode(c);
+    }
+    if (params.flags & 4u) != 0u {
+        // 8-bit sources hold whole levels: undo the decode/encode round trip's error (a
+        // software sRGB decode is off by up to a third of a level).
+        c = round(c * 255.0) / 255.0;
     }
     return c;
 }

@@ -20,8 +20,8 @@ const LOAD_RGBA32F: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/..
 
 /// Flag bit: the texture decodes sRGB to linear on load; encode it back.
 const FLAG_SRGB: u32 = 1;
-/// Flag bit: the channels are stored as BGRA.
-const FLAG_BGRA: u32 = 2;
+/// Flag bit: the source holds 8-bit levels; round to them after decoding.
+const FLAG_8BIT: u32 = 4;
 
 /// One view to preprocess on the GPU, borrowed from the engine.
 ///
@@ -154,17 +154,13 @@ impl Preprocessor {
         let (loader, flags, base, stride) = match image {
             GpuImage::Texture(t) => {
                 check_texture(t)?;
-                let flags = match t.format() {
-                    wgpu::TextureFormat::Rgba8Unorm => 0,
-                    wgpu::TextureFormat::Rgba8UnormSrgb => FLAG_SRGB,
-                    wgpu::TextureFormat::Bgra8Unorm => FLAG_BGRA,
-                    _ => FLAG_BGRA | FLAG_SRGB, // Bgra8UnormSrgb, checked above
-                };
-                (Loader::Texture, flags, 0, 0)
+                // Loads from Bgra8 textures come back in RGBA order: only sRGB matters.
+                let flags = if t.format().is_srgb() { FLAG_SRGB } else { 0 };
+                (Loader::Texture, flags | FLAG_8BIT, 0, 0)
             }
             GpuImage::Rgba8Buffer(b) => {
                 check_buffer(&b, 4)?;
-                (Loader::Rgba8, 0, b.first_pixel, b.row_pixels)
+                (Loader::Rgba8, FLAG_8BIT, b.first_pixel, b.row_pixels)
             }
             GpuImage::Rgba32FloatBuffer(b) => {
                 check_buffer(&b, 16)?;
