@@ -453,5 +453,5 @@ fn gaussians_of<B: Backend>(pred: &Prediction, gs: crate::model::GsRawOutput<B>,
 }
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor")
+    crate::readback::to_host(t)
 }
