@@ -16,7 +16,8 @@ pub mod backends;
 pub mod camera;
 pub mod camera_enc;
 pub mod config;
-#[cfg(feature = "wgpu")]
+// Native only: a browser page has no engine device to share (crates/da3-web is the browser API).
+#[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
 pub mod engine;
 pub mod error;
 pub mod gaussians;
