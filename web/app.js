@@ -4,10 +4,10 @@
 //
 // URL parameters: ?manifest=URL loads weights at start, ?res=N sets the processing resolution.
 // window.da3 exposes the state and entry points (used by web/test/browser.test.mjs).
-import init, { initWebgpu, Model } from './pkg/da3_web.js';
 import { loadFromManifestUrl, loadFromFiles, clearCache } from './weights.js';
 import { SceneViewer } from './viewer.js';
 
+let Model = null; // the wasm class, once loaded
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const state = { model: null, images: [], output: null, scene: null, viewer: null, adapter: '', busy: false };
@@ -32,9 +32,14 @@ async function boot() {
   if (!navigator.gpu) return noWebgpu('navigator.gpu is missing');
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) return noWebgpu('navigator.gpu.requestAdapter() returned no adapter');
-  await init();
-  state.adapter = await initWebgpu();
-  const cpu = /swiftshader|llvmpipe|lavapipe|software|cpu/i.test(state.adapter);
+  // Loaded only now: a browser without WebGPU does not download the wasm.
+  const wasm = await import('./pkg/da3_web.js');
+  await wasm.default();
+  Model = wasm.Model;
+  const wgpuInfo = await wasm.initWebgpu();
+  const i = adapter.info ?? {};
+  state.adapter = [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || wgpuInfo;
+  const cpu = /swiftshader|llvmpipe|lavapipe|software|cpu/i.test(`${state.adapter} ${wgpuInfo}`);
   setStatus('gpu-status', `WebGPU adapter: ${state.adapter}${cpu ? ' — a CPU rasterizer, expect slow frames' : ''}`);
   state.viewer = new SceneViewer($('viewer'));
   wireUi();

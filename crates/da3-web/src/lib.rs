@@ -106,7 +106,7 @@ impl Model {
         widths: Vec<u32>,
         heights: Vec<u32>,
         process_res: u32,
-        ref_view_strategy: &str,
+        ref_view_strategy: String,
     ) -> Result<Output, JsError> {
         let t0 = now_ms();
         if images.len() != widths.len() || images.len() != heights.len() {
@@ -127,7 +127,7 @@ impl Model {
         let pre = preprocess::assemble(prepared).map_err(js_err)?;
         let processed = pre.images.iter().map(|im| im.pixels.clone()).collect::<Vec<_>>();
         let preprocess_ms = now_ms() - t0;
-        let mut out = self.run(&pre.views, ref_view_strategy, processed).await?;
+        let mut out = self.run(&pre.views, &ref_view_strategy, processed).await?;
         out.timings.preprocess_ms = preprocess_ms;
         Ok(out)
     }
@@ -141,11 +141,11 @@ impl Model {
         views: usize,
         height: usize,
         width: usize,
-        ref_view_strategy: &str,
+        ref_view_strategy: String,
     ) -> Result<Output, JsError> {
         let views = Views::from_normalized(data, views, height, width).map_err(js_err)?;
         let processed = output::denormalize(&views);
-        self.run(&views, ref_view_strategy, processed).await
+        self.run(&views, &ref_view_strategy, processed).await
     }
 }
 
