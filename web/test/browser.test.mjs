@@ -29,7 +29,9 @@ function check(ok, what) {
   if (!ok) failures += 1;
 }
 
-function parseSafetensors(bytes) {
+function parseSafetensors(buffer) {
+  // A copy: a Node Buffer may be a view into a shared pool, and slices of it share that pool.
+  const bytes = new Uint8Array(buffer);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(view.getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
