@@ -61,7 +61,8 @@
 //! );
 //!
 //! let prediction = engine.infer(&[GpuImage::Texture(&texture)])?;
-//! assert_eq!((prediction.width, prediction.height), (28, 14)); // longest side to process_res
+//! // Longest side 56 -> 28, then 42 -> 21 -> the nearest multiple of 14, ties up: 28.
+//! assert_eq!((prediction.width, prediction.height), (28, 28));
 //!
 //! // Depth stays on the GPU: copy it into a texture the engine samples.
 //! let depth_texture = prediction.depth_texture(&device, &queue, 0)?;
