@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use da3::preprocess::{prepare, ImageRef, Intrinsics, Options, Pixels, Plan, Prepared};
+use da3::preprocess::{prepare, Intrinsics, Options, Plan, Prepared};
 use da3::Da3Error;
 use image::{DynamicImage, ImageReader, Limits};
 
@@ -124,33 +124,20 @@ pub fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage> {
 }
 
 /// The preprocessing of one decoded image ([`da3::preprocess::prepare`]), with its samples
-/// handed over in the matching [`Pixels`] layout so that the library converts them to RGB
-/// exactly as Pillow does (16-bit gray is clipped, other 16-bit layouts keep the high byte).
+/// handed over by [`da3::image_api::image_ref`] in the matching [`da3::preprocess::Pixels`]
+/// layout so that the library converts them to RGB exactly as Pillow does (16-bit gray is
+/// clipped, other 16-bit layouts keep the high byte).
 ///
-/// Layouts without a [`Pixels`] variant (32-bit float images, which PNG and JPEG decoding do
-/// not produce) are first converted to 8-bit RGB with the `image` crate's `to_rgb8` (values
-/// in [0, 1] scaled to 0..=255, alpha dropped).
+/// Layouts without a `Pixels` variant (32-bit float images, which PNG and JPEG decoding do not
+/// produce) are first converted to 8-bit RGB with the `image` crate's `to_rgb8` (values in
+/// [0, 1] scaled to 0..=255, alpha dropped).
 pub fn prepare_decoded(
     image: &DynamicImage,
     intrinsics: Option<Intrinsics>,
     options: &Options,
 ) -> Result<Prepared, Da3Error> {
-    let fallback;
-    let pixels = match image {
-        DynamicImage::ImageLuma8(b) => Pixels::Gray8(b.as_raw()),
-        DynamicImage::ImageLumaA8(b) => Pixels::GrayAlpha8(b.as_raw()),
-        DynamicImage::ImageRgb8(b) => Pixels::Rgb8(b.as_raw()),
-        DynamicImage::ImageRgba8(b) => Pixels::Rgba8(b.as_raw()),
-        DynamicImage::ImageLuma16(b) => Pixels::Gray16(b.as_raw()),
-        DynamicImage::ImageLumaA16(b) => Pixels::GrayAlpha16(b.as_raw()),
-        DynamicImage::ImageRgb16(b) => Pixels::Rgb16(b.as_raw()),
-        DynamicImage::ImageRgba16(b) => Pixels::Rgba16(b.as_raw()),
-        other => {
-            fallback = other.to_rgb8();
-            Pixels::Rgb8(fallback.as_raw())
-        }
-    };
-    let image = ImageRef { pixels, width: image.width() as usize, height: image.height() as usize };
+    let mut scratch = None;
+    let image = da3::image_api::image_ref(image, &mut scratch);
     prepare(image, intrinsics, options)
 }
 

@@ -15,8 +15,8 @@ pub type DepthImage = ImageBuffer<Luma<f32>, Vec<f32>>;
 
 /// Borrows a decoded image as the preprocessing's input layout. 8- and 16-bit gray, gray +
 /// alpha, RGB and RGBA map directly; f32 images are converted to 8-bit RGB first (owned in
-/// `scratch`).
-fn image_ref<'a>(img: &'a DynamicImage, scratch: &'a mut Option<image::RgbImage>) -> ImageRef<'a> {
+/// `scratch`). The `da3` CLI decodes files with `image` and hands them over through this too.
+pub fn image_ref<'a>(img: &'a DynamicImage, scratch: &'a mut Option<image::RgbImage>) -> ImageRef<'a> {
     let (width, height) = (img.width() as usize, img.height() as usize);
     let pixels = match img {
         DynamicImage::ImageLuma8(b) => Pixels::Gray8(b.as_raw()),
