@@ -59,6 +59,7 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, HERE)
+from preprocess import stub_module as stub  # noqa: E402  (the same stubbing as the preprocess goldens)
 
 CASES = [
     # name, process_res, method, depth/conf stride
@@ -66,17 +67,6 @@ CASES = [
     ("lb_crop", 140, "lower_bound_crop", 2),
 ]
 INPUTS = ["photo_173x311.png", "alpha_300x200.png", "gray_143x97.png"]
-
-
-def stub(name, **attrs):
-    """Puts an inert module `name` into sys.modules unless the real one imports."""
-    try:
-        __import__(name)
-    except ImportError:
-        m = types.ModuleType(name)
-        m.__spec__ = importlib.machinery.ModuleSpec(name, None)
-        m.__dict__.update(attrs)
-        sys.modules[name] = m
 
 
 def import_api():

@@ -55,6 +55,7 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def stub_module(name, **attrs):
+    """Puts an inert module `name` into sys.modules unless the real one imports."""
     try:
         __import__(name)
     except ImportError:

@@ -4,8 +4,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{da3, read_npz, scratch, workspace_root, write_rgb_png};
-use da3::preprocess::{preprocess, ImageRef, Options, Pixels, Plan, Preprocessed, ResizeMethod};
+use common::{library_preprocess, da3, read_npz, scratch, workspace_root, write_rgb_png};
+use da3::preprocess::{Plan, ResizeMethod};
 #[cfg(feature = "flex")]
 use da3::{Da3, Da3Config, RefViewStrategy};
 
@@ -201,16 +201,6 @@ fn infer_with_a_mono_model_writes_depth_and_sky() {
     // Deterministic for this fixture and input: both classes are present, so the fill ran.
     assert!(sky_depths.len() > da3::sky::MIN_CLASS_PIXELS && sky_depths.len() + da3::sky::MIN_CLASS_PIXELS < depth.len(), "{} sky pixels", sky_depths.len());
     assert!(sky_depths.iter().all(|d| *d == sky_depths[0]), "sky pixels share the fill value");
-}
-
-/// The library's preprocessing of `path` (an RGB8 PNG) at `process_res`.
-fn library_preprocess(paths: &[&Path], process_res: usize) -> Preprocessed {
-    let decoded: Vec<image::RgbImage> = paths.iter().map(|p| image::open(p).unwrap().into_rgb8()).collect();
-    let refs: Vec<ImageRef<'_>> = decoded
-        .iter()
-        .map(|img| ImageRef { pixels: Pixels::Rgb8(img.as_raw()), width: img.width() as usize, height: img.height() as usize })
-        .collect();
-    preprocess(&refs, None, &Options { process_res, ..Options::default() }).unwrap()
 }
 
 /// An odd-sized image is preprocessed like the library does it: the depth has the planned

@@ -6,8 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{da3, read_npz, s, scratch, stderr_of, tiny_fixture, write_rgb_png};
-use da3::preprocess::{preprocess, ImageRef, Options, Pixels, Preprocessed};
+use common::{library_preprocess, da3, read_npz, s, scratch, stderr_of, tiny_fixture, write_rgb_png};
 
 /// `--process-res` equal to the longest side of the 56x42 test images: no resize.
 const RES: &str = "56";
@@ -23,16 +22,6 @@ fn images(dir: &Path, n: usize) -> Vec<PathBuf> {
             p
         })
         .collect()
-}
-
-/// The library's preprocessing of the RGB8 PNGs at `process_res`.
-fn library_preprocess(paths: &[PathBuf], process_res: usize) -> Preprocessed {
-    let decoded: Vec<image::RgbImage> = paths.iter().map(|p| image::open(p).unwrap().into_rgb8()).collect();
-    let refs: Vec<ImageRef<'_>> = decoded
-        .iter()
-        .map(|img| ImageRef { pixels: Pixels::Rgb8(img.as_raw()), width: img.width() as usize, height: img.height() as usize })
-        .collect();
-    preprocess(&refs, None, &Options { process_res, ..Options::default() }).unwrap()
 }
 
 /// A binary little-endian PLY with one all-float vertex element, parsed independently of

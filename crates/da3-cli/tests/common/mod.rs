@@ -161,3 +161,13 @@ pub fn write_bomb_png(path: &Path, width: u32, height: u32) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The library's preprocessing of RGB8 PNGs at `process_res`.
+pub fn library_preprocess<P: AsRef<Path>>(paths: &[P], process_res: usize) -> da3::preprocess::Preprocessed {
+    use da3::preprocess::{preprocess, ImageRef, Options, Pixels};
+    let decoded: Vec<image::RgbImage> = paths.iter().map(|p| image::open(p).unwrap().into_rgb8()).collect();
+    let refs: Vec<ImageRef<'_>> = decoded
+        .iter()
+        .map(|img| ImageRef { pixels: Pixels::Rgb8(img.as_raw()), width: img.width() as usize, height: img.height() as usize })
+        .collect();
+    preprocess(&refs, None, &Options { process_res, ..Options::default() }).unwrap()
+}
