@@ -23,6 +23,29 @@ rm -rf web/test/out && mkdir -p web/test/out
 python3 weights/shard.py --weights $F/tiny.weights.safetensors --config $F/tiny.config.json \
   --out web/test/out/tiny --dtype f32 --max-shard-mb 0.4
 cp $F/tiny_s2.golden.safetensors web/test/out/
+# fp16 shards (what the page downloads in practice), and the same fp16-rounded weights widened
+# back to f32 in one file: the fp16 path must give exactly what fp32 gives on those weights.
+python3 weights/shard.py --weights $F/tiny.weights.safetensors --config $F/tiny.config.json \
+  --out web/test/out/tiny-f16 --dtype f16 --max-shard-mb 0.2
+python3 - web/test/out/tiny-f16 web/test/out/tiny-f16-as-f32.safetensors <<'PY'
+import sys; sys.path.insert(0, "weights")
+import json, os, shard
+d = sys.argv[1]
+tensors = {}
+for f in json.load(open(os.path.join(d, "manifest.json")))["files"]:
+    tensors.update(shard.read_safetensors(os.path.join(d, f["name"])))
+shard.write_safetensors(sys.argv[2], {k: shard.convert(v, "f32") for k, v in tensors.items()})
+PY
+python3 weights/shard.py --weights web/test/out/tiny-f16-as-f32.safetensors --config $F/tiny.config.json \
+  --out web/test/out/tiny-f16-as-f32 --dtype f32
+# A corrupted copy of the f32 shards: one byte of the second shard's data flipped, manifest kept.
+cp -r web/test/out/tiny web/test/out/tiny-corrupt
+python3 - web/test/out/tiny-corrupt/model-00001.safetensors <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) - 100] ^= 0x40
+open(sys.argv[1], "wb").write(b)
+PY
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server --bind 127.0.0.1 "$PORT" --directory web >/tmp/da3-web-server.log 2>&1 &
