@@ -6,6 +6,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+# crates/da3-web's unit tests (the shard merge), natively and without Burn (--no-default-features
+# leaves out the browser bindings): seconds warm, ~1.5 min cold (serde, safetensors).
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+(cd crates/da3-web && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/da3-wasm-target}" \
+  cargo test --no-default-features --target "$HOST" --quiet)
 [ "${SKIP_BUILD:-0}" = 1 ] || scripts/build-web.sh
 [ -f web/pkg/da3_web_bg.wasm ] || { echo "web/pkg is missing: run scripts/build-web.sh" >&2; exit 1; }
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

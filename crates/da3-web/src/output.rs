@@ -6,7 +6,7 @@ use da3_export::glb::{encode_glb, glb_scene, GlbOptions, GlbScene};
 use da3_export::ImageRgb8;
 use wasm_bindgen::prelude::*;
 
-use crate::{js_err, Backend};
+use crate::model::{js_err, Backend};
 
 /// Milliseconds per stage of one prediction.
 #[derive(Debug, Clone, Copy, Default)]

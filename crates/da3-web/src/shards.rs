@@ -56,6 +56,27 @@ mod tests {
     }
 
     #[test]
+    fn one_shard_is_used_without_a_copy() {
+        let shards = vec![shard(&[("x", &[1, 2])])];
+        assert!(matches!(merge_shards(&shards).unwrap(), Cow::Borrowed(b) if b.as_ptr() == shards[0].as_ptr()));
+    }
+
+    #[test]
+    fn no_shards_is_an_error() {
+        let err = merge_shards(&[]).unwrap_err();
+        assert!(err.contains("no weight shards"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_shard_is_named() {
+        let mut bad = shard(&[("y", &[5, 6])]);
+        bad.truncate(bad.len() - 1); // the header promises one more byte than there is
+        let shards = vec![shard(&[("x", &[1, 2])]), bad];
+        let err = merge_shards(&shards).unwrap_err();
+        assert!(err.contains("weight shard 1 is not a valid safetensors file"), "{err}");
+    }
+
+    #[test]
     fn duplicate_keys_are_refused() {
         let shards = vec![shard(&[("x", &[1, 2])]), shard(&[("x", &[3, 4])])];
         let err = merge_shards(&shards).unwrap_err();
