@@ -187,7 +187,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use image::codecs::jpeg::JpegEncoder;
-    use image::GenericImageView;
 
     fn jpeg() -> Vec<u8> {
         let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x ^ y) * 9) as u8]));
@@ -224,47 +223,6 @@ mod tests {
         data.extend_from_slice(&main[2..]);
         assert!(!is_truncated(&data));
         assert!(is_truncated(&data[..data.len() - 2]));
-    }
-
-    #[test]
-    fn cmyk_conversion_is_pillows() {
-        // Values printed by Pillow 13: Image.fromarray(cmyk, "CMYK").convert("RGB").
-        assert_eq!(pillow_cmyk_to_rgb([10, 200, 30, 40]), [207, 46, 190]);
-        assert_eq!(pillow_cmyk_to_rgb([255, 255, 255, 255]), [0, 0, 0]);
-        assert_eq!(pillow_cmyk_to_rgb([0, 0, 0, 0]), [255, 255, 255]);
-        assert_eq!(pillow_cmyk_to_rgb([100, 50, 0, 128]), [77, 102, 127]);
-    }
-
-    #[test]
-    fn corrupt_data_is_an_error_not_a_panic() {
-        let limits = Limits::no_limits();
-        let e = decode(b"\x89PNG\r\n\x1a\n", &limits).unwrap_err();
-        assert!(e.contains("Not a JPEG file"), "{e}");
-        let mut data = jpeg();
-        // A frame header that declares 0 components.
-        let sof = data.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-        data[sof + 9] = 0;
-        let e = decode(&data, &limits).unwrap_err();
-        assert!(e.starts_with("libjpeg"), "{e}");
-        // Entropy-coded data replaced by garbage decodes (libjpeg warns and fills), like Pillow.
-        let mut data = jpeg();
-        let n = data.len();
-        data[n - 40..n - 2].fill(0x55);
-        assert_eq!(decode(&data, &limits).unwrap().dimensions(), (40, 30));
-        assert!(decode(&data[..3], &limits).is_err());
-    }
-
-    #[test]
-    fn limits_are_checked_before_decoding() {
-        let data = jpeg();
-        let mut limits = Limits::no_limits();
-        limits.max_image_width = Some(39);
-        assert!(decode(&data, &limits).unwrap_err().contains("40x30"));
-        let mut limits = Limits::no_limits();
-        limits.max_alloc = Some(40 * 30 * 3 - 1);
-        assert!(decode(&data, &limits).unwrap_err().contains("3600 bytes"));
-        limits.max_alloc = Some(40 * 30 * 3);
-        assert!(decode(&data, &limits).is_ok());
     }
 
     #[test]

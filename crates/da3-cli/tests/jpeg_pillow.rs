@@ -9,6 +9,17 @@ mod common;
 use std::path::PathBuf;
 
 use common::workspace_root;
+use da3_cli::jpeg::{decode, pillow_cmyk_to_rgb};
+use image::codecs::jpeg::JpegEncoder;
+use image::{GenericImageView, Limits};
+
+/// A 40x30 baseline JPEG of a pattern, encoded by the `image` crate.
+fn jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x ^ y) * 9) as u8]));
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).unwrap();
+    out
+}
 
 fn fixture_dir() -> PathBuf {
     workspace_root().join("crates/da3-cli/tests/fixtures/jpeg")
@@ -72,11 +83,52 @@ fn corrupt_and_oversized_jpegs_are_clean_errors() {
     std::fs::write(&path, &bad).unwrap();
     let e = format!("{:#}", da3_cli::images::decode(&path, 1 << 30).unwrap_err());
     assert!(e.contains("cannot decode image") && e.contains("twelve_bit.jpg") && e.contains("libjpeg"), "{e}");
-    // A file over the decoder's limits (61x43 with max_pixels 100: sides over 100 are refused,
-    // and 61x43x3 bytes fit in the 800 + 64 MiB allowance, so only sides bound it here).
+    // A file over the decoder's limits (61x43 with max_pixels 60: sides over 60 are refused;
+    // 61x43x3 bytes fit in the 480 B + 64 MiB allowance, so only the sides bound it here).
     let path = dir.join("s420.jpg");
     std::fs::write(&path, &good).unwrap();
     let e = format!("{:#}", da3_cli::images::decode(&path, 60).unwrap_err());
     assert!(e.contains("61x43") && e.contains("limits"), "{e}");
     assert!(da3_cli::images::decode(&path, 61).is_ok());
+}
+
+#[test]
+fn cmyk_conversion_is_pillows() {
+    // Values printed by Pillow 13: Image.fromarray(cmyk, "CMYK").convert("RGB").
+    assert_eq!(pillow_cmyk_to_rgb([10, 200, 30, 40]), [207, 46, 190]);
+    assert_eq!(pillow_cmyk_to_rgb([255, 255, 255, 255]), [0, 0, 0]);
+    assert_eq!(pillow_cmyk_to_rgb([0, 0, 0, 0]), [255, 255, 255]);
+    assert_eq!(pillow_cmyk_to_rgb([100, 50, 0, 128]), [77, 102, 127]);
+}
+
+#[test]
+fn corrupt_data_is_an_error_not_a_panic() {
+    let limits = Limits::no_limits();
+    let e = decode(b"\x89PNG\r\n\x1a\n", &limits).unwrap_err();
+    assert!(e.contains("Not a JPEG file"), "{e}");
+    let mut data = jpeg();
+    // A frame header that declares 0 components.
+    let sof = data.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    data[sof + 9] = 0;
+    let e = decode(&data, &limits).unwrap_err();
+    assert!(e.starts_with("libjpeg"), "{e}");
+    // Entropy-coded data replaced by garbage decodes (libjpeg warns and fills), like Pillow.
+    let mut data = jpeg();
+    let n = data.len();
+    data[n - 40..n - 2].fill(0x55);
+    assert_eq!(decode(&data, &limits).unwrap().dimensions(), (40, 30));
+    assert!(decode(&data[..3], &limits).is_err());
+}
+
+#[test]
+fn limits_are_checked_before_decoding() {
+    let data = jpeg();
+    let mut limits = Limits::no_limits();
+    limits.max_image_width = Some(39);
+    assert!(decode(&data, &limits).unwrap_err().contains("40x30"));
+    let mut limits = Limits::no_limits();
+    limits.max_alloc = Some(40 * 30 * 3 - 1);
+    assert!(decode(&data, &limits).unwrap_err().contains("3600 bytes"));
+    limits.max_alloc = Some(40 * 30 * 3);
+    assert!(decode(&data, &limits).is_ok());
 }
