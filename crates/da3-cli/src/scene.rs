@@ -1,6 +1,7 @@
 //! The pipeline every inference subcommand ends in: a [`Scene`] (image files, optionally
 //! with known cameras) is read, predicted as one multi-view scene and written out.
 
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,17 +71,17 @@ impl BackendJob for PredictJob<'_> {
     type Output = Timed;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<Timed> {
-        let start = Instant::now();
-        let model = load_model::<B>(self.spec, &device)?;
-        let load = start.elapsed();
-        let streamed = self.stream.run(&model)?;
+        let spec = self.spec;
+        let (streamed, load) = self.stream.run(|| load_model::<B>(spec, &device))?;
         Ok(Timed { streamed, load })
     }
 }
 
 /// Decoding and prediction of one scene, with the decoding of later chunks overlapped with
-/// inference: the views are planned from the headers (the batch crop size is known before
-/// decoding), the first chunk (every view, when the job fits in one pass) is decoded in
+/// inference: the first few views (one parallel round) are decoded before the model is loaded
+/// (a single bad image is reported without loading any weights), the views are planned from
+/// the headers (the batch crop size is known before decoding), the first chunk (every view,
+/// when the job fits in one pass) is decoded in
 /// parallel with a progress bar, the export directory is checked, and
 /// `Da3::predict_from_source` runs the chunks, decoding the next chunk's new views on a
 /// background thread while the current one runs ([`ViewLoader`]).
@@ -139,8 +140,12 @@ pub struct Streamed {
 }
 
 impl StreamJob<'_> {
-    /// Decodes and predicts with `model` (see [`StreamJob`]).
-    pub fn run<B: Backend>(self, model: &Da3<B>) -> Result<Streamed> {
+    /// Decodes and predicts with the model `load` gives, loaded once the first views decoded
+    /// (see [`StreamJob`]). Returns the result and the time `load` took.
+    pub fn run<B: Backend, M: Borrow<Da3<B>>>(self, load: impl FnOnce() -> Result<M>) -> Result<(Streamed, Duration)> {
+        let mut load = Some(load);
+        let mut loaded: Option<M> = None;
+        let mut load_time = Duration::ZERO;
         let StreamJob { paths, headers, intrinsics, cameras, options, max_pixels, predict, schedule, .. } = self;
         let (quiet, show) = (self.quiet, self.show_progress);
         let mut loader = ViewLoader::new(paths, headers.readable, intrinsics, options, max_pixels);
@@ -155,6 +160,26 @@ impl StreamJob<'_> {
                 skipped.sort_by_key(|(i, _)| *i);
                 return Err(no_good_image(paths, skipped));
             };
+            if loaded.is_none() {
+                // Before the weights: one parallel round of decoding, so that a bad image
+                // alone is reported without loading the model.
+                let start = Instant::now();
+                let head = loader.load(0..count.min(rayon::current_num_threads().max(1)));
+                decode += start.elapsed();
+                if let Err(e) = head {
+                    let failed = loader.take_failures();
+                    if failed.is_empty() {
+                        return Err(e.into());
+                    }
+                    skipped.extend(failed);
+                    continue;
+                }
+                let start = Instant::now();
+                let load = load.take().ok_or_else(|| anyhow::anyhow!("internal: model loaded twice"))?;
+                loaded = Some(load()?);
+                load_time = start.elapsed();
+            }
+            let model: &Da3<B> = loaded.as_ref().ok_or_else(|| anyhow::anyhow!("internal: no model"))?.borrow();
             let mut opts = predict.clone();
             if let Some(c) = cameras {
                 opts.cameras = input_cameras(c, &loader);
@@ -247,7 +272,7 @@ impl StreamJob<'_> {
             let skipped = skipped_list(paths, &mut skipped);
             let conditioned = opts.cameras.is_some();
             let batch = Batch { pre, kept, skipped };
-            return Ok(Streamed { prediction, report, batch, conditioned, decode, inference });
+            return Ok((Streamed { prediction, report, batch, conditioned, decode, inference }, load_time));
         }
     }
 }
