@@ -2,32 +2,39 @@
 """End-to-end golden: the reference API's `DepthAnything3.inference()` on odd-sized image files.
 
 Builds the reference API object around the tiny random-weight network of generate.py (the
-committed `tiny.weights.safetensors`, checked value by value), writes three small odd-sized
-input files and runs `inference()` on the file paths, exactly as a user would, for:
+committed `tiny.weights.safetensors`, checked value by value), writes small odd-sized input
+files and photo-like JPEGs, and runs `inference()` on the file paths, exactly as a user would:
 
-  default   process_res 504, upper_bound_resize (the API defaults): the three processed images
-            differ in size, so the reference centre-crops them to the smallest (280x336)
-  lb_crop   process_res 140, lower_bound_crop (area downscaling, crops; 140x140)
+  default   process_res 504, upper_bound_resize (the API defaults) on the three small inputs:
+            their processed images differ in size, so the reference centre-crops them to the
+            smallest (280x336)
+  lb_crop   process_res 140, lower_bound_crop on the three small inputs (area downscaling,
+            crops; 140x140)
+  photos    process_res 504 on the three photo-like JPEGs 1920x1080, 640x427 and 427x640
+            (504x280, 504x336 and 336x504, batch-cropped to 336x280)
+  photo_hd  process_res 504 on photo_1920x1080.jpg alone (504x280, no crop)
+  portrait  process_res 504 on photo_427x640.jpg alone (336x504)
 
 Inputs (committed beside the golden, in crates/da3-cli/tests/fixtures/e2e/):
   photo_173x311.jpg   RGB JPEG (4:2:0, quality 90), 173 wide, 311 high
-  photo_173x311.png   Pillow's decoding of that JPEG, stored losslessly
   alpha_300x200.png   RGBA PNG (alpha dropped by Pillow's convert("RGB"))
   gray_143x97.png     8-bit grayscale PNG
+  photo_1920x1080.jpg, photo_640x427.jpg, photo_427x640.jpg
+                      photo-like RGB JPEGs (4:2:0, quality 85): gradients, soft and hard-edged
+                      shapes, fine texture and noise
 
-The cases run on photo_173x311.png, alpha_300x200.png and gray_143x97.png. The JPEG itself is
-not part of them: da3 decodes JPEG with zune-jpeg (the `image` crate), whose IDCT and chroma
-upsampling differ from Pillow's libjpeg-turbo by a few levels on ~20 % of the samples, which
-the tiny random network amplifies past any useful tolerance; the Rust test measures that
-decoding difference against photo_173x311.png on its own.
+JPEG inputs are decoded by the CLI exactly as Pillow decodes them (libjpeg, see
+tools/golden/jpeg.py), so they take part in the parity like the PNG files.
 
 Golden `e2e.golden.npz` (compressed), per case C:
-  C.processed   [S,H,W,3] uint8  `prediction.processed_images` (what the reference's npz export
-                                 stores as `image`), full
+  C.processed   [S,H/k,W/k,3] uint8  `prediction.processed_images[:, ::k, ::k]` (what the
+                                 reference's npz export stores as `image`; k = C.image_stride,
+                                 1 for the small cases)
   C.depth       [S,H/k,W/k] f32  `prediction.depth[:, ::k, ::k]` (k = C.stride; strided to keep
   C.conf        [S,H/k,W/k] f32  the fixture small; every k-th row and column)
   C.extrinsics  [S,3,4] f32, C.intrinsics [S,3,3] f32
-  C.stride      [1], C.size [2] (H, W): float32, so that the tests' npy reader reads them
+  C.stride      [1], C.image_stride [1], C.size [2] (H, W): float32, so that the tests' npy
+                                 reader reads them
 
 fp32: the reference's `DepthAnything3.forward` runs the network under
 `torch.autocast(device_type=image.device.type, dtype=float16)` when CUDA has no bf16, i.e.
@@ -61,12 +68,16 @@ ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, HERE)
 from preprocess import stub_module as stub  # noqa: E402  (the same stubbing as the preprocess goldens)
 
+SMALL = ["photo_173x311.jpg", "alpha_300x200.png", "gray_143x97.png"]
+PHOTOS = ["photo_1920x1080.jpg", "photo_640x427.jpg", "photo_427x640.jpg"]
 CASES = [
-    # name, process_res, method, depth/conf stride
-    ("default", 504, "upper_bound_resize", 4),
-    ("lb_crop", 140, "lower_bound_crop", 2),
+    # name, inputs, process_res, method, depth/conf stride, processed-image stride
+    ("default", SMALL, 504, "upper_bound_resize", 4, 1),
+    ("lb_crop", SMALL, 140, "lower_bound_crop", 2, 1),
+    ("photos", PHOTOS, 504, "upper_bound_resize", 8, 4),
+    ("photo_hd", PHOTOS[:1], 504, "upper_bound_resize", 8, 4),
+    ("portrait", PHOTOS[2:], 504, "upper_bound_resize", 8, 4),
 ]
-INPUTS = ["photo_173x311.png", "alpha_300x200.png", "gray_143x97.png"]
 
 
 def import_api():
@@ -103,24 +114,38 @@ def photo(rng, h, w, channels):
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
+def photo_scene(rng, h, w):
+    """A photo-like RGB scene (uint8 HxWx3): `photo` plus hard-edged discs and rectangles and a
+    fine texture, the kind of content whose chroma edges JPEG decoders handle differently."""
+    out = photo(rng, h, w, 3).astype(np.float64)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(12):
+        colour = rng.uniform(0, 255, 3)
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.03, 0.15) * min(h, w)
+        if rng.uniform() < 0.5:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        else:
+            mask = (abs(yy - cy) < r) & (abs(xx - cx) < 1.6 * r)
+        out[mask] = 0.7 * colour + 0.3 * out[mask]
+    out += (12 * np.sin(xx / 1.7) * np.sin(yy / 2.3) * (xx > w // 2))[..., None]
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
 def write_inputs(out_dir):
     rng = np.random.default_rng(20251121)
-    paths = []
-    for name in INPUTS:
+    for name in SMALL + PHOTOS:
         w, h = map(int, name.split("_")[1].split(".")[0].split("x"))
         path = os.path.join(out_dir, name)
-        if name.startswith("photo"):
-            jpeg = path[:-4] + ".jpg"
-            Image.fromarray(photo(rng, h, w, 3), "RGB").save(jpeg, quality=90, subsampling=2)
-            Image.open(jpeg).convert("RGB").save(path)  # what Pillow decodes, losslessly
+        if name in PHOTOS:
+            Image.fromarray(photo_scene(rng, h, w), "RGB").save(path, quality=85, subsampling=2)
+        elif name.startswith("photo"):
+            Image.fromarray(photo(rng, h, w, 3), "RGB").save(path, quality=90, subsampling=2)
         elif name.startswith("alpha"):
             a = photo(rng, h, w, 4)
             a[..., 3] = np.clip(a[..., 3].astype(int) + 60, 0, 255)  # partly transparent
             Image.fromarray(a, "RGBA").save(path)
         else:
             Image.fromarray(photo(rng, h, w, 1)[..., 0], "L").save(path)
-        paths.append(path)
-    return paths
 
 
 def reference_api(api_mod):
@@ -156,18 +181,20 @@ def main():
     torch.set_num_threads(1)
     api_mod = import_api()
     model = reference_api(api_mod)
-    paths = write_inputs(args.out)
+    write_inputs(args.out)
     golden = {}
-    for name, res, method, stride in CASES:
+    for name, inputs, res, method, stride, image_stride in CASES:
+        paths = [os.path.join(args.out, n) for n in inputs]
         pred = model.inference(paths, process_res=res, process_res_method=method)
         s, h, w = pred.depth.shape
         assert pred.processed_images.shape == (s, h, w, 3) and pred.processed_images.dtype == np.uint8
-        golden[f"{name}.processed"] = pred.processed_images
+        golden[f"{name}.processed"] = np.ascontiguousarray(pred.processed_images[:, ::image_stride, ::image_stride])
         golden[f"{name}.depth"] = np.ascontiguousarray(pred.depth[:, ::stride, ::stride], np.float32)
         golden[f"{name}.conf"] = np.ascontiguousarray(pred.conf[:, ::stride, ::stride], np.float32)
         golden[f"{name}.extrinsics"] = np.asarray(pred.extrinsics, np.float32)[:, :3, :]
         golden[f"{name}.intrinsics"] = np.asarray(pred.intrinsics, np.float32)
         golden[f"{name}.stride"] = np.array([stride], np.float32)
+        golden[f"{name}.image_stride"] = np.array([image_stride], np.float32)
         golden[f"{name}.size"] = np.array([h, w], np.float32)
         print(f"{name}: {s} views {w}x{h}, depth {pred.depth.min():.4f}..{pred.depth.max():.4f}, "
               f"fx {pred.intrinsics[:, 0, 0]}")

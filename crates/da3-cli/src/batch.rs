@@ -1,10 +1,12 @@
-//! The input batch of `da3 infer`: every file checked, then decoded and preprocessed in
-//! parallel, then assembled into the network input; plus the messages describing it.
+//! The input batch of `da3 infer`: every file's header read and checked ([`read_headers`]),
+//! then the files decoded and preprocessed in parallel and assembled into the network input
+//! ([`load_batch`] all at once; [`crate::stream::ViewLoader`] chunk by chunk, overlapped with
+//! inference); plus the messages describing it.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use da3::preprocess::{assemble, Intrinsics, Options, Preprocessed};
+use da3::preprocess::{assemble, Intrinsics, Options, Plan, Preprocessed};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
@@ -95,43 +97,56 @@ pub fn load_batch(
 }
 
 /// Input indices paired with why each could not be used.
-type Failures = Vec<(usize, anyhow::Error)>;
+pub type Failures = Vec<(usize, anyhow::Error)>;
 
-/// Reads and checks every header ([`check_size`]); returns the indices of the readable files
-/// and the errors of the others. A file refused by a limit is an error of the whole run.
-fn header_pass(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<(Vec<usize>, Failures)> {
+/// The inputs' headers, read and checked before any pixel is decoded.
+#[derive(Debug)]
+pub struct Headers {
+    /// The inputs whose header was read: input index and preprocessing plan, in input order.
+    pub readable: Vec<(usize, Plan)>,
+    /// The inputs whose header could not be read, and why, in input order.
+    pub failures: Failures,
+}
+
+/// Reads and checks every header ([`check_size`]): the readable files with their plans, and
+/// the errors of the others. A file refused by a limit is an error of the whole run (raising
+/// the flag is the fix).
+pub fn read_headers(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<Headers> {
     let mut failures = Vec::new();
     let mut readable = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         match read_dimensions(path) {
-            Ok(size) => {
-                check_size(path, size, options, max_pixels)?;
-                readable.push(i);
-            }
+            Ok(size) => readable.push((i, check_size(path, size, options, max_pixels)?)),
             Err(e) => failures.push((i, e)),
         }
     }
-    Ok((readable, failures))
+    Ok(Headers { readable, failures })
+}
+
+/// [`read_headers`] as indices: the readable files and the errors of the others.
+fn header_pass(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<(Vec<usize>, Failures)> {
+    let headers = read_headers(paths, options, max_pixels)?;
+    Ok((headers.readable.iter().map(|(i, _)| *i).collect(), headers.failures))
 }
 
 /// The cheap part of [`load_batch`], run before the model is resolved (and possibly
 /// downloaded): every header is read and checked, and the run fails with `load_batch`'s
 /// error when a file is refused by a limit or when no file has a readable header (a missing
 /// path, an empty or non-image file). Files that fail later, while decoding, are found by
-/// `load_batch`.
-pub fn check_headers(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<()> {
+/// `load_batch` or the [`crate::stream::ViewLoader`]. Returns the headers.
+pub fn check_headers(paths: &[PathBuf], options: &Options, max_pixels: u64) -> Result<Headers> {
     if paths.is_empty() {
         bail!("no input images given");
     }
-    let (readable, failures) = header_pass(paths, options, max_pixels)?;
-    if readable.is_empty() {
-        return Err(no_good_image(paths, failures));
+    let headers = read_headers(paths, options, max_pixels)?;
+    if headers.readable.is_empty() {
+        return Err(no_good_image(paths, headers.failures));
     }
-    Ok(())
+    Ok(headers)
 }
 
 /// The error when no input could be used: the only input's own error, or every input's.
-fn no_good_image(paths: &[PathBuf], mut failures: Failures) -> anyhow::Error {
+pub fn no_good_image(paths: &[PathBuf], mut failures: Failures) -> anyhow::Error {
     if failures.len() == 1 {
         return failures.remove(0).1;
     }
@@ -187,13 +202,15 @@ pub fn size_summary(pre: &Preprocessed) -> String {
 
 /// The warning about the batch crop, when images had different processed sizes: one line
 /// per cropped image, naming its file, e.g.
-/// `  b.png: 61x97 -> 42x56, cropped to 42x42`. `None` when nothing was cropped.
-pub fn crop_warning(pre: &Preprocessed, paths: &[PathBuf]) -> Option<String> {
-    let cropped = pre.cropped_in_batch();
-    let size = size_text(pre.info.first()?.size);
+/// `  b.png: 61x97 -> 42x56, cropped to 42x42`. `plans` are the views' preprocessing plans
+/// (known from the headers), `paths` their files. `None` when nothing is cropped.
+pub fn crop_warning(plans: &[Plan], paths: &[PathBuf]) -> Option<String> {
+    let size = batch_size(plans)?;
+    let cropped: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].size != size).collect();
     if cropped.is_empty() {
         return None;
     }
+    let size = size_text(size);
     let mut text = format!(
         "warning: the images have different processed sizes; {} of them {} centre-cropped to the \
          common {size} (the smallest processed width and height), so their edges are not predicted:",
@@ -201,15 +218,19 @@ pub fn crop_warning(pre: &Preprocessed, paths: &[PathBuf]) -> Option<String> {
         if cropped.len() == 1 { "was" } else { "were" },
     );
     for i in cropped {
-        let info = &pre.info[i];
+        let plan = &plans[i];
         let path = paths.get(i).map(|p| p.display().to_string()).unwrap_or_else(|| format!("image {i}"));
-        text.push_str(&format!(
-            "\n  {path}: {} -> {}, cropped to {size}",
-            size_text(info.original_size()),
-            size_text(info.plan.size)
-        ));
+        text.push_str(&format!("\n  {path}: {} -> {}, cropped to {size}", size_text(plan.original), size_text(plan.size)));
     }
     Some(text)
+}
+
+/// The `(width, height)` every view of a batch gets: the smallest processed width and the
+/// smallest processed height ([`assemble`]'s centre crop), `None` for no views.
+pub fn batch_size(plans: &[Plan]) -> Option<(usize, usize)> {
+    let w = plans.iter().map(|p| p.size.0).min()?;
+    let h = plans.iter().map(|p| p.size.1).min()?;
+    Some((w, h))
 }
 
 #[cfg(test)]
@@ -244,11 +265,18 @@ mod tests {
         assert_eq!(size_summary(&many), "56x42/56x56/42x56/2 more sizes -> 28x28");
     }
 
+    fn plans(pre: &Preprocessed) -> Vec<Plan> {
+        pre.info.iter().map(|i| i.plan).collect()
+    }
+
     #[test]
     fn warning_names_each_cropped_image() {
         let paths = [PathBuf::from("wide.png"), PathBuf::from("square.png")];
-        assert!(crop_warning(&batch(&[(56, 42), (56, 42)], 56), &paths).is_none());
-        let w = crop_warning(&batch(&[(56, 42), (56, 56)], 56), &paths).unwrap();
+        assert!(crop_warning(&plans(&batch(&[(56, 42), (56, 42)], 56)), &paths).is_none());
+        let pre = batch(&[(56, 42), (56, 56)], 56);
+        assert_eq!(pre.cropped_in_batch(), [1], "the library crops what the warning names");
+        assert_eq!(batch_size(&plans(&pre)), Some(pre.info[0].size));
+        let w = crop_warning(&plans(&pre), &paths).unwrap();
         assert!(w.contains("square.png: 56x56 -> 56x56, cropped to 56x42") && !w.contains("wide.png"), "{w}");
         assert!(w.contains("1 of them was"), "{w}");
     }

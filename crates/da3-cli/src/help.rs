@@ -5,9 +5,9 @@
 macro_rules! preprocessing_help {
     () => {
         "Images of any size are preprocessed like the reference Python pipeline (InputProcessor; \
-bit-exact for PNG files except for rare one-level differences in IPP cubic upscaling, see \
---opencv-flavor; JPEG files are decoded by the image crate, not libjpeg-turbo as in Pillow, so \
-their pixels may differ by a few levels): converted to RGB as Pillow does, resized so that the \
+bit-exact except for rare one-level differences in IPP cubic upscaling, see --opencv-flavor; \
+JPEG files are decoded by libjpeg with Pillow's settings, giving Pillow's exact pixels, CMYK \
+included): converted to RGB as Pillow does, resized so that the \
 longest side (upper_bound_*) or the shortest side (lower_bound_*) is --process-res pixels \
 (OpenCV cubic when enlarging, area when shrinking), then made a multiple of 14 on both sides by \
 a second resize to the nearest multiple (*_resize) or a centre crop (*_crop). E.g. 1920x1080 at \
@@ -17,7 +17,9 @@ reference.
 
 Bad inputs: an image file that cannot be read or decoded (missing, empty, corrupt, truncated, \
 not PNG/JPEG) is skipped with a warning naming it, as long as at least one good image remains; \
-the skipped files are also listed in depth_png_ranges.json. Images refused by a flag's limit \
+the skipped files are also listed in depth_png_ranges.json (in a run split into chunks, later \
+chunks are decoded during inference; a file found unreadable then is skipped and the other views \
+are predicted again). Images refused by a flag's limit \
 (over --max-pixels, too small for --process-res) stop the run instead, since changing the flag \
 is the fix. Nothing is written until the inputs are read, and every file is written atomically \
 (NAME.tmp, then renamed), so an interrupted run never leaves a half-written file."

@@ -150,6 +150,22 @@ pub fn resolve_model(
     Ok((config, format!("{} from the HF cache", spec.display_name()), fetched.files.weights))
 }
 
+/// The configuration `resolve_model` will use, when it is known without reading or
+/// downloading anything: no `--weights`/`--model-dir`, and `model` (default
+/// [`DEFAULT_PRESET`]) is a preset `da3 infer` runs (at any release: every release of a preset
+/// has its architecture). `None` otherwise (local files are read quickly anyway; a raw Hub
+/// repository's config is only known once downloaded).
+pub fn known_preset_config(model: Option<&str>, weights: Option<&Path>, model_dir: Option<&Path>) -> Option<Da3Config> {
+    if weights.is_some() || model_dir.is_some() {
+        return None;
+    }
+    let preset = ModelSpec::parse(model.unwrap_or(DEFAULT_PRESET)).ok()?.preset?;
+    if !da3::config::PRESETS.contains(&preset.name) {
+        return None;
+    }
+    Da3Config::preset(preset.name).ok()
+}
+
 /// Parses a model name; a name that is neither a preset nor a repository is a usage error.
 fn parse_spec(name: &str) -> Result<ModelSpec> {
     ModelSpec::parse(name).map_err(|e| UsageError(e.to_string()).into())

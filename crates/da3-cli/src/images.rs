@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use da3::preprocess::{prepare, Intrinsics, Options, Plan, Prepared};
 use da3::Da3Error;
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 /// Default of `--max-pixels`: 100 megapixels.
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
@@ -30,9 +30,14 @@ fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>>
     reader.with_guessed_format().with_context(|| format!("cannot read image {}", path.display()))
 }
 
-/// The `(width, height)` an image file declares in its header, read without decoding pixels.
+/// The `(width, height)` an image file declares in its header, read without decoding pixels
+/// (JPEG files by libjpeg, the decoder [`decode`] uses; others by the `image` crate).
 pub fn read_dimensions(path: &Path) -> Result<(u32, u32)> {
-    reader(path)?.into_dimensions().with_context(|| cannot_decode(path))
+    let reader = reader(path)?;
+    if reader.format() == Some(ImageFormat::Jpeg) {
+        return crate::jpeg::dimensions(path).map_err(|e| anyhow::anyhow!("{}: {e}", cannot_decode(path)));
+    }
+    reader.into_dimensions().with_context(|| cannot_decode(path))
 }
 
 /// `n` pixels in megapixels, for messages (`"10000"`, `"2.5"`, `"0.0024"`).
@@ -103,18 +108,22 @@ pub fn decoder_limits(max_pixels: u64) -> Limits {
     limits
 }
 
-/// Decodes a PNG or JPEG file (format guessed from the content) as the `image` crate gives it:
-/// the file's bit depth and channels are kept, palette images are expanded to RGB(A), and the
-/// EXIF orientation is **not** applied (neither does the reference). PNG samples are exactly
-/// Pillow's; JPEG files are decoded by `zune-jpeg`, whose IDCT and chroma upsampling differ
-/// from Pillow's libjpeg-turbo by a few levels on some samples. Truncated JPEGs, which that
-/// decoder would fill in, are refused as Pillow refuses them ([`crate::jpeg::is_truncated`]).
-/// The decoder runs under [`decoder_limits`]`(max_pixels)`; call [`check_input`] first for a
-/// clear message.
+/// Decodes a PNG or JPEG file (format guessed from the content) as Pillow's `Image.open`
+/// gives it: the file's bit depth and channels are kept, palette images are expanded to
+/// RGB(A), and the EXIF orientation is **not** applied (neither does the reference). PNG files
+/// are decoded by the `image` crate, JPEG files by libjpeg ([`crate::jpeg::decode`]); both
+/// give exactly Pillow's samples (CMYK JPEGs are converted to RGB with Pillow's formula).
+/// Truncated JPEGs, which libjpeg would fill in, are refused as Pillow refuses them
+/// ([`crate::jpeg::is_truncated`]). The decoders run under [`decoder_limits`]`(max_pixels)`;
+/// call [`check_input`] first for a clear message.
 pub fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read image {}", path.display()))?;
-    if crate::jpeg::is_truncated(&bytes) {
-        bail!("{}: the JPEG data is truncated (the file ends before its end-of-image marker)", cannot_decode(path));
+    if image::guess_format(&bytes).ok() == Some(ImageFormat::Jpeg) {
+        if crate::jpeg::is_truncated(&bytes) {
+            bail!("{}: the JPEG data is truncated (the file ends before its end-of-image marker)", cannot_decode(path));
+        }
+        return crate::jpeg::decode(&bytes, &decoder_limits(max_pixels))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cannot_decode(path)));
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()

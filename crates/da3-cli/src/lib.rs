@@ -24,6 +24,7 @@ pub mod png16;
 pub mod poses;
 pub mod progress;
 pub mod scene;
+pub mod stream;
 pub mod video;
 
 /// The `da3` command line.

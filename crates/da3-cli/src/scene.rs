@@ -1,28 +1,33 @@
 //! The pipeline every inference subcommand ends in: a [`Scene`] (image files, optionally
 //! with known cameras) is read, predicted as one multi-view scene and written out.
 
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use da3::preprocess::{Intrinsics, Preprocessed};
+use da3::preprocess::{Intrinsics, Options, Preprocessed};
 use da3::config::HeadKind;
 use da3::schedule::memory::format_bytes;
 use da3::schedule::{DeviceMemory, Event, RunReport, ScheduleOptions};
-use da3::{Da3Config, InputCameras, PredictOptions, Prediction, Views};
+use da3::{Da3, Da3Config, InputCameras, PredictOptions, Prediction};
+use indicatif::ProgressBar;
 use da3_export::atomic::write_bytes_atomic;
 use da3_export::ImageRgb8;
 use serde_json::{json, Map, Value};
 
 use crate::args::{flavor_name, strategy_name, CommonArgs};
-use crate::batch::{check_headers, crop_warning, load_batch, size_summary, skipped_warning, Batch};
+use crate::batch::{
+    check_headers, crop_warning, no_good_image, size_summary, skipped_warning, Batch, Failures, Headers, Skipped,
+};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::exports::{check_formats, check_model_outputs, write_exports, CloudOptions};
 use crate::infer::{load_model, resolve_model, ModelSpec};
 use crate::output::write_outputs;
 use crate::poses::{read_poses, KnownCamera};
 use crate::progress;
+use crate::stream::{LoadHook, ViewLoader};
 use crate::UsageError;
 
 /// The input of one run: image files of one scene, optionally with their known cameras.
@@ -50,69 +55,232 @@ impl Scene {
     }
 }
 
-/// Loads the model and predicts on one backend within the memory budget (one pass when the
-/// views fit, else aligned chunks), with a spinner during inference.
+/// Loads the model on one backend, then decodes and predicts the scene ([`StreamJob`]).
 struct PredictJob<'a> {
     spec: &'a ModelSpec,
-    views: &'a Views,
-    options: PredictOptions,
-    show_progress: bool,
-    schedule: ScheduleOptions,
-    /// Whether the backend computes in host memory (flex, ndarray): the budget is then the
-    /// process's resident memory, bounded by the available RAM.
-    host_memory: bool,
-    quiet: bool,
+    stream: StreamJob<'a>,
 }
 
 /// A prediction with the time spent loading the model and predicting.
 struct Timed {
-    prediction: Prediction,
-    report: RunReport,
+    streamed: Streamed,
     load: Duration,
-    inference: Duration,
 }
 
 impl BackendJob for PredictJob<'_> {
     type Output = Timed;
 
     fn run<B: Backend>(self, device: B::Device) -> Result<Timed> {
-        let start = Instant::now();
-        let model = load_model::<B>(self.spec, &device)?;
-        let load = start.elapsed();
-        let start = Instant::now();
-        let (count, h, w) = (self.views.count(), self.views.height(), self.views.width());
-        // GPUs: Burn exposes no free-memory query, so the budget is --max-memory alone (see
-        // da3::schedule::device); out-of-memory errors that surface split the chunk.
-        let memory = if self.host_memory {
-            DeviceMemory::host()
-        } else {
-            DeviceMemory::gpu(None, model.memory_model(h, w).weights, None)
-        };
-        let spinner = progress::spinner(self.show_progress, &format!("inference on {count} view{}", plural(count)));
-        let quiet = self.quiet;
-        let mut on_event = |event: &Event| match event {
-            Event::Chunk { views, .. } if views.len() < count => {
-                spinner.set_message(format!("inference on views {}..{} of {count}", views.start + 1, views.end));
-            }
-            Event::Split(split) if !quiet => spinner.suspend(|| {
-                eprintln!(
-                    "warning: views {}..{} ran out of memory ({}); retrying in chunks of {}",
-                    split.chunk.start + 1,
-                    split.chunk.end,
-                    split.reason,
-                    split.new_chunk_size
-                )
-            }),
-            _ => {}
-        };
-        let views = self.views;
-        let result = model
-            .predict_from_source(count, h, w, |r| views.select(r), &self.options, &self.schedule, &memory, &mut on_event)
-            .context("inference failed");
-        spinner.finish_and_clear();
-        let (prediction, report) = result?;
-        Ok(Timed { prediction, report, load, inference: start.elapsed() })
+        let spec = self.spec;
+        let (streamed, load) = self.stream.run(|| load_model::<B>(spec, &device))?;
+        Ok(Timed { streamed, load })
     }
+}
+
+/// Decoding and prediction of one scene, with the decoding of later chunks overlapped with
+/// inference: the first few views (one parallel round) are decoded before the model is loaded
+/// (a single bad image is reported without loading any weights), the views are planned from
+/// the headers (the batch crop size is known before decoding), the first chunk (every view,
+/// when the job fits in one pass) is decoded in
+/// parallel with a progress bar, the export directory is checked, and
+/// `Da3::predict_from_source` runs the chunks, decoding the next chunk's new views on a
+/// background thread while the current one runs ([`ViewLoader`]).
+///
+/// Files that fail to decode are skipped with a warning (as long as one good image remains):
+/// when the failure is found during inference, the prediction is run again without it
+/// (decoded images are kept). The result is the one [`crate::batch::load_batch`] followed by
+/// one prediction over all views gives.
+pub struct StreamJob<'a> {
+    /// Every input file, in input order.
+    pub paths: &'a [PathBuf],
+    /// Their headers ([`check_headers`]).
+    pub headers: Headers,
+    /// Per input: the camera matrix in pixels of the file, tracked through preprocessing.
+    pub intrinsics: Option<&'a [Intrinsics]>,
+    /// Per input: the known camera the network is conditioned on.
+    pub cameras: Option<&'a [KnownCamera]>,
+    /// The preprocessing options.
+    pub options: &'a Options,
+    /// `--max-pixels`.
+    pub max_pixels: u64,
+    /// Prediction options (their `cameras` are filled from `cameras`).
+    pub predict: PredictOptions,
+    /// `--max-memory`, `--chunk-size`, `--chunk-overlap`.
+    pub schedule: ScheduleOptions,
+    /// Whether the backend computes in host memory (flex, ndarray): the budget is then the
+    /// process's resident memory, bounded by the available RAM.
+    pub host_memory: bool,
+    /// Where outputs go: checked (created, probed) once the first images are decoded.
+    pub export_dir: &'a Path,
+    /// Draw progress bars.
+    pub show_progress: bool,
+    /// `--quiet`: no warnings except skipped inputs.
+    pub quiet: bool,
+    /// Called at the start of each load (see [`crate::stream::LoadHook`]).
+    pub hook: Option<LoadHook<'a>>,
+    /// Called with each chunk's views just before its inference starts (tests pace and
+    /// observe the overlap with it).
+    pub chunk_hook: Option<LoadHook<'a>>,
+}
+
+/// What [`StreamJob::run`] produced.
+pub struct Streamed {
+    /// Depth, confidence and cameras of the kept views.
+    pub prediction: Prediction,
+    /// How the scheduler ran.
+    pub report: RunReport,
+    /// The preprocessed views, the kept inputs and the skipped ones.
+    pub batch: Batch,
+    /// Whether the network was conditioned on known cameras.
+    pub conditioned: bool,
+    /// Time spent decoding before inference started (the first chunk).
+    pub decode: Duration,
+    /// Time from the start of inference to the end (later chunks' decoding overlapped).
+    pub inference: Duration,
+}
+
+impl StreamJob<'_> {
+    /// Decodes and predicts with the model `load` gives, loaded once the first views decoded
+    /// (see [`StreamJob`]). Returns the result and the time `load` took.
+    pub fn run<B: Backend, M: Borrow<Da3<B>>>(self, load: impl FnOnce() -> Result<M>) -> Result<(Streamed, Duration)> {
+        let mut load = Some(load);
+        let mut loaded: Option<M> = None;
+        let mut load_time = Duration::ZERO;
+        let StreamJob { paths, headers, intrinsics, cameras, options, max_pixels, predict, schedule, .. } = self;
+        let (quiet, show) = (self.quiet, self.show_progress);
+        let mut loader = ViewLoader::new(paths, headers.readable, intrinsics, options, max_pixels);
+        if let Some(hook) = self.hook {
+            loader = loader.with_hook(hook);
+        }
+        let mut skipped = headers.failures;
+        let (mut decode, mut warned, mut dir_ready) = (Duration::ZERO, false, false);
+        loop {
+            let count = loader.count();
+            let Some((w, h)) = loader.size() else {
+                skipped.sort_by_key(|(i, _)| *i);
+                return Err(no_good_image(paths, skipped));
+            };
+            if loaded.is_none() {
+                // Before the weights: one parallel round of decoding, so that a bad image
+                // alone is reported without loading the model.
+                let start = Instant::now();
+                let head = loader.load(0..count.min(rayon::current_num_threads().max(1)));
+                decode += start.elapsed();
+                if let Err(e) = head {
+                    let failed = loader.take_failures();
+                    if failed.is_empty() {
+                        return Err(e.into());
+                    }
+                    skipped.extend(failed);
+                    continue;
+                }
+                let start = Instant::now();
+                let load = load.take().ok_or_else(|| anyhow::anyhow!("internal: model loaded twice"))?;
+                loaded = Some(load()?);
+                load_time = start.elapsed();
+            }
+            let model: &Da3<B> = loaded.as_ref().ok_or_else(|| anyhow::anyhow!("internal: no model"))?.borrow();
+            let mut opts = predict.clone();
+            if let Some(c) = cameras {
+                opts.cameras = input_cameras(c, &loader);
+            }
+            // GPUs: Burn exposes no free-memory query, so the budget is --max-memory alone (see
+            // da3::schedule::device); out-of-memory errors that surface split the chunk.
+            let memory = if self.host_memory {
+                DeviceMemory::host()
+            } else {
+                DeviceMemory::gpu(None, model.memory_model(h, w).weights, None)
+            };
+            let plan = model.plan(count, h, w, &opts, &schedule, &memory).context("inference failed")?;
+            let first = plan.chunks.first().cloned().unwrap_or(0..count);
+
+            let start = Instant::now();
+            let bar = progress::bar(show && first.len() > 1, first.len() as u64, "decode");
+            loader.set_progress(bar.clone());
+            let loaded = loader.load(first);
+            bar.finish_and_clear();
+            loader.set_progress(ProgressBar::hidden());
+            decode += start.elapsed();
+            if let Err(e) = loaded {
+                let failed = loader.take_failures();
+                if failed.is_empty() {
+                    return Err(e.into());
+                }
+                skipped.extend(failed);
+                continue;
+            }
+            if !warned {
+                warned = true;
+                let kept: Vec<PathBuf> = loader.inputs().iter().map(|&i| paths[i].clone()).collect();
+                // Skipped inputs change the result, so they are reported even under --quiet.
+                if let Some(warning) = skipped_warning(&skipped_list(paths, &mut skipped), paths.len()) {
+                    eprintln!("{warning}");
+                }
+                if !quiet {
+                    if let Some(warning) = crop_warning(&loader.plans(), &kept) {
+                        eprintln!("{warning}");
+                    }
+                }
+            }
+            if !dir_ready {
+                prepare_export_dir(self.export_dir)?;
+                dir_ready = true;
+            }
+
+            let start = Instant::now();
+            let spinner = progress::spinner(show, &format!("inference on {count} view{}", plural(count)));
+            let chunk_hook = self.chunk_hook;
+            let mut on_event = |event: &Event| match event {
+                Event::Chunk { views, .. } => {
+                    if let Some(hook) = chunk_hook {
+                        hook(views.clone());
+                    }
+                    if views.len() < count {
+                        spinner.set_message(format!("inference on views {}..{} of {count}", views.start + 1, views.end));
+                    }
+                }
+                Event::Split(split) if !quiet => spinner.suspend(|| {
+                    eprintln!(
+                        "warning: views {}..{} ran out of memory ({}); retrying in chunks of {}",
+                        split.chunk.start + 1,
+                        split.chunk.end,
+                        split.reason,
+                        split.new_chunk_size
+                    )
+                }),
+                _ => {}
+            };
+            let source = |range| loader.load(range);
+            let result = model.predict_from_source(count, h, w, source, &opts, &schedule, &memory, &mut on_event);
+            spinner.finish_and_clear();
+            let failed = loader.take_failures();
+            if !failed.is_empty() {
+                // Found while a later chunk was decoded: run again without those files.
+                for (i, e) in &failed {
+                    eprintln!(
+                        "warning: skipping input {} that could not be read ({e:#}); predicting the other views again",
+                        paths[*i].display()
+                    );
+                }
+                skipped.extend(failed);
+                continue;
+            }
+            let (prediction, report) = result.context("inference failed")?;
+            let inference = start.elapsed();
+            let kept = loader.inputs();
+            let pre = loader.into_preprocessed()?;
+            let skipped = skipped_list(paths, &mut skipped);
+            let conditioned = opts.cameras.is_some();
+            let batch = Batch { pre, kept, skipped };
+            return Ok((Streamed { prediction, report, batch, conditioned, decode, inference }, load_time));
+        }
+    }
+}
+
+/// The skipped inputs in input order, as [`Skipped`] records (`failures` is sorted).
+fn skipped_list(paths: &[PathBuf], failures: &mut Failures) -> Vec<Skipped> {
+    failures.sort_by_key(|(i, _)| *i);
+    failures.iter().map(|(i, e)| Skipped { path: paths[*i].clone(), reason: format!("{e:#}") }).collect()
 }
 
 /// The summary line of a chunked run: chunks, their size and overlap, the budget, splits.
@@ -220,16 +388,12 @@ fn apply_metric_scale(pred: &mut Prediction, focals: Option<Vec<f64>>) -> Option
     Some(focals)
 }
 
-/// The cameras handed to the network: the known cameras of the kept views, with the
+/// The cameras handed to the network: the known cameras of the loader's views, with the
 /// intrinsics rescaled by the preprocessing (float32, as the reference computes them).
-fn input_cameras(cameras: &[KnownCamera], batch: &Batch) -> Option<InputCameras> {
-    let world_to_camera = batch.kept.iter().map(|&i| cameras[i].world_to_camera).collect();
-    let intrinsics = batch
-        .pre
-        .info
-        .iter()
-        .map(|info| info.intrinsics.map(|k| k.to_f32().map(|r| r.map(f64::from))))
-        .collect::<Option<Vec<_>>>()?;
+fn input_cameras(cameras: &[KnownCamera], loader: &ViewLoader<'_>) -> Option<InputCameras> {
+    let world_to_camera = loader.inputs().iter().map(|&i| cameras[i].world_to_camera).collect();
+    let intrinsics =
+        loader.processed_intrinsics()?.iter().map(|k| k.to_f32().map(|r| r.map(f64::from))).collect();
     Some(InputCameras { world_to_camera, intrinsics })
 }
 
@@ -241,70 +405,72 @@ pub fn preflight(common: &CommonArgs) -> Result<ModelSpec> {
         // Reported by dispatch with the feature to enable; fail before any slow work.
         dispatch(common.device, NoJob)?;
     }
-    let spec = resolve_model(common)?;
     check_formats(&common.formats(), common.process_res_method)?;
-    check_focal(common, &spec.config)?;
-    check_model_outputs(&spec.config, common.infer_gs(), &common.feat_layers())?;
+    // A Hub preset's architecture is known statically: refuse flags it cannot serve
+    // (--infer-gs without a GS head, feature layers past its depth, --focal on a relative
+    // model) before the download.
+    let known = crate::hub_cmd::known_preset_config(
+        common.model.as_deref(),
+        common.weights.as_deref(),
+        common.model_dir.as_deref(),
+    );
+    if let Some(config) = &known {
+        check_model_config(common, config)?;
+    }
+    let spec = resolve_model(common)?;
+    check_model_config(common, &spec.config)?;
     Ok(spec)
 }
 
+/// The flag checks that depend on the model: `--focal`, `--infer-gs`, `--export-feat-layers`.
+fn check_model_config(common: &CommonArgs, config: &Da3Config) -> Result<()> {
+    check_focal(common, config)?;
+    check_model_outputs(config, common.infer_gs(), &common.feat_layers())
+}
+
 /// Runs the whole pipeline on `scene`: check the input headers (before the model is
-/// resolved), then the flags and model, read and preprocess the images (skipping unreadable
-/// ones), check the export directory, load the model, predict,
-/// convert metric depth, write `results.npz`, the PNGs and the requested exports, and print
-/// the summary.
+/// resolved), then the flags and model; load the model, decode and preprocess the images
+/// (skipping unreadable ones), check the export directory and predict, with later chunks
+/// decoded during inference ([`StreamJob`]); convert metric depth, write `results.npz`, the
+/// PNGs and the requested exports, and print the summary.
 pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
     let options = common.options();
     // Bad inputs are reported before the model is resolved (which may download it).
-    check_headers(&scene.images, &options, common.max_pixels)?;
+    let headers = check_headers(&scene.images, &options, common.max_pixels)?;
     let spec = preflight(common)?;
     let show = progress::enabled(common.quiet);
     let cameras = if common.no_pose_condition { None } else { scene.cameras.as_deref() };
-
-    let start = Instant::now();
     let intrinsics: Option<Vec<Intrinsics>> = cameras.map(|c| c.iter().map(|k| Intrinsics::F64(k.intrinsics)).collect());
-    let count = scene.images.len();
-    let bar = progress::bar(show && count > 1, count as u64, "decode");
-    let batch = load_batch(&scene.images, intrinsics.as_deref(), &options, common.max_pixels, &bar);
-    bar.finish_and_clear();
-    let batch = batch?;
-    let preprocessing = start.elapsed();
-    let paths = batch.kept_paths(&scene.images);
-    // Skipped inputs change the result, so they are reported even under --quiet.
-    if let Some(warning) = skipped_warning(&batch.skipped, count) {
-        eprintln!("{warning}");
-    }
-    if !common.quiet {
-        if let Some(warning) = crop_warning(&batch.pre, &paths) {
-            eprintln!("{warning}");
-        }
-    }
-    prepare_export_dir(&common.export_dir)?;
 
     // Mono/metric models have no camera modules: known cameras only give them the focal.
     let has_camera_modules = spec.config.head.kind == HeadKind::DualDpt;
-    let predict_options = PredictOptions {
+    let predict = PredictOptions {
         ref_view_strategy: common.ref_view_strategy,
-        cameras: cameras.filter(|_| has_camera_modules).and_then(|c| input_cameras(c, &batch)),
         align_to_input_ext_scale: common.align_to_input_ext_scale(),
         use_ray_pose: common.use_ray_pose,
         export_feat_layers: common.feat_layers(),
         infer_gs: common.infer_gs(),
         ..PredictOptions::default()
     };
-    let conditioned = predict_options.cameras.is_some();
-    let host_memory = matches!(common.device, DeviceKind::Flex | DeviceKind::Ndarray);
-    let job = PredictJob {
-        spec: &spec,
-        views: &batch.pre.views,
-        options: predict_options,
-        show_progress: show,
+    let stream = StreamJob {
+        paths: &scene.images,
+        headers,
+        intrinsics: intrinsics.as_deref(),
+        cameras: cameras.filter(|_| has_camera_modules),
+        options: &options,
+        max_pixels: common.max_pixels,
+        predict,
         schedule: common.schedule(),
-        host_memory,
+        host_memory: matches!(common.device, DeviceKind::Flex | DeviceKind::Ndarray),
+        export_dir: &common.export_dir,
+        show_progress: show,
         quiet: common.quiet,
+        hook: None,
+        chunk_hook: None,
     };
-    let timed = dispatch(common.device, job)?;
-    let mut prediction = timed.prediction;
+    let timed = dispatch(common.device, PredictJob { spec: &spec, stream })?;
+    let Streamed { mut prediction, report, batch, conditioned, decode, inference } = timed.streamed;
+    let paths = batch.kept_paths(&scene.images);
     let focals = if spec.config.metric {
         let focals = apply_metric_scale(&mut prediction, metric_focals(common.focal, &batch.pre));
         if focals.is_none() && !common.quiet {
@@ -366,16 +532,17 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
             let (lo, hi) = f.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
             println!("  depth      metres (focal {lo:.1}..{hi:.1} px at the processed size)");
         }
+        let overlapped = if report.plan.is_single_pass() { "" } else { " (first chunk; the others during inference)" };
         println!(
-            "  preprocess {:>8.3} s  process_res {} {}, opencv {}",
-            preprocessing.as_secs_f64(),
+            "  preprocess {:>8.3} s  process_res {} {}, opencv {}{overlapped}",
+            decode.as_secs_f64(),
             options.process_res,
             options.method,
             flavor_name(common.opencv_flavor),
         );
         println!("  load       {:>8.3} s  {}", timed.load.as_secs_f64(), spec.weights.display());
-        println!("  inference  {:>8.3} s", timed.inference.as_secs_f64());
-        if let Some(line) = chunk_summary(&timed.report) {
+        println!("  inference  {:>8.3} s", inference.as_secs_f64());
+        if let Some(line) = chunk_summary(&report) {
             println!("  chunks     {line}");
         }
         println!("  wrote      {}", written.npz.display());

@@ -186,8 +186,16 @@ fn bad_inputs_fail_before_any_hub_request() {
     std::fs::create_dir_all(colmap.join("images")).unwrap();
     std::fs::create_dir_all(colmap.join("sparse")).unwrap();
 
+    let good = dir.join("good.png");
+    common::write_rgb_png(&good, 64, 48, 1);
+
     let out = s(&dir.join("out"));
     let cases: Vec<(Vec<String>, &str)> = vec![
+        // Flags the preset's architecture cannot serve, known from the preset table alone.
+        (vec!["infer".into(), s(&good), "--infer-gs".into()], "3D-Gaussian head"),
+        (vec!["infer".into(), s(&good), "--export-format".into(), "mini_npz-gs_ply".into()], "3D-Gaussian head"),
+        (vec!["infer".into(), s(&good), "--export-feat-layers".into(), "3,12".into()], "block 12 does not exist"),
+        (vec!["infer".into(), s(&good), "--focal".into(), "500".into()], "--focal applies to metric models"),
         (vec!["infer".into(), s(&missing)], "missing.png"),
         (vec!["image".into(), s(&missing)], "missing.png"),
         (vec!["auto".into(), s(&missing)], "missing.png"),
