@@ -24,6 +24,7 @@ pub mod gaussians;
 #[cfg(feature = "image")]
 pub mod image_api;
 pub mod head;
+pub mod kernels;
 pub mod linalg;
 pub mod model;
 pub mod nested;

@@ -1,0 +1,127 @@
+//! `attention`: times every softmax-attention path of da3 (our WGSL flash kernel, our CubeCL
+//! flash kernel, Burn's `attention` op, matmul-softmax-matmul) at the model's shapes on one
+//! device, and prints one table row per (shape, path) with the time relative to Burn's op.
+//!
+//! ```text
+//! cargo run --release -p da3-bench --bin attention -- --device wgpu
+//! cargo run --release -p da3-bench --bin attention --no-default-features --features cuda -- --device cuda
+//! ```
+//! Each measurement: one untimed warm-up call (compilation, autotune), then `--iters` calls on
+//! inputs that differ per call, each followed by a device sync; min and median are printed.
+//! A path that does not serve the backend (our kernels on flex) prints `n/a`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::{backend::Backend, Distribution, Tensor};
+use clap::Parser;
+use da3::kernels::attention::{attend_with, default_path, AttentionPath};
+use da3_cli::device::{dispatch, BackendJob, DeviceKind};
+
+/// Command line of `attention`.
+#[derive(Debug, Clone, Parser)]
+struct Args {
+    /// Backend.
+    #[arg(long, default_value = "wgpu")]
+    device: DeviceKind,
+    /// Timed calls per (shape, path).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Shapes B,H,T,hd separated by spaces (default: the model's attention shapes).
+    #[arg(long, num_args = 1.., value_delimiter = ' ')]
+    shapes: Vec<String>,
+    /// Skip the plain path at shapes whose [B, H, T, T] scores exceed this many MiB.
+    #[arg(long, default_value_t = 2048)]
+    plain_max_mib: usize,
+}
+
+/// The model's attention shapes [B, heads, T, hd] (da3-small heads at hd 64).
+const DEFAULT_SHAPES: [(&str, [usize; 4]); 6] = [
+    ("local, 1 view 504x378", [1, 6, 973, 64]),
+    ("local, 4 views", [4, 6, 973, 64]),
+    ("global, 4 views", [1, 6, 4 * 973, 64]),
+    ("global, 8000 tokens", [1, 6, 8000, 64]),
+    ("odd T", [3, 6, 101, 64]),
+    ("camera enc (small)", [1, 16, 8, 24]),
+];
+
+struct Bench(Args);
+
+impl BackendJob for Bench {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let args = self.0;
+        let shapes: Vec<(String, [usize; 4])> = if args.shapes.is_empty() {
+            DEFAULT_SHAPES.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+        } else {
+            args.shapes
+                .iter()
+                .map(|s| {
+                    let d: Vec<usize> = s.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>()?;
+                    let shape: [usize; 4] = d.try_into().map_err(|_| anyhow::anyhow!("a shape is B,H,T,hd: {s}"))?;
+                    Ok((s.clone(), shape))
+                })
+                .collect::<Result<_>>()?
+        };
+        println!("device: {}; default path: {}", args.device, default_path::<B>().name());
+        println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9}", "case", "shape", "path", "min ms", "median ms", "vs burn");
+        for (name, shape) in shapes {
+            let mut burn_min = None;
+            let mut rows = Vec::new();
+            for path in AttentionPath::ALL {
+                let [b, h, t, _] = shape;
+                if path == AttentionPath::Plain && b * h * t * t * 4 > args.plain_max_mib << 20 {
+                    rows.push((path, None));
+                    continue;
+                }
+                let times = time_path::<B>(path, shape, args.iters, &device)?;
+                if path == AttentionPath::Burn {
+                    burn_min = times.map(|t| t.0);
+                }
+                rows.push((path, times));
+            }
+            for (path, times) in rows {
+                let (min, median) = match times {
+                    Some(t) => (format!("{:.2}", t.0 * 1e3), format!("{:.2}", t.1 * 1e3)),
+                    None => ("n/a".into(), "n/a".into()),
+                };
+                let ratio = match (times, burn_min) {
+                    (Some(t), Some(burn)) => format!("{:.2}x", t.0 / burn),
+                    _ => "-".into(),
+                };
+                println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9}", name, format!("{shape:?}"), path.name(), min, median, ratio);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// (min, median) seconds of `path` at `shape`, or `None` when the path does not serve `B`.
+fn time_path<B: Backend>(path: AttentionPath, shape: [usize; 4], iters: usize, device: &B::Device) -> Result<Option<(f64, f64)>> {
+    // q, k, v as the model lays them out: [B, T, H, hd] viewed as [B, H, T, hd].
+    let [b, h, t, hd] = shape;
+    let iters = iters.max(1);
+    let input = || Tensor::<B, 4>::random([b, t, h, hd], Distribution::Normal(0.0, 1.0), device).swap_dims(1, 2);
+    let sync = || B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"));
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..=iters {
+        let (q, k, v) = (input(), input(), input());
+        sync()?;
+        let start = Instant::now();
+        let Ok(out) = attend_with(path, q, k, v) else { return Ok(None) };
+        sync()?;
+        let elapsed = start.elapsed().as_secs_f64();
+        drop(out);
+        if i > 0 {
+            times.push(elapsed); // call 0 compiles the kernels (and autotunes Burn's)
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Some((times[0], times[times.len() / 2])))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    dispatch(args.device, Bench(args.clone()))
+}

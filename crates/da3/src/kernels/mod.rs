@@ -1,0 +1,3 @@
+//! da3's own GPU kernels (WGSL sources in `shaders/`, CubeCL kernels in Rust).
+
+pub mod attention;
