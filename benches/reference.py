@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import resource
+import sys
 import time
 
 import torch
@@ -76,6 +77,8 @@ def main():
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                     help="autocast dtype of the backbone (CUDA; the CPU runs fp32)")
     ap.add_argument("--profile", action="store_true", help="also time backbone / head / cam_dec per pass")
+    ap.add_argument("--op-profile", type=int, metavar="N",
+                    help="after the timed passes, one pass under torch.profiler; its top N ops (self CPU time) go to stderr")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -141,6 +144,11 @@ def main():
                 for n, t in totals.items():
                     stages[f"{n}_s"].append(t)
             profile = stages
+        if args.op_profile:
+            from torch.profiler import ProfilerActivity, profile as torch_profile
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                forward(images(2000))
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.op_profile), file=sys.stderr)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({
         "impl": "reference", "device": args.device, "dtype": args.dtype if device.type == "cuda" else "fp32",
