@@ -1,8 +1,8 @@
 //! `da3-bench`: loads one model, runs one input size repeatedly and prints one JSON line with
 //! the load time, every iteration's latency and CPU time, and the process's resident memory
-//! (at start, after loading, peak). `benches/compare.py` runs it interleaved with
-//! `benches/reference.py` (the same measurement of the reference PyTorch network) and prints
-//! the ratios.
+//! (at start, after loading, peak of loading alone, peak). `benches/compare.py` runs it
+//! interleaved with `benches/reference.py` (the same measurement of the reference PyTorch
+//! network) and prints the ratios.
 //!
 //! With `--profile` it also splits each pass into stages, measured by separate passes (each
 //! stage synced before its clock stops): the backbone alone, the whole network (backbone +
@@ -66,6 +66,7 @@ impl BackendJob for Bench {
         B::sync(&device).map_err(|e| anyhow::anyhow!("device sync after loading: {e:?}"))?;
         let load_s = start.elapsed().as_secs_f64();
         let rss_loaded_kb = proc_status_kb("VmRSS");
+        let peak_loaded_kb = proc_status_kb("VmHWM"); // the peak of loading alone
         // Deterministic, non-constant input (the same formula as reference.py); a different one
         // per iteration so no backend can reuse a previous result.
         let input = |seed: usize| {
@@ -96,6 +97,7 @@ impl BackendJob for Bench {
             "cpu_s": cpu,
             "rss_start_kb": rss_start_kb,
             "rss_loaded_kb": rss_loaded_kb,
+            "peak_loaded_kb": peak_loaded_kb,
             "peak_rss_kb": proc_status_kb("VmHWM"),
             "profile": profile,
         }))
