@@ -1,12 +1,18 @@
 //! `da3-bench`: loads one model, runs one input size repeatedly and prints one JSON line with
-//! the load time, every iteration's latency and the peak resident memory. `benches/compare.py`
-//! runs it interleaved with `benches/reference.py` (the same measurement of the reference
-//! PyTorch network) and prints the ratios.
+//! the load time, every iteration's latency and CPU time, and the process's resident memory
+//! (at start, after loading, peak of loading alone, peak). `benches/compare.py` runs it
+//! interleaved with `benches/reference.py` (the same measurement of the reference PyTorch
+//! network) and prints the ratios.
+//!
+//! With `--profile` it also splits each pass into stages, measured by separate passes (each
+//! stage synced before its clock stops): the backbone alone, the whole network (backbone +
+//! DualDPT/DPT head + CameraDec) and the whole `predict_with` (plus upload, host readback and
+//! conversion). `benches/reference.py --profile` reports the same split for the reference.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::Parser;
 use da3::{Da3, Da3Config, PredictOptions, Views};
 use da3_cli::device::{dispatch, BackendJob, DeviceKind};
@@ -29,6 +35,13 @@ struct Args {
     /// Timed iterations after one warm-up pass.
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// CPU threads of the flex/ndarray backends (Rayon's pool); default: RAYON_NUM_THREADS,
+    /// else one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also time the stages (backbone, network, whole prediction) in extra passes.
+    #[arg(long)]
+    profile: bool,
     /// Backend.
     #[arg(long, default_value = "flex")]
     device: DeviceKind,
@@ -41,54 +54,131 @@ impl BackendJob for Bench {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<serde_json::Value> {
         let args = self.0;
-        let (h, w) = args
-            .size
-            .split_once('x')
-            .and_then(|(h, w)| Some((h.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
-            .context("--size must be HxW")?;
+        let (h, w) = parse_size(&args.size)?;
         let config = if args.model.ends_with(".json") {
             Da3Config::from_json(&std::fs::read_to_string(&args.model)?)?
         } else {
             Da3Config::preset(&args.model)?
         };
+        let rss_start_kb = proc_status_kb("VmRSS");
         let start = Instant::now();
         let model = Da3::<B>::from_file(config, &args.weights, &device)?;
+        B::sync(&device).map_err(|e| anyhow::anyhow!("device sync after loading: {e:?}"))?;
         let load_s = start.elapsed().as_secs_f64();
-        // Deterministic, non-constant input; a different one per iteration so no backend can
-        // reuse a previous result.
+        let rss_loaded_kb = proc_status_kb("VmRSS");
+        let peak_loaded_kb = proc_status_kb("VmHWM"); // the peak of loading alone
+        // Deterministic, non-constant input (the same formula as reference.py); a different one
+        // per iteration so no backend can reuse a previous result.
         let input = |seed: usize| {
             let data = (0..args.views * 3 * h * w).map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0).collect();
             Views::from_normalized(data, args.views, h, w)
         };
-        model.predict_with(&input(0)?, &PredictOptions::default())?; // warm-up
-        let mut times = Vec::with_capacity(args.iters);
+        let options = PredictOptions::default();
+        model.predict_with(&input(0)?, &options)?; // warm-up
+        let (mut times, mut cpu) = (Vec::with_capacity(args.iters), Vec::with_capacity(args.iters));
         for i in 0..args.iters {
             let views = input(i + 1)?;
-            let start = Instant::now();
-            let prediction = model.predict_with(&views, &PredictOptions::default())?;
+            let (start, cpu_start) = (Instant::now(), cpu_time_s());
+            let prediction = model.predict_with(&views, &options)?;
             times.push(start.elapsed().as_secs_f64());
+            cpu.push(cpu_time_s() - cpu_start);
             anyhow::ensure!(prediction.depth.iter().all(|d| d.is_finite()), "non-finite depth");
         }
+        let profile = if args.profile { Some(profile(&model, &device, &input, args.iters, &options)?) } else { None };
         Ok(serde_json::json!({
             "impl": "da3",
             "device": args.device.to_string(),
+            "model": args.model,
+            "views": args.views,
+            "size": args.size,
+            "threads": rayon::current_num_threads(),
             "load_s": load_s,
             "times_s": times,
-            "peak_rss_kb": peak_rss_kb(),
+            "cpu_s": cpu,
+            "rss_start_kb": rss_start_kb,
+            "rss_loaded_kb": rss_loaded_kb,
+            "peak_loaded_kb": peak_loaded_kb,
+            "peak_rss_kb": proc_status_kb("VmHWM"),
+            "profile": profile,
         }))
     }
 }
 
-/// The process's peak resident set (`VmHWM`), in KiB; 0 where /proc is unavailable.
-fn peak_rss_kb() -> u64 {
+/// Per-stage times over `iters` passes each: `backbone_s` (DINOv2 with alternating attention
+/// and reference-view selection), `network_s` (backbone + heads + CameraDec, device tensors
+/// out) and `predict_s` (`predict_with`: upload, network, readback, conversion to host
+/// arrays). The heads are `network - backbone`, the rest `predict - network`.
+fn profile<B: Backend>(
+    model: &Da3<B>,
+    device: &B::Device,
+    input: &dyn Fn(usize) -> std::result::Result<Views, da3::Da3Error>,
+    iters: usize,
+    options: &PredictOptions,
+) -> Result<serde_json::Value> {
+    let sync = || B::sync(device).map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
+    let tensor = |v: &Views| {
+        Tensor::<B, 5>::from_data(TensorData::new(v.data().to_vec(), [1, v.count(), 3, v.height(), v.width()]), device)
+    };
+    let (mut backbone, mut network, mut predict) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..iters {
+        let views = input(1000 + i)?;
+        let images = tensor(&views);
+        sync()?;
+        let start = Instant::now();
+        let features = model.model().backbone().forward(images, options.ref_view_strategy, None, None);
+        sync()?;
+        backbone.push(start.elapsed().as_secs_f64());
+        drop(features);
+
+        let images = tensor(&views);
+        sync()?;
+        let start = Instant::now();
+        let out = model.model().forward(images, options.ref_view_strategy);
+        sync()?;
+        network.push(start.elapsed().as_secs_f64());
+        drop(out);
+
+        let start = Instant::now();
+        model.predict_with(&views, options)?;
+        predict.push(start.elapsed().as_secs_f64());
+    }
+    Ok(serde_json::json!({"backbone_s": backbone, "network_s": network, "predict_s": predict}))
+}
+
+/// `HxW` -> (H, W).
+fn parse_size(size: &str) -> Result<(usize, usize)> {
+    size.split_once('x')
+        .and_then(|(h, w)| Some((h.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
+        .with_context(|| format!("--size must be HxW (e.g. 378x504), got `{size}`"))
+}
+
+/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM` = peak resident set); 0 where /proc is
+/// unavailable.
+fn proc_status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))?)
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))?
+        })
         .unwrap_or(0)
+}
+
+/// User + system CPU time of the whole process (all threads), in seconds, from
+/// `/proc/self/stat` (clock ticks of 1/100 s); 0 where /proc is unavailable.
+fn cpu_time_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(14) + ticks(15)) / 100.0
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up the thread pool")?;
+    }
     let result = dispatch(args.device, Bench(args.clone()))?;
     println!("{result}");
     Ok(())
