@@ -54,6 +54,19 @@ fn bilinear_separable(x: Tensor<Flex, 4>, size: [usize; 2]) -> Tensor<Flex, 4> {
     a.clone() + (y.select(3, hi) - a) * t
 }
 
+/// A 3×3 "same" convolution as one matmul over 9 shifted copies of the zero-padded input
+/// (explicit im2col from generic ops): the candidate replacement for the backend's conv.
+fn conv3x3_im2col(x: Tensor<Flex, 4>, weight: Tensor<Flex, 4>) -> Tensor<Flex, 4> {
+    let [n, c, h, w] = x.dims();
+    let c_out = weight.dims()[0];
+    let padded = x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], burn::tensor::ops::PadMode::Constant(0.0)); // [N, C, h+2, w+2]
+    let cols: Vec<Tensor<Flex, 4>> = (0..9).map(|k| padded.clone().narrow(2, k / 3, h).narrow(3, k % 3, w)).collect();
+    // [N, C, 9, h·w] in weight order (c, ky, kx).
+    let cols = Tensor::stack::<5>(cols, 2).reshape([n, c * 9, h * w]);
+    let wm = weight.reshape([1, c_out, c * 9]);
+    wm.matmul(cols).reshape([n, c_out, h, w])
+}
+
 fn random(shape: [usize; 4]) -> Tensor<Flex, 4> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
 }
@@ -90,5 +103,15 @@ fn head_pieces_da3_small_504x378() {
         let (min, med) = time(3, || conv.forward(x.clone()).into_data());
         let gmac = (h * w * c_in * c_out * 9) as f64 / 1e9;
         println!("conv3x3 {c_in}->{c_out} at {h}x{w}: min {min:.1} ms, median {med:.1} ms ({:.1} GMAC/s)", gmac / (min / 1e3));
+        let weight = conv.weight.val();
+        let (imin, imed) = time(3, || conv3x3_im2col(x.clone(), weight.clone()).into_data());
+        let a = conv.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
+        let b = conv3x3_im2col(x.clone(), weight.clone()).into_data().to_vec::<f32>().unwrap();
+        let err = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        println!("  im2col+matmul: min {imin:.1} ms, median {imed:.1} ms (max diff {err:.1e})");
+        let lhs = random([1, 1, c_out, c_in * 9]).reshape([1, c_out, c_in * 9]);
+        let rhs = random([1, 1, c_in * 9, h * w]).reshape([1, c_in * 9, h * w]);
+        let (mmin, mmed) = time(3, || lhs.clone().matmul(rhs.clone()).into_data());
+        println!("  the matmul alone: min {mmin:.1} ms, median {mmed:.1} ms ({:.1} GMAC/s)", gmac / (mmin / 1e3));
     }
 }

@@ -90,7 +90,8 @@ mod flex {
     }
 
     /// One-off measurement (not a timed test): per-call time of da3-small at 504×378, one view,
-    /// with the caches on and off, interleaved, min and median of 5.
+    /// with the caches on and off, interleaved, min and median of 3; and the cost of building the
+    /// size-only tables alone (what the cache saves per call).
     /// `DA3_REAL_GOLDENS=~/.cache/da3-real-goldens cargo test ... --test size_cache -- --ignored --nocapture`
     #[test]
     #[ignore = "measurement: needs the real-size random weights in DA3_REAL_GOLDENS"]
@@ -108,19 +109,35 @@ mod flex {
             let out = bits(model.forward(x.clone(), RefViewStrategy::First));
             (t.elapsed().as_secs_f64() * 1e3, out)
         };
+        let stat = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[0], v[v.len() / 2])
+        };
+        // What the cache saves per call, measured directly (less noisy than two whole passes on
+        // a shared machine): building every size-only table of this resolution.
+        let build = || {
+            model.clear_size_cache();
+            let t = std::time::Instant::now();
+            let _ = model.backbone().pos_embed_for(27, 36); // flex runs eagerly: no readback needed
+            let _ = da3::backbone::rope::RopeTable::<Flex>::new(da3::backbone::rope::RopeLayout::Local, 27, 36, 64, &device);
+            let _ = da3::backbone::rope::RopeTable::<Flex>::new(da3::backbone::rope::RopeLayout::Global { views: 1 }, 27, 36, 64, &device);
+            for (h, w, c) in [(27, 36, 48), (27, 36, 96), (27, 36, 192), (27, 36, 384), (378, 504, 32), (216, 288, 32)] {
+                let _ = da3::head::uv_embed::uv_embedding::<Flex>(h, w, c, 504.0 / 378.0, 0.1, &device);
+            }
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let mut tables: Vec<f64> = (0..5).map(|_| build()).collect();
+        let (t_min, t_med) = stat(&mut tables);
+        println!("da3-small 504x378 flex: building the size-only tables: min {t_min:.1} ms, median {t_med:.1} ms per call");
         let _ = timed(false); // warm-up
         let (mut on, mut off) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
+        for _ in 0..3 {
             let (t_off, out_off) = timed(false);
             let (t_on, out_on) = timed(true);
             assert!(out_on == out_off);
             off.push(t_off);
             on.push(t_on);
         }
-        let stat = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            (v[0], v[v.len() / 2])
-        };
         let ((off_min, off_med), (on_min, on_med)) = (stat(&mut off), stat(&mut on));
         println!("da3-small 504x378 flex: cache off min {off_min:.1} ms median {off_med:.1} ms; on min {on_min:.1} ms median {on_med:.1} ms; gain (median) {:.1} ms", off_med - on_med);
     }
