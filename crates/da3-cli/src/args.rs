@@ -45,6 +45,13 @@ pub struct CommonArgs {
     #[arg(short, long, value_enum, default_value_t = DeviceKind::Flex, help_heading = "Model")]
     pub device: DeviceKind,
 
+    /// Float format of the backbone's matrix products: auto (fp32 on CPUs; bf16 on GPUs with
+    /// native bf16, else fp16 where the GPU accelerates it), fp32, fp16 or bf16. The residual
+    /// stream, LayerNorms and heads always run in fp32. A mode the device cannot run is an
+    /// error (e.g. fp16 on a wgpu adapter without shader-f16).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_precision, help_heading = "Model")]
+    pub precision: da3::Precision,
+
     /// Output directory (created if missing; --out is an alias); the outputs of an earlier run
     /// there are replaced (depth and processed PNGs of views beyond this run's count are
     /// removed). It is checked to be writable before the model is loaded.
@@ -303,6 +310,11 @@ fn parse_process_res(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--precision`: auto, fp32, fp16 or bf16.
+fn parse_precision(s: &str) -> Result<da3::Precision, String> {
+    s.parse().map_err(|e: da3::Da3Error| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +339,14 @@ mod tests {
         assert_eq!(parse_memory("4G"), Ok(4 << 30));
         let e = parse_memory("lots").unwrap_err();
         assert!(e.starts_with("`lots` is not a memory size") && e.contains("4GiB"), "{e}");
+    }
+
+    #[test]
+    fn precision_flag_parses_modes_and_rejects_others() {
+        assert_eq!(parse_precision("bf16"), Ok(da3::Precision::Bf16));
+        assert_eq!(parse_precision("auto"), Ok(da3::Precision::Auto));
+        let e = parse_precision("fp8").unwrap_err();
+        assert!(e.contains("fp8") && e.contains("fp16"), "{e}");
     }
 
     #[test]

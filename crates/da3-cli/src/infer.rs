@@ -89,6 +89,8 @@ pub struct ModelSpec {
     pub config_source: String,
     /// The safetensors file.
     pub weights: PathBuf,
+    /// `--precision`, applied when the model is loaded.
+    pub precision: da3::Precision,
 }
 
 /// Resolves `--model`, `--weights` and `--model-dir` into a [`ModelSpec`], checking that the
@@ -100,13 +102,15 @@ pub fn resolve_model(common: &CommonArgs) -> Result<ModelSpec> {
         common.model_dir.as_deref(),
         common.quiet,
     )?;
-    Ok(ModelSpec { config, config_source, weights })
+    Ok(ModelSpec { config, config_source, weights, precision: common.precision })
 }
 
 /// Loads the model of `spec` on `device` (memory-mapped weights); errors name the file.
 pub fn load_model<B: Backend>(spec: &ModelSpec, device: &B::Device) -> Result<Da3<B>> {
     Da3::<B>::from_file(spec.config.clone(), &spec.weights, device)
-        .with_context(|| format!("cannot load model weights {}", spec.weights.display()))
+        .with_context(|| format!("cannot load model weights {}", spec.weights.display()))?
+        .with_precision(spec.precision)
+        .with_context(|| format!("--precision {}", spec.precision))
 }
 
 /// Runs `da3 infer`: the images given, as one scene.

@@ -1,10 +1,11 @@
 //! The library entry point: load a model, give it views, get depth and cameras as plain arrays.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, FloatDType, Tensor, TensorData};
 
 use crate::camera_enc::{normalize_extrinsics, Mat3, Mat4, ViewCameras};
 use crate::config::{Da3Config, PATCH_SIZE};
 use crate::model::{Da3Model, Da3Output, RefViewStrategy};
+use crate::precision::Precision;
 use crate::weights::WeightLoader;
 use crate::Da3Error;
 
@@ -231,6 +232,8 @@ pub struct Da3<B: Backend> {
     /// The nested model's metric branch (da3metric-large), run beside `model` (da3-giant).
     metric_branch: Option<Da3Model<B>>,
     device: B::Device,
+    /// The resolved float format of the backbone's matrix products.
+    dtype: FloatDType,
 }
 
 impl<B: Backend> Da3<B> {
@@ -248,7 +251,37 @@ impl<B: Backend> Da3<B> {
             None => (Da3Model::load(&mut loader, "model", &config), None),
         };
         loader.finish(&config.name)?;
-        Ok(Self { model, metric_branch, device: device.clone() })
+        Ok(Self { model, metric_branch, device: device.clone(), dtype: FloatDType::F32 })
+    }
+
+    /// The model with the backbone's matrix products in `precision` (resolved for this device:
+    /// `auto` picks bf16/fp16 only where the device accelerates it natively, else fp32). The
+    /// weights are converted once, here; the residual stream, LayerNorms, camera modules and
+    /// heads stay f32 (see [`crate::precision`]). An explicit mode the device cannot run is an
+    /// error. Loading is the place to choose it: a model is one (weights, device, precision).
+    pub fn with_precision(self, precision: Precision) -> Result<Self, Da3Error> {
+        let dtype = precision.resolve::<B>(&self.device)?;
+        if dtype == self.dtype {
+            return Ok(self);
+        }
+        // Only an f32 model is converted: casting bf16 weights to fp16 would stack roundings.
+        if self.dtype != FloatDType::F32 {
+            return Err(Da3Error::Config(format!(
+                "the model already runs in {:?}; load it again to change precision",
+                self.dtype
+            )));
+        }
+        Ok(Self {
+            model: self.model.with_compute_dtype(dtype),
+            metric_branch: self.metric_branch.map(|m| m.with_compute_dtype(dtype)),
+            device: self.device,
+            dtype,
+        })
+    }
+
+    /// The float format the backbone's matrix products run in (F32, F16 or BF16).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.dtype
     }
 
     /// Memory-maps a `model.safetensors` file and builds the model from it.

@@ -29,11 +29,13 @@ pub mod linalg;
 pub mod model;
 pub mod nested;
 pub mod nn;
+pub mod precision;
 pub mod preprocess;
 pub mod readback;
 pub mod ray_pose;
 pub mod rng;
 pub mod schedule;
+pub mod size_cache;
 pub mod sky;
 pub mod weights;
 
@@ -41,4 +43,5 @@ pub use api::{Da3, FeatureLayer, InputCameras, PredictOptions, Prediction, Views
 pub use config::Da3Config;
 pub use error::{Da3Error, WeightProblem, WeightsError};
 pub use gaussians::Gaussians;
+pub use precision::Precision;
 pub use model::{Da3Model, Da3Output, Da3Trace, RefViewStrategy};

@@ -4,7 +4,7 @@
 //! tensors.
 
 use burn::module::Module;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, DType, FloatDType, Tensor};
 
 pub use crate::backbone::ref_view::RefViewStrategy;
 use crate::backbone::{BackboneTrace, DinoV2, LayerFeatures};
@@ -12,6 +12,7 @@ use crate::camera::{pose_encoding_to_extrinsics_intrinsics, CameraDec};
 use crate::camera_enc::{CameraEnc, ViewCameras};
 use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
 use crate::head::{Dpt, DualDpt, GsDpt};
+use crate::size_cache::{CacheStats, SizeCache};
 use crate::weights::WeightLoader;
 
 /// Everything the network predicts for B scenes of S views.
@@ -126,6 +127,51 @@ impl<B: Backend> Da3Model<B> {
     /// The configuration the model was built with.
     pub fn config(&self) -> &Da3Config {
         &self.config
+    }
+
+    /// The network with its backbone's matrix products in `dtype` (see [`crate::precision`]):
+    /// the patch embedding and the blocks' attention and FFN weights are converted; the
+    /// residual stream, LayerNorms, camera modules and heads stay f32.
+    pub fn with_compute_dtype(self, dtype: FloatDType) -> Self {
+        Self { backbone: self.backbone.with_compute_dtype(dtype), ..self }
+    }
+
+    /// The float format the backbone's matrix products run in, read from its weights.
+    pub fn compute_dtype(&self) -> DType {
+        self.backbone.compute_dtype()
+    }
+
+    /// Every cache of size-only tensors in the network (backbone, DualDPT, GSDPT).
+    fn size_caches(&self) -> Vec<&SizeCache> {
+        let mut caches = vec![self.backbone.size_cache()];
+        if let Heads::Main(main) = &self.heads {
+            caches.push(main.head.size_cache());
+            if let Some(gs) = &main.gs_head {
+                caches.push(gs.size_cache());
+            }
+        }
+        caches
+    }
+
+    /// Turns the per-resolution caches (positional embedding, RoPE tables, UV embeddings; see
+    /// [`crate::size_cache`]) on (the default) or off. Results are bit-identical either way.
+    pub fn set_size_cache_enabled(&self, enabled: bool) {
+        self.size_caches().iter().for_each(|c| c.set_enabled(enabled));
+    }
+
+    /// Empties the per-resolution caches (e.g. after replacing weights in place).
+    pub fn clear_size_cache(&self) {
+        self.size_caches().iter().for_each(|c| c.clear());
+    }
+
+    /// Hits, misses and size of the per-resolution caches, summed.
+    pub fn size_cache_stats(&self) -> CacheStats {
+        self.size_caches().iter().map(|c| c.stats()).fold(CacheStats::default(), |a, s| CacheStats {
+            hits: a.hits + s.hits,
+            misses: a.misses + s.misses,
+            entries: a.entries + s.entries,
+            elements: a.elements + s.elements,
+        })
     }
 
     /// Images [B, S, 3, H, W] (ImageNet-normalized, H and W multiples of 14) -> predictions.

@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::module::{conv2d, conv_transpose2d, linear};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+use burn::tensor::{backend::Backend, FloatDType, Tensor, TensorPrimitive};
 
 use crate::weights::WeightLoader;
 
@@ -28,8 +28,14 @@ impl<B: Backend> Linear<B> {
     }
 
     /// Applies the layer over the last dimension: [..., in] -> [..., out].
+    ///
+    /// Runs in the weight's float format (as autocast does): the input is cast to it and the
+    /// output has it. With f32 weights (everything outside a reduced-precision backbone) the
+    /// cast is a no-op.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        let weight = self.weight.val();
+        let x = x.cast(weight.dtype());
+        linear(x, weight, self.bias.as_ref().map(|b| b.val()))
     }
 }
 
@@ -62,13 +68,18 @@ impl<B: Backend> LayerNorm<B> {
     }
 
     /// Normalizes over the last dimension: [..., d] -> [..., d].
+    ///
+    /// Always computed in f32 (as autocast does); a half-precision input gets a result in its
+    /// own format back.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
-            x.into_primitive().tensor(),
-            self.weight.val().into_primitive().tensor(),
-            Some(self.bias.val().into_primitive().tensor()),
+        let dtype = x.dtype();
+        let out: Tensor<B, D> = Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+            x.cast(FloatDType::F32).into_primitive().tensor(),
+            self.weight.val().cast(FloatDType::F32).into_primitive().tensor(),
+            Some(self.bias.val().cast(FloatDType::F32).into_primitive().tensor()),
             self.eps,
-        )))
+        )));
+        out.cast(dtype)
     }
 }
 
@@ -117,10 +128,13 @@ impl<B: Backend> Conv2d<B> {
         Self { weight: Param::from_tensor(weight), bias, stride: s.stride, padding: s.padding }
     }
 
-    /// [N, C_in, H, W] -> [N, C_out, H', W'].
+    /// [N, C_in, H, W] -> [N, C_out, H', W'], in the weight's float format (see
+    /// [`Linear::forward`]).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+        let weight = self.weight.val();
+        let x = x.cast(weight.dtype());
+        conv2d(x, weight, self.bias.as_ref().map(|b| b.val()), options)
     }
 }
 

@@ -2,12 +2,13 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, DType, FloatDType, Tensor};
 
 use super::attention::SelfAttention;
 use super::rope::RopeTable;
 use crate::config::{BackboneConfig, FfnKind};
 use crate::nn::{LayerNorm, Linear};
+use crate::precision::CastParams;
 use crate::weights::WeightLoader;
 
 /// Eps of the backbone blocks' own LayerNorms (`ln_eps` in the reference).
@@ -121,11 +122,28 @@ impl<B: Backend> Block<B> {
         }
     }
 
-    /// [B, T, D] -> [B, T, D].
+    /// The block with its attention and FFN weights (not its LayerNorms or LayerScales) cast
+    /// to `dtype` (see [`crate::precision`]).
+    pub fn with_compute_dtype(self, dtype: FloatDType) -> Self {
+        let mut cast = CastParams::new(dtype);
+        Self { attn: self.attn.map(&mut cast), mlp: self.mlp.map(&mut cast), ..self }
+    }
+
+    /// [B, T, D] -> [B, T, D]. The residual stream keeps the input's format (f32); the attention
+    /// and FFN run in their weights' format and are cast back before the LayerScale.
     pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RopeTable<B>>) -> Tensor<B, 3> {
+        let dtype = x.dtype();
         let ls1 = self.ls1.val().unsqueeze::<3>(); // [1, 1, D]
         let ls2 = self.ls2.val().unsqueeze::<3>();
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope) * ls1;
-        x.clone() + self.mlp.forward(self.norm2.forward(x)) * ls2
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope).cast(dtype) * ls1;
+        x.clone() + self.mlp.forward(self.norm2.forward(x)).cast(dtype) * ls2
+    }
+
+    /// The float format of the block's matrix products (its `fc1`/`w12` weight's).
+    pub fn compute_dtype(&self) -> DType {
+        match &self.mlp {
+            Ffn::Mlp(m) => m.fc1.weight.val().dtype(),
+            Ffn::SwiGlu(m) => m.w12.weight.val().dtype(),
+        }
     }
 }

@@ -8,7 +8,7 @@ pub mod ref_view;
 pub mod rope;
 
 use burn::module::{Module, Param};
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, DType, FloatDType, Int, Tensor};
 
 use self::block::{Block, BlockSpec};
 use self::patch_embed::PatchEmbed;
@@ -17,6 +17,7 @@ use self::ref_view::{reorder_indices, restore_indices, select_reference_view, Re
 use self::rope::{RopeLayout, RopeTable};
 use crate::config::{BackboneConfig, PATCH_SIZE};
 use crate::nn::LayerNorm;
+use crate::size_cache::{SizeCache, SizeKey};
 use crate::weights::WeightLoader;
 
 /// Eps of the backbone's final norm (PyTorch default).
@@ -53,6 +54,9 @@ pub struct DinoV2<B: Backend> {
     norm: LayerNorm<B>,
     #[module(skip)]
     config: BackboneConfig,
+    /// Positional embeddings and RoPE tables per patch grid (see [`crate::size_cache`]).
+    #[module(skip)]
+    cache: SizeCache,
 }
 
 impl<B: Backend> DinoV2<B> {
@@ -72,12 +76,47 @@ impl<B: Backend> DinoV2<B> {
             blocks,
             norm: LayerNorm::load(w, &format!("{prefix}.norm"), d, FINAL_NORM_EPS),
             config: cfg.clone(),
+            cache: SizeCache::default(),
         }
     }
 
+    /// The backbone with the patch embedding and the blocks' attention/FFN weights cast to
+    /// `dtype` (see [`crate::precision`]); everything else stays f32.
+    pub fn with_compute_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            patch_embed: self.patch_embed.with_compute_dtype(dtype),
+            blocks: self.blocks.into_iter().map(|b| b.with_compute_dtype(dtype)).collect(),
+            ..self
+        }
+    }
+
+    /// The float format of the blocks' matrix products, read from the first block's weights.
+    pub fn compute_dtype(&self) -> DType {
+        self.blocks.first().map_or(DType::F32, |b| b.compute_dtype())
+    }
+
+    /// The cache of size-only tensors (positional embeddings, RoPE tables).
+    pub fn size_cache(&self) -> &SizeCache {
+        &self.cache
+    }
+
     /// The interpolated positional embedding for an `h`×`w` patch grid, [1, 1+h·w, D].
+    /// Cached per grid size and device: it depends only on the size and the (loaded) table.
     pub fn pos_embed_for(&self, h: usize, w: usize) -> Tensor<B, 3> {
-        interpolate_pos_embed(self.pos_embed.val(), self.config.pos_grid, h, w)
+        let table = self.pos_embed.val();
+        let key = SizeKey { what: "pos_embed", dims: [h, w, 0, 0], extra: 0 };
+        self.cache.get_or_build::<B, _>(key, &table.device(), || interpolate_pos_embed(table.clone(), self.config.pos_grid, h, w))
+    }
+
+    /// The RoPE table of `layout` for an `h`×`w` patch grid, cached per size and device.
+    fn rope_for(&self, layout: RopeLayout, h: usize, w: usize, device: &B::Device) -> RopeTable<B> {
+        let head_dim = self.config.embed_dim / self.config.num_heads;
+        let (what, views) = match layout {
+            RopeLayout::Local => ("rope.local", 0),
+            RopeLayout::Global { views } => ("rope.global", views),
+        };
+        let key = SizeKey { what, dims: [h, w, views, head_dim], extra: 0 };
+        self.cache.get_or_build::<B, _>(key, device, || RopeTable::new(layout, h, w, head_dim, device))
     }
 
     /// Images [B, S, 3, H, W] -> features of the four out layers, in input view order.
@@ -119,9 +158,8 @@ impl<B: Backend> DinoV2<B> {
         if let Some(t) = trace.as_deref_mut() {
             t.tokens = Some(x.clone());
         }
-        let head_dim = d / cfg.num_heads;
-        let local_rope = cfg.rope_start.map(|_| RopeTable::new(RopeLayout::Local, h, w, head_dim, &device));
-        let global_rope = cfg.rope_start.map(|_| RopeTable::new(RopeLayout::Global { views: s }, h, w, head_dim, &device));
+        let local_rope = cfg.rope_start.map(|_| self.rope_for(RopeLayout::Local, h, w, &device));
+        let global_rope = cfg.rope_start.map(|_| self.rope_for(RopeLayout::Global { views: s }, h, w, &device));
 
         let mut local_x = x.clone();
         let mut reorder: Option<Vec<Tensor<B, 1, Int>>> = None; // per batch item: reference view
@@ -192,6 +230,7 @@ impl<B: Backend> DinoV2<B> {
         let [b, s, c, height, width] = images.dims();
         let d = self.config.embed_dim;
         let patches = self.patch_embed.forward(images.reshape([b * s, c, height, width])); // [BS, N, D]
+        let patches = patches.cast(FloatDType::F32); // the residual stream is f32
         let cls = self.cls_token.val().expand([b * s, 1, d]); // [BS, 1, D]
         let tokens = Tensor::cat(vec![cls, patches], 1) + self.pos_embed_for(h, w); // [BS, 1+N, D]
         tokens.reshape([b, s, 1 + h * w, d])

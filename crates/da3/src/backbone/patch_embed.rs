@@ -20,7 +20,13 @@ impl<B: Backend> PatchEmbed<B> {
         Self { proj: Conv2d::load(w, &format!("{prefix}.proj"), spec) }
     }
 
-    /// [N, 3, H, W] -> [N, (H/14)·(W/14), D], patches in row-major order.
+    /// The embedding with its convolution weights cast to `dtype` (see [`crate::precision`]).
+    pub fn with_compute_dtype(self, dtype: burn::tensor::FloatDType) -> Self {
+        Self { proj: self.proj.map(&mut crate::precision::CastParams::new(dtype)) }
+    }
+
+    /// [N, 3, H, W] -> [N, (H/14)·(W/14), D], patches in row-major order, in the convolution
+    /// weights' float format.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
         let x = self.proj.forward(images); // [N, D, h, w]
         x.flatten::<3>(2, 3).swap_dims(1, 2) // [N, h·w, D]

@@ -8,7 +8,7 @@
 //! Positions: local blocks use `(y + 1, x + 1)` for patches and `(0, 0)` for the special token;
 //! global blocks give every patch of every view `(1, 1)` and the special token `(0, 0)`.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, FloatDType, Tensor, TensorData};
 
 /// Base frequency of the reference (`rope_freq`).
 const ROPE_BASE: f32 = 100.0;
@@ -30,6 +30,12 @@ pub enum RopeLayout {
         /// Number of views in the sequence.
         views: usize,
     },
+}
+
+impl<B: Backend> crate::size_cache::CacheWeight for RopeTable<B> {
+    fn elements(&self) -> usize {
+        2 * self.cos.shape().num_elements()
+    }
 }
 
 impl<B: Backend> RopeTable<B> {
@@ -68,11 +74,14 @@ impl<B: Backend> RopeTable<B> {
         }
     }
 
-    /// Rotates queries or keys: [B, heads, T, hd] -> [B, heads, T, hd].
+    /// Rotates queries or keys: [B, heads, T, hd] -> [B, heads, T, hd]. Computed in f32 (as
+    /// the reference, whose RoPE promotes to the f32 tables); the result has `x`'s format.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let dtype = x.dtype();
+        let x = x.cast(FloatDType::F32);
         let cos = self.cos.clone().unsqueeze::<4>(); // [1, 1, T, hd]
         let sin = self.sin.clone().unsqueeze::<4>();
-        x.clone() * cos + rotate_halves(x) * sin
+        (x.clone() * cos + rotate_halves(x) * sin).cast(dtype)
     }
 }
 

@@ -11,6 +11,7 @@ use super::upsample::resize_bilinear_aligned;
 use super::uv_embed::add_uv_embedding;
 use crate::config::{HeadConfig, PATCH_SIZE};
 use crate::nn::{Conv2d, ConvSpec, LayerNorm};
+use crate::size_cache::SizeCache;
 use crate::weights::WeightLoader;
 
 /// Frames the head processes at once (`chunk_size` of the reference); bounds peak memory.
@@ -58,6 +59,9 @@ pub struct DualDpt<B: Backend> {
     aux_norm: LayerNorm<B>,
     /// 1×1 32 -> 7 (`scratch.output_conv2_aux.3.5`).
     aux_conv2_out: Conv2d<B>,
+    /// UV embeddings per map size (see [`crate::size_cache`]).
+    #[module(skip)]
+    cache: SizeCache,
 }
 
 impl<B: Backend> DualDpt<B> {
@@ -85,7 +89,13 @@ impl<B: Backend> DualDpt<B> {
                 &format!("{scratch}.output_conv2_aux.{AUX_LEVEL}.5"),
                 ConvSpec::same(HIDDEN_OUT, 7, 1),
             ),
+            cache: SizeCache::default(),
         }
+    }
+
+    /// The cache of UV embeddings.
+    pub fn size_cache(&self) -> &SizeCache {
+        &self.cache
     }
 
     /// Runs the head on the four backbone outputs `feats`, each [BS, N, dim_in] with
@@ -126,7 +136,7 @@ impl<B: Backend> DualDpt<B> {
         let x = self.norm.forward(tokens); // [BS, N, C]
         let x = x.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
         let x = self.reassemble.project(k, x); // [BS, oc_k, ph, pw]
-        self.reassemble.resize_adapt(k, add_uv_embedding(x, aspect))
+        self.reassemble.resize_adapt(k, add_uv_embedding(x, aspect, &self.cache))
     }
 
     /// Depth and its confidence at image resolution: each [BS, 14ph, 14pw].
@@ -140,7 +150,7 @@ impl<B: Backend> DualDpt<B> {
         let x = self.fusion.forward(layers); // [BS, F, 8ph, 8pw]
         let x = self.output_conv1.forward(x); // [BS, F/2, 8ph, 8pw]
         let x = resize_bilinear_aligned(x, [ph * PATCH_SIZE, pw * PATCH_SIZE]); // [BS, F/2, H, W]
-        let x = add_uv_embedding(x, aspect);
+        let x = add_uv_embedding(x, aspect, &self.cache);
         let logits = self.output_conv2.forward(x); // [BS, 2, H, W]
         let depth = channel(&logits, 0).exp();
         let conf = channel(&logits, 1).exp() + 1.0;
@@ -153,7 +163,7 @@ impl<B: Backend> DualDpt<B> {
         for conv in &self.aux_conv1 {
             x = conv.forward(x); // [BS, F/2 or F, 8ph, 8pw]
         }
-        let x = add_uv_embedding(x, aspect); // [BS, F/2, 8ph, 8pw]
+        let x = add_uv_embedding(x, aspect, &self.cache); // [BS, F/2, 8ph, 8pw]
         let x = self.aux_conv2_hidden.forward(x); // [BS, 32, 8ph, 8pw]
         let x = self.aux_norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2]);
         let logits = self.aux_conv2_out.forward(relu(x)); // [BS, 7, 8ph, 8pw]

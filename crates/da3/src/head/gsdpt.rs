@@ -19,6 +19,7 @@ use super::upsample::resize_bilinear_aligned;
 use super::uv_embed::add_uv_embedding;
 use crate::config::{HeadConfig, PATCH_SIZE};
 use crate::nn::{Conv2d, ConvSpec};
+use crate::size_cache::SizeCache;
 use crate::weights::WeightLoader;
 
 /// Channels of the head's output: 37 raw Gaussian parameters and one density.
@@ -73,6 +74,9 @@ pub struct GsDpt<B: Backend> {
     images_merger: ImagesMerger<B>,
     /// 3×3 F/2 -> 32 -> ReLU -> 1×1 -> 38 (`scratch.output_conv2`).
     output_conv2: OutputNeck<B>,
+    /// UV embeddings per map size (see [`crate::size_cache`]).
+    #[module(skip)]
+    cache: SizeCache,
 }
 
 impl<B: Backend> GsDpt<B> {
@@ -87,7 +91,13 @@ impl<B: Backend> GsDpt<B> {
             output_conv1: Conv2d::load(w, &format!("{scratch}.output_conv1"), ConvSpec::same(f, f / 2, 3)),
             images_merger: ImagesMerger::load(w, &format!("{prefix}.images_merger"), f),
             output_conv2: OutputNeck::load(w, &format!("{scratch}.output_conv2"), f / 2, GS_OUT_CHANNELS),
+            cache: SizeCache::default(),
         }
+    }
+
+    /// The cache of UV embeddings.
+    pub fn size_cache(&self) -> &SizeCache {
+        &self.cache
     }
 
     /// Runs the head on the four backbone outputs `feats`, each [BS, N, dim_in] (N row-major
@@ -116,7 +126,7 @@ impl<B: Backend> GsDpt<B> {
             let [bs, n, c] = tokens.dims();
             assert_eq!(n, ph * pw, "GS head stage {k}: {n} tokens for a {ph}x{pw} patch grid");
             let x = tokens.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
-            let x = add_uv_embedding(self.reassemble.project(k, x), aspect); // [BS, oc_k, ph, pw]
+            let x = add_uv_embedding(self.reassemble.project(k, x), aspect, &self.cache); // [BS, oc_k, ph, pw]
             self.reassemble.resize_adapt(k, x) // [BS, F, h_k, w_k]
         };
         let [f0, f1, f2, f3] = feats;
@@ -125,7 +135,7 @@ impl<B: Backend> GsDpt<B> {
         let x = self.output_conv1.forward(x); // [BS, F/2, 8ph, 8pw]
         let x = resize_bilinear_aligned(x, [ph * PATCH_SIZE, pw * PATCH_SIZE]); // [BS, F/2, H, W]
         let x = x + self.images_merger.forward(images); // [BS, F/2, H, W]
-        let x = add_uv_embedding(x, aspect);
+        let x = add_uv_embedding(x, aspect, &self.cache);
         let logits = self.output_conv2.forward(x); // [BS, 38, H, W]
         let raw = logits.clone().narrow(1, 0, GS_RAW_CHANNELS).permute([0, 2, 3, 1]); // [BS, H, W, 37]
         let density = sigmoid(channel(&logits, GS_RAW_CHANNELS)); // [BS, H, W]

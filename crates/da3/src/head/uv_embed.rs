@@ -8,6 +8,8 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
+use crate::size_cache::{SizeCache, SizeKey};
+
 /// Weight of the embedding added to the features (`ratio` in the reference).
 pub const UV_EMBED_RATIO: f64 = 0.1;
 
@@ -69,9 +71,15 @@ pub fn uv_embedding<B: Backend>(
 
 /// `x + 0.1 · uv_embedding` for a feature map of an image with aspect ratio `aspect` = W/H
 /// (`DualDPT._add_pos_embed`): [BS, C, h, w] -> [BS, C, h, w].
-pub fn add_uv_embedding<B: Backend>(x: Tensor<B, 4>, aspect: f64) -> Tensor<B, 4> {
+///
+/// The embedding is taken from `cache` (keyed by map size, channels, aspect and device) and
+/// built there once: it is materialized at full map size, so rebuilding it per call and per
+/// head chunk costs a full-size write.
+pub fn add_uv_embedding<B: Backend>(x: Tensor<B, 4>, aspect: f64, cache: &SizeCache) -> Tensor<B, 4> {
     let [_, c, h, w] = x.dims();
-    let pe = uv_embedding::<B>(h, w, c, aspect, UV_EMBED_RATIO, &x.device()); // [1, C, h, w]
+    let device = x.device();
+    let key = SizeKey { what: "uv", dims: [h, w, c, 0], extra: aspect.to_bits() };
+    let pe = cache.get_or_build::<B, _>(key, &device, || uv_embedding::<B>(h, w, c, aspect, UV_EMBED_RATIO, &device)); // [1, C, h, w]
     x + pe
 }
 
@@ -123,7 +131,12 @@ mod tests {
     fn embedding_is_added_to_every_frame() {
         let device = Default::default();
         let x = Tensor::<Flex, 4>::ones([2, 12, 2, 3], &device);
-        let got = add_uv_embedding(x, 504.0 / 378.0).into_data().to_vec::<f32>().unwrap();
+        let cache = SizeCache::default();
+        let got = add_uv_embedding(x.clone(), 504.0 / 378.0, &cache).into_data().to_vec::<f32>().unwrap();
+        // The second call is served from the cache and gives the same bits.
+        let again = add_uv_embedding(x, 504.0 / 378.0, &cache).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(cache.stats().hits, 1);
+        assert_eq!(got, again);
         let expected: Vec<f32> = EXPECTED.iter().chain(EXPECTED.iter()).map(|v| v + 1.0).collect();
         let max_err = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max_err < 1e-6, "max error {max_err}");
