@@ -7,7 +7,7 @@
 //! data-dependent branches.
 
 use burn::module::Module;
-use burn::tensor::activation::gelu;
+use crate::kernels::activation::gelu;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::backbone::block::{Block, BlockSpec};

@@ -13,7 +13,7 @@ use crate::weights::WeightLoader;
 /// `y = x W + b` with PyTorch's `nn.Linear` keys (`{p}.weight` [out, in], `{p}.bias` [out]).
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
-    /// Weight, stored transposed: [in, out].
+    /// Weight, stored transposed and contiguous: [in, out].
     pub weight: Param<Tensor<B, 2>>,
     /// Bias [out].
     pub bias: Option<Param<Tensor<B, 1>>>,
@@ -22,7 +22,7 @@ pub struct Linear<B: Backend> {
 impl<B: Backend> Linear<B> {
     /// Loads `{prefix}.weight` and, if `bias`, `{prefix}.bias`.
     pub fn load(w: &mut WeightLoader<B>, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
-        let weight = w.tensor(&format!("{prefix}.weight"), [d_out, d_in]).transpose();
+        let weight = w.matrix_transposed(&format!("{prefix}.weight"), [d_out, d_in]); // [in, out], contiguous
         let bias = bias.then(|| Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [d_out])));
         Self { weight: Param::from_tensor(weight), bias }
     }

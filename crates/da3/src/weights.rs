@@ -97,6 +97,31 @@ impl<'a, B: Backend> WeightLoader<'a, B> {
         }
     }
 
+    /// The 2-d tensor `key` of shape [rows, cols], transposed on the host: a contiguous
+    /// [cols, rows] tensor. (A transposed *view* would be copied again on every use: Burn's
+    /// `linear` reshapes its weight, which materializes a non-contiguous one each call.)
+    pub fn matrix_transposed(&mut self, key: &str, [rows, cols]: [usize; 2]) -> Tensor<B, 2> {
+        match self.read(key, &[rows, cols]) {
+            Some(values) => {
+                // In 32×32 tiles: a plain column-order write misses the cache on every element
+                // (seconds for a large model).
+                const TILE: usize = 32;
+                let mut t = vec![0f32; values.len()];
+                for r0 in (0..rows).step_by(TILE) {
+                    for c0 in (0..cols).step_by(TILE) {
+                        for r in r0..(r0 + TILE).min(rows) {
+                            for c in c0..(c0 + TILE).min(cols) {
+                                t[c * rows + r] = values[r * cols + c];
+                            }
+                        }
+                    }
+                }
+                Tensor::from_data(TensorData::new(t, [cols, rows]), &self.device)
+            }
+            None => Tensor::zeros([1, 1], &self.device),
+        }
+    }
+
     /// Like [`Self::tensor`] but reads the first key of `keys` that the file holds. Used where
     /// `safetensors.save_model` stored one copy of a tensor shared under several names.
     pub fn tensor_any<const D: usize>(&mut self, keys: &[String], shape: [usize; D]) -> Tensor<B, D> {

@@ -1,4 +1,4 @@
-//! Parity of every attention path (our WGSL and CubeCL flash kernels, Burn's `attention`,
+//! Parity of every attention path (our CPU kernel, our WGSL and CubeCL flash kernels, Burn's `attention`,
 //! matmul-softmax-matmul) on flex and wgpu, at the shapes the model runs: local attention
 //! within a view, global attention over all views' tokens, token counts that are not a multiple
 //! of the kernels' tiles, and the camera encoder's (small head dims, few tokens).
@@ -142,14 +142,55 @@ fn flex_burn_matches_plain() {
 
 #[test]
 fn custom_kernels_decline_flex() {
-    // Not a CubeCL backend: the custom paths give the inputs back untouched.
+    // Not a CubeCL backend: the GPU kernels give the inputs back untouched.
     let inputs = Inputs::new([1, 2, 5, 8], 3, true);
     let (q, k, v) = inputs.qkv::<Flex>(&Default::default());
     for path in [AttentionPath::Wgsl, AttentionPath::Cube] {
         let (q2, _, _) = attend_with(path, q.clone(), k.clone(), v.clone()).expect_err(path.name());
         assert_eq!(q2.into_data().to_vec::<f32>().unwrap(), inputs.q);
     }
-    assert_eq!(da3::kernels::attention::default_path::<Flex>(), AttentionPath::Burn);
+    assert_eq!(da3::kernels::attention::default_path::<Flex>(), AttentionPath::Cpu);
+}
+
+/// Our CPU kernel on flex: local (one view, strided as the model makes q/k/v), several views in
+/// the batch, odd token counts, contiguous inputs, the camera encoder's small head dims, and
+/// global attention past one key tile (2,048 keys: the online-softmax rescaling runs).
+#[test]
+fn flex_cpu_kernel_matches_plain() {
+    let device = Default::default();
+    let cases = [
+        ([1, 6, 973, 64], false),
+        ([2, 6, 973, 64], false),
+        ([3, 6, 101, 64], true),
+        ([1, 16, 3, 24], false),
+        ([1, 1, 1, 8], true),
+        ([1, 6, 4 * 973, 64], false),
+        ([1, 1, 8000, 64], false),
+    ];
+    for (shape, contiguous) in cases {
+        let inputs = Inputs::new(shape, 17, contiguous);
+        check_path::<Flex>(AttentionPath::Cpu, &inputs, &inputs.reference(), &device);
+    }
+}
+
+/// The q/k/v views the backbone really passes (narrowed out of the fused qkv output, see
+/// `SelfAttention::forward`), and an unsupported (flipped, negative-stride) input that the CPU
+/// kernel must give back untouched.
+#[test]
+fn flex_cpu_kernel_strided_views() {
+    let device = Default::default();
+    let [b, h, t, hd] = [2, 4, 150, 32];
+    let fused = Tensor::<Flex, 4>::from_data(TensorData::new(values(b * t * 3 * h * hd, 5), [b, t, 3 * h, hd]), &device).swap_dims(1, 2); // [B, 3H, T, hd]
+    let take = |i: usize| fused.clone().narrow(1, i * h, h);
+    let (q, k, v) = (take(0), take(1), take(2));
+    let plain = plain_attention(q.clone(), k.clone(), v.clone()).into_data().to_vec::<f32>().unwrap();
+    let ours = attend_with(AttentionPath::Cpu, q.clone(), k.clone(), v.clone()).map_err(|_| ()).expect("cpu kernel runs on views");
+    let err = rel_err(&ours.into_data().to_vec::<f32>().unwrap(), &plain);
+    assert!(err < TOL, "narrowed views: rel L2 err {err:.2e}");
+
+    let flipped = q.clone().flip([2]);
+    let (back, _, _) = attend_with(AttentionPath::Cpu, flipped.clone(), k.clone(), v.clone()).expect_err("negative strides are declined");
+    assert_eq!(back.into_data(), flipped.into_data());
 }
 
 #[cfg(feature = "wgpu")]
@@ -168,6 +209,7 @@ mod wgpu {
     }
 
     const ALL: &[AttentionPath] = &[AttentionPath::Wgsl, AttentionPath::Cube, AttentionPath::Burn, AttentionPath::Plain];
+    // (AttentionPath::Cpu serves flex only: checked to decline wgpu in `unsupported_head_dims_fall_back`.)
     const WGSL_BURN_PLAIN: &[AttentionPath] = &[AttentionPath::Wgsl, AttentionPath::Burn, AttentionPath::Plain];
 
     #[test]
@@ -221,6 +263,7 @@ mod wgpu {
             let (q, k, v) = inputs.qkv::<Wgpu>(&device);
             assert!(attend_with(AttentionPath::Wgsl, q.clone(), k.clone(), v.clone()).is_err());
             assert!(attend_with(AttentionPath::Cube, q.clone(), k.clone(), v.clone()).is_err());
+            assert!(attend_with(AttentionPath::Cpu, q.clone(), k.clone(), v.clone()).is_err());
             let out: Vec<f32> = da3::backbone::attention::attend(q, k, v).into_data().to_vec().unwrap();
             let err = rel_err(&out, &inputs.reference());
             assert!(err < TOL, "fallback at {shape:?}: {err:.2e}");

@@ -51,9 +51,11 @@ impl<B: Backend> SelfAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RopeTable<B>>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let hd = d / self.num_heads;
-        // Rows of the qkv output are [q (head-major) | k | v].
-        let qkv = self.qkv.forward(x).reshape([b, t, 3, self.num_heads, hd]); // [B, T, 3, heads, hd]
-        let take = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, self.num_heads, hd]).swap_dims(1, 2); // [B, heads, T, hd]
+        // Rows of the qkv output are [q (head-major) | k | v]. Views only (no copies): the
+        // reshape of the contiguous output is free, and q, k, v are stride views into it.
+        let heads = self.num_heads;
+        let qkv = self.qkv.forward(x).reshape([b, t, 3 * heads, hd]).swap_dims(1, 2); // [B, 3·heads, T, hd]
+        let take = |i: usize| qkv.clone().narrow(1, i * heads, heads); // [B, heads, T, hd]
         let (mut q, mut k, v) = (take(0), take(1), take(2));
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(q);

@@ -1,7 +1,8 @@
 //! The pre-norm transformer block with LayerScale, and its two FFN kinds.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, silu};
+use crate::kernels::activation::gelu;
+use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, DType, FloatDType, Tensor};
 
 use super::attention::SelfAttention;

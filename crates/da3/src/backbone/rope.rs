@@ -79,6 +79,18 @@ impl<B: Backend> RopeTable<B> {
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let dtype = x.dtype();
         let x = x.cast(FloatDType::F32);
+        // flex: one fused pass, bit-identical to the ops below (see `crate::kernels::rope`).
+        #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+        let x = {
+            use crate::kernels::flex::{from_flex, into_flex};
+            match (into_flex(x.clone()), into_flex(self.cos.clone()), into_flex(self.sin.clone())) {
+                (Ok(xf), Ok(cos), Ok(sin)) => match crate::kernels::rope::rope_apply(&xf, &cos, &sin) {
+                    Some(y) => return from_flex::<B, 4>(y).cast(dtype),
+                    None => x,
+                },
+                _ => x,
+            }
+        };
         let cos = self.cos.clone().unsqueeze::<4>(); // [1, 1, T, hd]
         let sin = self.sin.clone().unsqueeze::<4>();
         (x.clone() * cos + rotate_halves(x) * sin).cast(dtype)
@@ -91,4 +103,30 @@ fn rotate_halves<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let q = hd / 4;
     let part = |i: usize| x.clone().narrow(3, i * q, q);
     Tensor::cat(vec![part(1).neg(), part(0), part(3).neg(), part(2)], 3)
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::backends::Flex;
+
+    /// The fused flex kernel behind `apply` gives exactly (bit for bit) what the generic ops
+    /// give, on the strided head views the attention passes, local and global tables.
+    #[test]
+    fn fused_flex_rope_is_bit_identical() {
+        let device = Default::default();
+        let (b, h, hd) = (2, 3, 16);
+        for (layout, gh, gw) in [(RopeLayout::Local, 4, 5), (RopeLayout::Global { views: 2 }, 2, 3)] {
+            let table = RopeTable::<Flex>::new(layout, gh, gw, hd, &device);
+            let t = table.cos.dims()[0];
+            let values: Vec<f32> = (0..b * t * 3 * h * hd).map(|i| ((i * 7919 % 1009) as f32 * 0.013).sin() * 3.0).collect();
+            let fused = Tensor::<Flex, 4>::from_data(TensorData::new(values, [b, t, 3 * h, hd]), &device).swap_dims(1, 2);
+            let x = fused.narrow(1, h, h); // [B, H, T, hd], strided like the backbone's k
+            let ours = table.apply(x.clone()).into_data().to_vec::<f32>().unwrap();
+            let cos = table.cos.clone().unsqueeze::<4>();
+            let sin = table.sin.clone().unsqueeze::<4>();
+            let generic = (x.clone() * cos + rotate_halves(x) * sin).into_data().to_vec::<f32>().unwrap();
+            assert_eq!(ours, generic, "{layout:?}");
+        }
+    }
 }

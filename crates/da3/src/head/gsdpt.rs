@@ -10,7 +10,8 @@
 //! `map_pdf_to_opacity` has exponent 1 then).
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, sigmoid};
+use crate::kernels::activation::gelu;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::fusion::FusionChain;

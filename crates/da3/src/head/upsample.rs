@@ -12,6 +12,15 @@ use burn::tensor::{backend::Backend, Tensor};
 /// Bilinear resize to `size` = [h, w] with corner pixels aligned
 /// (`F.interpolate(x, size, mode="bilinear", align_corners=True)`): [N, C, h0, w0] -> [N, C, h, w].
 pub fn resize_bilinear_aligned<B: Backend>(x: Tensor<B, 4>, size: [usize; 2]) -> Tensor<B, 4> {
+    // flex: our table-driven kernel (see `crate::kernels::resize`); elsewhere Burn's op.
+    #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+    let x = match crate::kernels::flex::into_flex(x) {
+        Ok(t) => match crate::kernels::resize::resize_bilinear_aligned(&t, size) {
+            Some(y) => return crate::kernels::flex::from_flex(y),
+            None => crate::kernels::flex::from_flex(t),
+        },
+        Err(x) => x,
+    };
     let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true);
     interpolate(x, size, options)
 }
@@ -52,5 +61,32 @@ mod tests {
         let got = y.into_data().to_vec::<f32>().unwrap();
         let max_err = got.iter().zip(EXPECTED).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max_err < 1e-5, "max error {max_err}: {got:?}");
+    }
+
+    /// Our flex kernel against Burn's own op (f64 coordinates) at the head's resize shapes:
+    /// upsampling ×2 and to odd sizes, downsampling, the identity, 1-pixel edges and a strided
+    /// (non-contiguous) input.
+    #[test]
+    fn flex_kernel_matches_burn_op() {
+        let device = Default::default();
+        let cases: [([usize; 4], [usize; 2]); 6] =
+            [([1, 3, 27, 36], [54, 72]), ([2, 2, 9, 13], [37, 50]), ([1, 2, 20, 30], [7, 11]), ([1, 1, 5, 6], [5, 6]), ([1, 1, 1, 4], [3, 9]), ([1, 2, 4, 1], [8, 1])];
+        for (shape, size) in cases {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n).map(|i| ((i * 7919 % 613) as f32).sqrt() - 12.0).collect();
+            let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, shape), &device);
+            let burn = interpolate(x.clone(), size, InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true));
+            let ours = resize_bilinear_aligned(x, size);
+            let (a, b) = (ours.into_data().to_vec::<f32>().unwrap(), burn.into_data().to_vec::<f32>().unwrap());
+            let max_err = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(max_err < 1e-5, "{shape:?} -> {size:?}: max error {max_err}");
+        }
+        // Strided input: the transposed view of a [1, 1, 6, 5] tensor.
+        let values: Vec<f32> = (0..30).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, [1, 1, 6, 5]), &device).swap_dims(2, 3);
+        let burn = interpolate(x.clone(), [9, 11], InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true));
+        let ours = resize_bilinear_aligned(x, [9, 11]);
+        let (a, b) = (ours.into_data().to_vec::<f32>().unwrap(), burn.into_data().to_vec::<f32>().unwrap());
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5), "strided input");
     }
 }

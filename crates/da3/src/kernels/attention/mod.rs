@@ -1,6 +1,8 @@
 //! Fused softmax attention kernels behind [`crate::backbone::attention::attend`].
 //!
-//! Four implementations of `softmax(q kᵀ / sqrt(hd)) v` over [B, heads, T, hd] (no mask):
+//! Five implementations of `softmax(q kᵀ / sqrt(hd)) v` over [B, heads, T, hd] (no mask):
+//! - [`AttentionPath::Cpu`]: our multi-threaded CPU kernel (rayon + `gemm` + vectorized `exp`),
+//!   Burn's flex backend only (`cpu.rs`);
 //! - [`AttentionPath::Wgsl`]: our flash-style WGSL kernel (`shaders/attention/flash.wgsl`),
 //!   Burn's wgpu backend only;
 //! - [`AttentionPath::Cube`]: the same algorithm as a CubeCL `#[cube]` kernel, for every CubeCL
@@ -18,6 +20,8 @@
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+mod cpu;
 #[cfg(feature = "wgpu")]
 mod wgsl;
 
@@ -26,7 +30,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, DType, Tensor};
 
-/// Query rows per workgroup (one per invocation) of both custom kernels.
+/// Query rows per workgroup (one per invocation) of both GPU kernels.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 const QUERY_ROWS: usize = 64;
 /// Largest head dim the custom kernels take (query and accumulator live in registers);
 /// larger ones use Burn's op.
@@ -34,6 +39,7 @@ pub const MAX_HEAD_DIM: usize = 128;
 
 /// Keys per K/V tile for head dim `hd`: the two f32 tiles fill at most 16 KiB of workgroup
 /// memory (WebGPU's default limit), at most 64 keys (32 for hd = 64).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn block_k(hd: usize) -> usize {
     (2048 / hd).clamp(1, 64)
 }
@@ -41,6 +47,8 @@ fn block_k(hd: usize) -> usize {
 /// One implementation of softmax attention (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionPath {
+    /// Our CPU kernel (Burn's flex backend).
+    Cpu,
     /// Our WGSL flash kernel (Burn's wgpu backend without fusion).
     Wgsl,
     /// Our CubeCL flash kernel (CUDA and wgpu backends without fusion).
@@ -53,11 +61,12 @@ pub enum AttentionPath {
 
 impl AttentionPath {
     /// Every path, in the order benchmarks print them.
-    pub const ALL: [AttentionPath; 4] = [Self::Wgsl, Self::Cube, Self::Burn, Self::Plain];
+    pub const ALL: [AttentionPath; 5] = [Self::Cpu, Self::Wgsl, Self::Cube, Self::Burn, Self::Plain];
 
     /// Short lowercase name (benchmark tables, test messages).
     pub fn name(self) -> &'static str {
         match self {
+            Self::Cpu => "cpu",
             Self::Wgsl => "wgsl",
             Self::Cube => "cube",
             Self::Burn => "burn",
@@ -78,8 +87,21 @@ fn supported<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) -
 /// The path [`crate::backbone::attention::attend`] takes on backend `B`: the fastest correct
 /// one measured there (see [`default_path_reason`]).
 pub fn default_path<B: Backend>() -> AttentionPath {
-    // Decided in `cube_runtime_default`; every other backend keeps Burn's op.
+    // flex: our CPU kernel; CubeCL runtimes: decided in `cube_runtime_default`; every other
+    // backend (ndarray, fusion-wrapped ones) keeps Burn's op.
+    if is_flex::<B>() {
+        return AttentionPath::Cpu;
+    }
     cube_runtime_default::<B>().unwrap_or(AttentionPath::Burn)
+}
+
+/// Whether `B` is Burn's flex backend (its float primitive is flex's tensor).
+fn is_flex<B: Backend>() -> bool {
+    #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+    if super::flex::is_flex::<B>() {
+        return true;
+    }
+    false
 }
 
 /// Why [`default_path`] is what it is (measurements by `benches/src/bin/attention.rs`).
@@ -134,6 +156,7 @@ pub fn attend_with<B: Backend>(path: AttentionPath, q: Tensor<B, 4>, k: Tensor<B
         AttentionPath::Burn => Ok(burn_attention(q, k, v)),
         AttentionPath::Plain => Ok(plain_attention(q, k, v)),
         AttentionPath::Wgsl | AttentionPath::Cube if !supported(&q, &k, &v) => Err((q, k, v)),
+        AttentionPath::Cpu => launch_cpu(q, k, v),
         AttentionPath::Wgsl => launch_wgsl(q, k, v),
         AttentionPath::Cube => launch_cube(q, k, v),
     }
@@ -149,6 +172,25 @@ pub fn plain_attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B
     let hd = q.dims()[3];
     let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()); // [B, H, Tq, Tk]
     softmax(scores, 3).matmul(v) // [B, H, Tq, hd]
+}
+
+/// Our CPU kernel when `B`'s float primitive is flex's tensor (any strides, f32); gives the
+/// inputs back otherwise.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+fn launch_cpu<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Result<Tensor<B, 4>, Qkv<B>> {
+    use super::flex::{from_flex, into_flex};
+    let (Ok(qf), Ok(kf), Ok(vf)) = (into_flex(q.clone()), into_flex(k.clone()), into_flex(v.clone())) else {
+        return Err((q, k, v));
+    };
+    match cpu::flash_attention(&qf, &kf, &vf) {
+        Some(out) => Ok(from_flex::<B, 4>(out).swap_dims(1, 2)), // [B, Tq, H, hd] seen as [B, H, Tq, hd]
+        None => Err((q, k, v)),
+    }
+}
+
+#[cfg(not(all(feature = "flex", not(target_arch = "wasm32"))))]
+fn launch_cpu<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Result<Tensor<B, 4>, Qkv<B>> {
+    Err((q, k, v))
 }
 
 #[cfg(feature = "wgpu")]

@@ -1,0 +1,387 @@
+//! Our CPU attention for Burn's `flex` backend: `softmax(q kᵀ / sqrt(hd)) v`, parallel over
+//! (batch, head, query block) with rayon, the two products through the `gemm` crate (AVX-512 or
+//! AVX2/FMA microkernels, picked at run time) and a vectorized `exp`.
+//!
+//! Why not burn-flex's own `attention`: it loops over (batch, head) on one thread with 64-key
+//! tiles and calls libm's scalar `expf` per score. Profiled on da3-small (1 view, 504×378, 2
+//! threads) it was ~20 % of the whole pass with one core idle (`tools/bench/profile.sh`).
+//!
+//! Algorithm (flash-style online softmax over key tiles, so the T×T score matrix of global
+//! attention over all views is never materialized): for a block of [`BLOCK_Q`] query rows and
+//! each tile of at most [`BLOCK_K`] keys, `s = q kᵀ · scale` (gemm), the running row maximum
+//! `m`, `p = exp(s − m)`, the running row sum `l`, and `o = o · exp(m_old − m) + p v` (gemm);
+//! finally `o / l`. With at most [`BLOCK_K`] keys (one view of da3-small at 504×378 has 973
+//! tokens) there is a single tile and this is the exact two-pass softmax.
+//!
+//! Inputs are read through their strides (no copies of q/k/v views); the output is written
+//! contiguous as [B, Tq, H, hd], which the caller sees as a [B, H, Tq, hd] stride view, so the
+//! attention's `swap_dims(1, 2)` back to tokens-major and the merge of the heads are free.
+
+use burn::tensor::{DType, TensorData};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+/// Query rows per parallel task (and per gemm).
+const BLOCK_Q: usize = 64;
+/// Keys per tile of the online softmax: a task's scores are BLOCK_Q × BLOCK_K f32 (512 KiB),
+/// within a core's L2.
+const BLOCK_K: usize = 2048;
+
+/// A 4-d f32 view into a flex tensor's storage: [B, H, T, hd] with element strides.
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    shape: [usize; 4],
+    strides: [isize; 4],
+}
+
+impl<'a> View<'a> {
+    /// `None` for other dtypes, other ranks or negative strides (flipped views).
+    fn of(t: &'a FlexTensor) -> Option<Self> {
+        let layout = t.layout();
+        if t.dtype() != DType::F32 || layout.num_dims() != 4 || layout.strides().iter().any(|s| *s < 0) {
+            return None;
+        }
+        let dims = layout.shape();
+        let s = layout.strides();
+        Some(Self {
+            data: t.storage::<f32>(),
+            offset: layout.start_offset(),
+            shape: [dims[0], dims[1], dims[2], dims[3]],
+            strides: [s[0], s[1], s[2], s[3]],
+        })
+    }
+
+    /// Pointer to element [b, h, t, 0]. The storage slice covers every element of the view
+    /// (flex's layout invariant), so the pointer and the strided rows stay inside it.
+    fn row(&self, b: usize, h: usize, t: usize) -> *const f32 {
+        let index = self.offset as isize + b as isize * self.strides[0] + h as isize * self.strides[1] + t as isize * self.strides[2];
+        debug_assert!(index >= 0 && (index as usize) < self.data.len());
+        // SAFETY: in bounds of `data` by the layout invariant above.
+        unsafe { self.data.as_ptr().offset(index) }
+    }
+}
+
+/// The output buffer, shared by the tasks; each task writes only its own rows.
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint rows (distinct (b, h, query block)), see `flash_attention`.
+unsafe impl Sync for OutPtr {}
+unsafe impl Send for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// softmax(q kᵀ / sqrt(hd)) v for f32 q [B, H, Tq, hd], k and v [B, H, Tk, hd] (any
+/// non-negative strides) -> contiguous [B, Tq, H, hd]. `None` (inputs untouched) where this
+/// kernel does not apply: other dtypes, negative strides, mismatched or empty shapes.
+pub(super) fn flash_attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> Option<FlexTensor> {
+    let (qv, kv, vv) = (View::of(q)?, View::of(k)?, View::of(v)?);
+    let [b, h, tq, hd] = qv.shape;
+    let tk = kv.shape[2];
+    if kv.shape != vv.shape || kv.shape[0] != b || kv.shape[1] != h || kv.shape[3] != hd || tk == 0 || hd == 0 {
+        return None;
+    }
+    let mut out = vec![0f32; b * tq * h * hd]; // [B, Tq, H, hd]
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let scale = 1.0 / (hd as f32).sqrt();
+    let q_blocks = tq.div_ceil(BLOCK_Q);
+    (0..b * h * q_blocks).into_par_iter().for_each_init(
+        || Scratch::new(hd),
+        |scratch, task| {
+            let (bh, qb) = (task / q_blocks, task % q_blocks);
+            let (bi, hi) = (bh / h, bh % h);
+            let q0 = qb * BLOCK_Q;
+            let rows = BLOCK_Q.min(tq - q0);
+            // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
+            // pointer stays inside `out` (b·tq·h·hd elements).
+            let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
+            let dst_rs = (h * hd) as isize;
+            unsafe { attend_block(&qv, &kv, &vv, bi, hi, q0, rows, scale, dst, dst_rs, scratch) };
+        },
+    );
+    Some(FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd])))
+}
+
+/// Per-thread buffers of one task.
+struct Scratch {
+    scores: Vec<f32>,
+    row_max: Vec<f32>,
+    row_sum: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(_hd: usize) -> Self {
+        Self { scores: vec![0.0; BLOCK_Q * BLOCK_K], row_max: vec![0.0; BLOCK_Q], row_sum: vec![0.0; BLOCK_Q] }
+    }
+}
+
+/// One (batch, head, query block): `rows` output rows at `dst` (row stride `dst_rs`, unit
+/// column stride).
+///
+/// # Safety
+/// `dst` must point to `rows` writable rows of `hd` floats at row stride `dst_rs` that no other
+/// thread touches meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_block(
+    q: &View,
+    k: &View,
+    v: &View,
+    b: usize,
+    h: usize,
+    q0: usize,
+    rows: usize,
+    scale: f32,
+    dst: *mut f32,
+    dst_rs: isize,
+    scratch: &mut Scratch,
+) {
+    let hd = q.shape[3];
+    let tk = k.shape[2];
+    let Scratch { scores, row_max, row_sum } = scratch;
+    row_max[..rows].fill(f32::NEG_INFINITY);
+    row_sum[..rows].fill(0.0);
+    let mut k0 = 0;
+    while k0 < tk {
+        let keys = BLOCK_K.min(tk - k0);
+        let s = &mut scores[..rows * keys]; // [rows, keys], row-major
+        // s = scale · q[q0.., :] · k[k0.., :]ᵀ  (rhs[d, j] = k[k0 + j, d])
+        gemm::gemm(
+            rows,
+            keys,
+            hd,
+            s.as_mut_ptr(),
+            1,
+            keys as isize,
+            false,
+            q.row(b, h, q0),
+            q.strides[3],
+            q.strides[2],
+            k.row(b, h, k0),
+            k.strides[2],
+            k.strides[3],
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        let first = k0 == 0;
+        for r in 0..rows {
+            let row = &mut s[r * keys..(r + 1) * keys];
+            let m_old = row_max[r];
+            let m_new = m_old.max(simd::max(row));
+            let sum = simd::exp_sub_sum(row, m_new);
+            if first {
+                row_sum[r] = sum;
+            } else {
+                // Rescale what earlier tiles accumulated to the new maximum.
+                let correction = (m_old - m_new).exp();
+                row_sum[r] = row_sum[r] * correction + sum;
+                let out_row = std::slice::from_raw_parts_mut(dst.offset(r as isize * dst_rs), hd);
+                out_row.iter_mut().for_each(|o| *o *= correction);
+            }
+            row_max[r] = m_new;
+        }
+        // o (+)= p · v[k0.., :]
+        gemm::gemm(
+            rows,
+            hd,
+            keys,
+            dst,
+            1,
+            dst_rs,
+            !first,
+            s.as_ptr(),
+            1,
+            keys as isize,
+            v.row(b, h, k0),
+            v.strides[3],
+            v.strides[2],
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        k0 += keys;
+    }
+    for r in 0..rows {
+        let inv = 1.0 / row_sum[r];
+        let out_row = std::slice::from_raw_parts_mut(dst.offset(r as isize * dst_rs), hd);
+        out_row.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// Vectorized row maximum and `exp`, compiled for AVX-512 and AVX2+FMA and picked at run time
+/// (the crate itself is built for baseline x86-64, where LLVM only uses SSE2).
+pub(crate) mod simd {
+    /// Lanes of the independent accumulators (lets LLVM vectorize the reductions without
+    /// reassociating a single sum).
+    const LANES: usize = 16;
+
+    /// Largest element of `x` (−∞ for an empty slice).
+    pub fn max(x: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked above).
+                return unsafe { max_avx512(x) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                return unsafe { max_avx2(x) };
+            }
+        }
+        max_generic(x)
+    }
+
+    /// `x[i] = exp(x[i] − m)` in place; returns the sum of the new values. Needs `x[i] ≤ m`
+    /// (softmax rows minus their maximum): results below e^−87.3 are that value, not 0.
+    pub fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked above).
+                return unsafe { exp_sub_sum_avx512(x, m) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                return unsafe { exp_sub_sum_avx2(x, m) };
+            }
+        }
+        exp_sub_sum_generic(x, m)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn max_avx512(x: &[f32]) -> f32 {
+        max_generic(x)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn max_avx2(x: &[f32]) -> f32 {
+        max_generic(x)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn exp_sub_sum_avx512(x: &mut [f32], m: f32) -> f32 {
+        exp_sub_sum_generic(x, m)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp_sub_sum_avx2(x: &mut [f32], m: f32) -> f32 {
+        exp_sub_sum_generic(x, m)
+    }
+
+    #[inline(always)]
+    fn max_generic(x: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for j in 0..LANES {
+                // Not f32::max: its NaN rule blocks the plain vector max instruction.
+                acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+            }
+        }
+        let mut m = f32::NEG_INFINITY;
+        for v in acc.iter().chain(tail) {
+            m = if *v > m { *v } else { m };
+        }
+        m
+    }
+
+    #[inline(always)]
+    fn exp_sub_sum_generic(x: &mut [f32], m: f32) -> f32 {
+        let mut acc = [0f32; LANES];
+        let mut chunks = x.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for j in 0..LANES {
+                let e = exp(c[j] - m);
+                c[j] = e;
+                acc[j] += e;
+            }
+        }
+        let mut sum = 0.0;
+        for v in chunks.into_remainder() {
+            *v = exp(*v - m);
+            sum += *v;
+        }
+        acc.iter().sum::<f32>() + sum
+    }
+
+    /// e^x for x ≤ 0 (clamped below at −87.3, the smallest normal result), within ~2 ulp of
+    /// libm's `expf`: Cody–Waite reduction x = n ln2 + r, |r| ≤ ln2/2, and the degree-7
+    /// polynomial of Cephes' `expf` for e^r; 2^n by building the exponent bits.
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        // Round-to-nearest of x·log2(e) by the 1.5·2^23 trick (exact for |x·log2e| < 2^22).
+        const ROUND: f32 = 12_582_912.0;
+        // Bits of 1.5·2^23 as an f32: `t` below is that plus n, so its low bits are n.
+        const ROUND_BITS: u32 = 0x4B40_0000;
+        let x = if x < -87.336_55 { -87.336_55 } else { x };
+        let t = x * LOG2E + ROUND;
+        let n = t - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4_f32;
+        p = p * r + 1.398_199_9e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 5.000_000_1e-1;
+        let e = p * r * r + r + 1.0;
+        // 2^n from n's integer bits (no float-to-int conversion, which LLVM does not vectorize
+        // with Rust's saturating `as`): n + 127 in the exponent field.
+        let bits = t.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127) << 23;
+        e * f32::from_bits(bits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simd;
+
+    /// The vectorized exp against libm over the softmax range, by relative error.
+    #[test]
+    fn exp_matches_libm() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let (ours, libm) = (simd::exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((ours - libm) / libm).abs());
+            x += 0.000_37;
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(simd::exp(0.0), 1.0);
+    }
+
+    /// Reductions and the in-place exp at lengths around the lane count (tails).
+    #[test]
+    fn max_and_exp_sum_match_scalar() {
+        for len in [0usize, 1, 15, 16, 17, 33, 973] {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1013) as f32 * 0.01 - 5.0).collect();
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(simd::max(&x), m);
+            let mut y = x.clone();
+            let sum = simd::exp_sub_sum(&mut y, m);
+            let want: f64 = x.iter().map(|v| ((*v - m) as f64).exp()).sum();
+            assert!((sum as f64 - want).abs() <= 1e-6 * want.max(1.0), "len {len}: {sum} vs {want}");
+            for (a, b) in y.iter().zip(&x) {
+                let e = ((*b - m) as f64).exp();
+                assert!(((*a as f64) - e).abs() <= 3e-7 * e, "{a} vs {e}");
+            }
+        }
+    }
+}

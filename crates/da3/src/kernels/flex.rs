@@ -1,0 +1,32 @@
+//! Between Burn's generic tensors and burn-flex's concrete `FlexTensor`, for our CPU kernels.
+//!
+//! The model stays generic over `B: Backend`; a CPU kernel is reached by checking at run time
+//! that `B`'s float primitive *is* `FlexTensor` (a `TypeId` comparison) and moving the
+//! primitive across (`Any` downcast, no copy). Every other backend keeps Burn's op.
+
+use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+use burn_flex::FlexTensor;
+
+/// Whether `B` is Burn's flex backend.
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    core::any::TypeId::of::<B::FloatTensorPrimitive>() == core::any::TypeId::of::<FlexTensor>()
+}
+
+/// `x`'s flex tensor (moved, not copied), or `x` back on other backends.
+pub(crate) fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
+    if !is_flex::<B>() {
+        return Err(x);
+    }
+    Ok(cast(x.into_primitive().tensor()))
+}
+
+/// A flex tensor as a `Tensor<B, D>`; only called after [`into_flex`] succeeded for `B`.
+pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
+}
+
+/// `x` as a `U`, for types checked equal by [`is_flex`].
+fn cast<T: 'static, U: 'static>(x: T) -> U {
+    let mut slot = Some(x);
+    (&mut slot as &mut dyn core::any::Any).downcast_mut::<Option<U>>().and_then(Option::take).expect("flex primitive type checked by is_flex")
+}
