@@ -89,24 +89,26 @@ pub(super) fn flash_attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) ->
     let out_ptr = OutPtr(out.as_mut_ptr());
     let scale = 1.0 / (hd as f32).sqrt();
     let q_blocks = tq.div_ceil(BLOCK_Q);
-    (0..b * h * q_blocks).into_par_iter().for_each_init(
-        || Scratch::new(hd),
-        |scratch, task| {
-            let (bh, qb) = (task / q_blocks, task % q_blocks);
-            let (bi, hi) = (bh / h, bh % h);
-            let q0 = qb * BLOCK_Q;
-            let rows = BLOCK_Q.min(tq - q0);
-            // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
-            // pointer stays inside `out` (b·tq·h·hd elements).
-            let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
-            let dst_rs = (h * hd) as isize;
+    let keys_per_tile = BLOCK_K.min(tk);
+    (0..b * h * q_blocks).into_par_iter().for_each(|task| {
+        let (bh, qb) = (task / q_blocks, task % q_blocks);
+        let (bi, hi) = (bh / h, bh % h);
+        let q0 = qb * BLOCK_Q;
+        let rows = BLOCK_Q.min(tq - q0);
+        // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
+        // pointer stays inside `out` (b·tq·h·hd elements).
+        let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
+        let dst_rs = (h * hd) as isize;
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.reserve(keys_per_tile);
             unsafe { attend_block(&qv, &kv, &vv, bi, hi, q0, rows, scale, dst, dst_rs, scratch) };
-        },
-    );
+        });
+    });
     Some(FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd])))
 }
 
-/// Per-thread buffers of one task.
+/// Per-thread buffers of the tasks, kept across calls (no allocation or zeroing per task).
+#[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
     row_max: Vec<f32>,
@@ -114,9 +116,18 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(_hd: usize) -> Self {
-        Self { scores: vec![0.0; BLOCK_Q * BLOCK_K], row_max: vec![0.0; BLOCK_Q], row_sum: vec![0.0; BLOCK_Q] }
+    /// Room for [`BLOCK_Q`] rows of `keys` scores.
+    fn reserve(&mut self, keys: usize) {
+        if self.scores.len() < BLOCK_Q * keys {
+            self.scores.resize(BLOCK_Q * keys, 0.0);
+        }
+        self.row_max.resize(BLOCK_Q, 0.0);
+        self.row_sum.resize(BLOCK_Q, 0.0);
     }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// One (batch, head, query block): `rows` output rows at `dst` (row stride `dst_rs`, unit
