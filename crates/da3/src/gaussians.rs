@@ -29,6 +29,7 @@
 //! normalized input ones, clamped to [1/3, 3]; camera centres and `d` are multiplied by it
 //! ([`AdapterInput::pose_scale`]). Without input cameras it is 1.
 
+pub mod frame;
 pub mod quat;
 pub mod sh_rotation;
 
