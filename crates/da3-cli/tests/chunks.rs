@@ -128,6 +128,7 @@ fn chunked_infer_gs_writes_one_gaussian_ply() {
         let extent = g.means.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
         let worst = ply.rows.iter().zip(&keep).map(|(r, &i)| (0..3).map(|k| (r[k] - g.means[i][k]).abs()).fold(0f32, f32::max)).fold(0f32, f32::max);
         println!("wgpu vs flex chunked Gaussian positions: max difference {worst:.2e} (extent {extent:.2})");
-        assert!(worst <= 1e-2 * extent, "{worst} vs extent {extent}");
+        // (1.3e-5 on lavapipe; 1e-3 leaves room for a GPU's arithmetic.)
+        assert!(worst <= 1e-3 * extent, "{worst} vs extent {extent}");
     }
 }
