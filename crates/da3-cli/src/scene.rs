@@ -166,12 +166,7 @@ impl StreamJob<'_> {
                 let start = Instant::now();
                 let head = loader.load(0..count.min(rayon::current_num_threads().max(1)));
                 decode += start.elapsed();
-                if let Err(e) = head {
-                    let failed = loader.take_failures();
-                    if failed.is_empty() {
-                        return Err(e.into());
-                    }
-                    skipped.extend(failed);
+                if !decoded_or_skipped(head, &mut loader, &mut skipped)? {
                     continue;
                 }
                 let start = Instant::now();
@@ -201,12 +196,7 @@ impl StreamJob<'_> {
             bar.finish_and_clear();
             loader.set_progress(ProgressBar::hidden());
             decode += start.elapsed();
-            if let Err(e) = loaded {
-                let failed = loader.take_failures();
-                if failed.is_empty() {
-                    return Err(e.into());
-                }
-                skipped.extend(failed);
+            if !decoded_or_skipped(loaded, &mut loader, &mut skipped)? {
                 continue;
             }
             if !warned {
@@ -275,6 +265,23 @@ impl StreamJob<'_> {
             return Ok((Streamed { prediction, report, batch, conditioned, decode, inference }, load_time));
         }
     }
+}
+
+/// The outcome of decoding a range of views: `Ok(true)` when it decoded; `Ok(false)` when
+/// some files failed to decode, which are then moved from `loader` into `skipped` (the caller
+/// starts over without them); the error itself when it was not a file's (nothing to skip).
+fn decoded_or_skipped<T>(
+    result: std::result::Result<T, da3::Da3Error>,
+    loader: &mut ViewLoader<'_>,
+    skipped: &mut Failures,
+) -> Result<bool> {
+    let Err(e) = result else { return Ok(true) };
+    let failed = loader.take_failures();
+    if failed.is_empty() {
+        return Err(e.into());
+    }
+    skipped.extend(failed);
+    Ok(false)
 }
 
 /// The skipped inputs in input order, as [`Skipped`] records (`failures` is sorted).

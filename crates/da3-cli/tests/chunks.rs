@@ -1,9 +1,13 @@
 //! `--chunk-size` / `--max-memory`: a job run in aligned chunks writes every view once, and
-//! the summary says how it ran; an impossible budget is refused with advice.
+//! the summary says how it ran; an impossible budget is refused with advice; `--infer-gs` in
+//! chunks writes one Gaussian PLY of every view.
 
 mod common;
+#[path = "../../da3-export/tests/common/ply.rs"]
+mod ply;
 
-use common::{da3, read_npz, s, scratch, stderr_of, tiny_fixture, write_rgb_png};
+use common::{da3, infer_ok, library_preprocess, read_npz, s, scratch, stderr_of, tiny_fixture, write_rgb_png};
+use ply::{expected_selection, parse_ply, worst_row_difference, GS_PROPERTIES};
 
 const W: u32 = 56;
 const H: u32 = 42;
@@ -63,4 +67,68 @@ fn impossible_budget_and_bad_sizes_are_refused_with_advice() {
     let out = da3(&bad);
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("not a memory size"));
+}
+
+/// `--infer-gs` on a job run in aligned chunks (the tiny giant-style GS model, 5 views):
+/// - flex with `--chunk-size 3`: the Gaussian PLY holds exactly the library's chunked
+///   Gaussians (`predict_scheduled` with the same chunks) after the reference's pruning;
+/// - wgpu with `--max-memory` set to what a pass of 3 views needs by the planner's own model
+///   (weights plus the activations, Gaussians included): the budget alone forces 3 chunks and
+///   the PLY holds every view's Gaussians, close to the flex run's.
+#[cfg(feature = "flex")]
+#[test]
+fn chunked_infer_gs_writes_one_gaussian_ply() {
+    use da3::schedule::{DeviceMemory, ScheduleOptions};
+    let Some((cfg, weights)) = tiny_fixture("tiny-gs") else { return };
+    let dir = scratch("chunks_gs_cli");
+    let imgs = images(&dir, 5);
+    let run = |out: &str, extra: &[&str]| {
+        let out_dir = dir.join(out);
+        let args = [&["--process-res", "56", "--infer-gs"][..], extra].concat();
+        let stdout = infer_ok(&imgs, (&cfg, &weights), &out_dir, &args);
+        (out_dir, stdout)
+    };
+    let chunked = "chunks     3 chunks of up to 3 views (3 passes), consecutive chunks sharing at least 2, aligned into one pose frame";
+    let (h, w) = (H as usize, W as usize);
+
+    let (out_flex, stdout) = run("flex", &["--device", "flex", "--chunk-size", "3", "--max-memory", "64GiB"]);
+    assert!(stdout.contains(chunked), "{stdout}");
+    let ply_flex = parse_ply(&std::fs::read(out_flex.join("gs_ply/0000.ply")).unwrap());
+    assert_eq!(ply_flex.names, GS_PROPERTIES);
+    let config = da3::Da3Config::from_json(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let model = da3::Da3::<da3::backends::Flex>::from_file(config, &weights, &Default::default()).unwrap();
+    let pre = library_preprocess(&imgs, 56);
+    let options = da3::PredictOptions { infer_gs: true, ..Default::default() };
+    let sched = ScheduleOptions { chunk_size: Some(3), ..Default::default() };
+    let (pred, report) = model.predict_scheduled(&pre.views, &options, &sched, &DeviceMemory::host()).unwrap();
+    assert_eq!(report.chunks, vec![0..3, 1..4, 2..5]);
+    let g = pred.gaussians.as_ref().expect("chunked infer_gs gives Gaussians");
+    assert_eq!((g.views, g.len()), (5, 5 * h * w));
+    let npz = read_npz(&out_flex.join("results.npz"));
+    assert_eq!(npz["depth"].data, pred.depth, "CLI and library see the same views and chunks");
+    let keep = expected_selection(&pred.depth, 5, h, w, 1);
+    // 40x54 interior pixels per view (1-pixel border at 42x56), of which ~90% are kept.
+    assert!(keep.len() > 5 * 40 * 54 * 85 / 100 && keep.len() <= 5 * 40 * 54, "{}", keep.len());
+    let worst = worst_row_difference(&ply_flex.rows, &keep, g);
+    assert!(worst <= 1e-6, "PLY vs library chunked Gaussians: max relative difference {worst}");
+
+    #[cfg(feature = "wgpu")]
+    {
+        // On a GPU the planner's estimate is the weights plus one pass's activations.
+        let mm = model.memory_model(h, w).with_gaussians(true);
+        let budget = (mm.weights + mm.activation_bytes(3)).to_string();
+        let (out_gpu, stdout) = run("wgpu", &["--device", "wgpu", "--max-memory", &budget]);
+        assert!(stdout.contains(chunked), "the budget of {budget} B forces chunks of 3: {stdout}");
+        let ply = parse_ply(&std::fs::read(out_gpu.join("gs_ply/0000.ply")).unwrap());
+        assert_eq!(ply.names, GS_PROPERTIES);
+        let depth = read_npz(&out_gpu.join("results.npz"))["depth"].data.clone();
+        let keep = expected_selection(&depth, 5, h, w, 1);
+        assert_eq!(ply.rows.len(), keep.len(), "one vertex per kept pixel of all 5 views");
+        // Positions agree with flex's to the backends' difference (relative to the extent).
+        let extent = g.means.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = ply.rows.iter().zip(&keep).map(|(r, &i)| (0..3).map(|k| (r[k] - g.means[i][k]).abs()).fold(0f32, f32::max)).fold(0f32, f32::max);
+        println!("wgpu vs flex chunked Gaussian positions: max difference {worst:.2e} (extent {extent:.2})");
+        // (1.3e-5 on lavapipe; 1e-3 leaves room for a GPU's arithmetic.)
+        assert!(worst <= 1e-3 * extent, "{worst} vs extent {extent}");
+    }
 }

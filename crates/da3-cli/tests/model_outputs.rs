@@ -3,10 +3,13 @@
 //! library run on the same preprocessed views.
 
 mod common;
+#[path = "../../da3-export/tests/common/ply.rs"]
+mod ply;
 
 use std::path::{Path, PathBuf};
 
-use common::{library_preprocess, da3, read_npz, s, scratch, stderr_of, tiny_fixture, write_rgb_png};
+use ply::{expected_selection, parse_ply, worst_row_difference, GS_PROPERTIES};
+use common::{da3, infer_ok, library_preprocess, read_npz, s, scratch, stderr_of, tiny_fixture, write_rgb_png};
 
 /// `--process-res` equal to the longest side of the 56x42 test images: no resize.
 const RES: &str = "56";
@@ -24,76 +27,6 @@ fn images(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A binary little-endian PLY with one all-float vertex element, parsed independently of
-/// `da3_export`: property names and one row of values per vertex.
-struct Ply {
-    names: Vec<String>,
-    rows: Vec<Vec<f32>>,
-}
-
-fn parse_ply(bytes: &[u8]) -> Ply {
-    let end = bytes.windows(11).position(|w| w == b"end_header\n").expect("end_header") + 11;
-    let header = std::str::from_utf8(&bytes[..end]).unwrap();
-    let mut lines = header.lines();
-    assert_eq!(lines.next(), Some("ply"));
-    assert_eq!(lines.next(), Some("format binary_little_endian 1.0"));
-    let mut count = None;
-    let mut names = Vec::new();
-    for line in lines {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        match parts.as_slice() {
-            ["element", "vertex", n] => count = Some(n.parse::<usize>().unwrap()),
-            ["element", other, _] => panic!("unexpected element {other}"),
-            ["property", "float", name] => names.push(name.to_string()),
-            ["property", ..] => panic!("non-float property: {line}"),
-            ["end_header"] => {}
-            _ => panic!("unexpected header line: {line}"),
-        }
-    }
-    let count = count.expect("element vertex");
-    let body = &bytes[end..];
-    assert_eq!(body.len(), count * names.len() * 4, "body size for {count} vertices of {} floats", names.len());
-    let values: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let rows = values.chunks_exact(names.len()).map(<[f32]>::to_vec).collect();
-    Ply { names, rows }
-}
-
-/// `torch.quantile` (linear interpolation) of one view's depth, written out for the test.
-fn quantile(values: &[f32], q: f64) -> f32 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pos = q * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(v.len() - 1);
-    (v[lo] as f64 + (v[hi] as f64 - v[lo] as f64) * (pos - lo as f64)) as f32
-}
-
-/// The reference's gs_ply pruning (`save_gaussian_ply` as `export_to_gs_ply` calls it): every
-/// `interval`-th view, the outer ⌊8/256·side⌋ rows/columns dropped, depth above the view's
-/// 0.9 quantile dropped; indices into the V·H·W Gaussians in file order.
-fn expected_selection(depth: &[f32], views: usize, h: usize, w: usize, interval: usize) -> Vec<usize> {
-    let (th, tw) = (8 * h / 256, 8 * w / 256);
-    let mut keep = Vec::new();
-    for v in (0..views).step_by(interval) {
-        let d = &depth[v * h * w..(v + 1) * h * w];
-        let limit = quantile(d, 0.9);
-        for y in th..h - th {
-            for x in tw..w - tw {
-                if d[y * w + x] <= limit {
-                    keep.push((v * h + y) * w + x);
-                }
-            }
-        }
-    }
-    keep
-}
-
-/// The 3DGS layout `export_to_gs_ply` writes (`save_sh_dc_only=True`).
-const GS_PROPERTIES: [&str; 17] = [
-    "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0",
-    "rot_1", "rot_2", "rot_3",
-];
-
 /// `--export-format mini_npz-gs_ply` (which turns on the GS head) on the tiny giant-style model:
 /// the PLY has the 3DGS layout and holds the library's Gaussians after the reference's pruning;
 /// `--infer-gs` alone writes the same file; `--gs-views-interval 2` keeps only view 0.
@@ -105,16 +38,7 @@ fn gs_ply_holds_the_library_gaussians_after_pruning() {
     let paths = images(&dir, 2);
     let run = |out: &str, extra: &[&str]| {
         let out_dir = dir.join(out);
-        let mut args = vec!["infer".to_string()];
-        args.extend(paths.iter().map(|p| s(p)));
-        for a in ["--model", &s(&cfg), "--weights", &s(&weights), "--out", &s(&out_dir), "--device", "flex", "--process-res", RES] {
-            args.push(a.to_string());
-        }
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = da3(&args);
-        assert!(o.status.success(), "{extra:?}: {}", stderr_of(&o));
-        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stdout = infer_ok(&paths, (&cfg, &weights), &out_dir, &[&["--device", "flex", "--process-res", RES][..], extra].concat());
         (out_dir, stdout)
     };
 
@@ -138,26 +62,7 @@ fn gs_ply_holds_the_library_gaussians_after_pruning() {
     let keep = expected_selection(&pred.depth, 2, H, W, 1);
     // 40x54 interior pixels per view (1-pixel border at 42x56), of which ~90% are kept.
     assert!(keep.len() > 2 * 40 * 54 * 85 / 100 && keep.len() <= 2 * 40 * 54, "{}", keep.len());
-    assert_eq!(ply.rows.len(), keep.len(), "vertex count");
-    let mut worst = 0f32;
-    for (row, &i) in ply.rows.iter().zip(&keep) {
-        let expect: Vec<f32> = g.means[i]
-            .into_iter()
-            .chain([0.0; 3])
-            .chain(g.harmonics[i].map(|c| c[0]))
-            .chain([(g.opacities[i] / (1.0 - g.opacities[i])).ln()])
-            .chain(g.scales[i].map(f32::ln))
-            .chain(g.rotations[i])
-            .collect();
-        for (a, b) in row.iter().zip(&expect) {
-            // A negative depth-plus-offset gives a negative scale, whose log is NaN (the
-            // reference's torch.log does the same): NaN must stay NaN, at the same place.
-            assert_eq!(a.is_nan(), b.is_nan(), "Gaussian {i}: {row:?} vs {expect:?}");
-            if !b.is_nan() {
-                worst = worst.max((a - b).abs() / b.abs().max(1.0));
-            }
-        }
-    }
+    let worst = worst_row_difference(&ply.rows, &keep, g);
     assert!(worst <= 1e-6, "PLY vs library Gaussians: max relative difference {worst}");
 
     // --infer-gs alone adds the gs_ply export: the same file.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ply::{expected_selection, parse_ply};
 use common::*;
 use da3::{Gaussians, Prediction};
 use da3_export::gs_ply::{export_gs_ply, property_names, GsPlyOptions};
@@ -54,49 +55,6 @@ fn scene() -> Prediction {
     }
 }
 
-/// A minimal binary little-endian PLY reader: property names and float32 rows.
-fn read_ply(bytes: &[u8]) -> (Vec<String>, Vec<Vec<f32>>) {
-    let end = bytes.windows(11).position(|w| w == b"end_header\n").expect("end_header") + 11;
-    let header = std::str::from_utf8(&bytes[..end]).unwrap();
-    let mut lines = header.lines();
-    assert_eq!(lines.next(), Some("ply"));
-    assert_eq!(lines.next(), Some("format binary_little_endian 1.0"));
-    let mut count = None;
-    let mut names = Vec::new();
-    for line in lines {
-        let parts: Vec<&str> = line.split(' ').collect();
-        match parts.as_slice() {
-            ["element", "vertex", n] => count = Some(n.parse::<usize>().unwrap()),
-            ["property", "float", name] => names.push(name.to_string()),
-            ["end_header"] => {}
-            other => panic!("unexpected header line {other:?}"),
-        }
-    }
-    let count = count.expect("vertex element");
-    let body = &bytes[end..];
-    assert_eq!(body.len(), count * names.len() * 4, "body size");
-    let values: Vec<f32> = body.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    (names.clone(), values.chunks_exact(names.len()).map(<[f32]>::to_vec).collect())
-}
-
-/// The pixels the export must keep, worked out independently: outside the 1-pixel border
-/// (⌊8/256·40⌋ = ⌊8/256·36⌋ = 1) and at most the view's 0.9 depth quantile.
-fn expected_indices(pred: &Prediction, interval: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    for v in (0..S).step_by(interval) {
-        let d = pred.depth_of(v);
-        let q = np_percentile(&d.iter().map(|&x| x as f64).collect::<Vec<_>>(), 90.0) as f32;
-        for y in 1..H - 1 {
-            for x in 1..W - 1 {
-                if d[y * W + x] <= q {
-                    out.push((v * H + y) * W + x);
-                }
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn rows_read_back_with_the_3dgs_layout() {
     let pred = scene();
@@ -106,9 +64,10 @@ fn rows_read_back_with_the_3dgs_layout() {
         let options = GsPlyOptions { gs_views_interval: interval, sh_dc_only: dc_only, ..Default::default() };
         let path = export_gs_ply(&dir, &pred, &options).unwrap();
         assert_eq!(path, dir.join("gs_ply/0000.ply"));
-        let (names, rows) = read_ply(&std::fs::read(&path).unwrap());
+        let common::ply::Ply { names, rows } = parse_ply(&std::fs::read(&path).unwrap());
         assert_eq!(names, property_names(dc_only));
-        let keep = expected_indices(&pred, interval);
+        // Outside the 1-pixel border (⌊8/256·40⌋ = ⌊8/256·36⌋ = 1), at most the 0.9 quantile.
+        let keep = expected_selection(&pred.depth, S, H, W, interval);
         assert!(keep.len() > 1000, "{}", keep.len());
         assert_eq!(rows.len(), keep.len());
         let col = |n: &str| names.iter().position(|x| x == n).unwrap();

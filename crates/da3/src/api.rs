@@ -139,6 +139,11 @@ pub struct Prediction {
     /// The nested model's least-squares factor from the any-view branch's scale to metres
     /// (already applied to `depth` and the translations of `extrinsics`).
     pub scale_factor: Option<f32>,
+    /// The nested model's least-squares sums per view, `[⟨metric, depth⟩, ⟨depth, depth⟩]`
+    /// over its alignment mask in the units of `depth` (see
+    /// [`crate::nested::MetricScaling::view_sums`]); a chunked job re-fits one metric factor
+    /// over all its views from them. Empty for the other models.
+    pub metric_view_sums: Vec<[f64; 2]>,
     /// Normed backbone features of the blocks asked for in
     /// [`PredictOptions::export_feat_layers`], in that order.
     pub aux_features: Vec<FeatureLayer>,
@@ -386,7 +391,7 @@ impl<B: Backend> Da3<B> {
             let metric = metric_model.forward(images, options.ref_view_strategy);
             let metric_depth = to_vec(metric.depth);
             let sky = to_vec(metric.sky.expect("validated: the metric branch is a DPT model with a sky head"));
-            let scale = crate::nested::apply_metric_scaling(
+            let fit = crate::nested::metric_scaling(
                 crate::nested::NestedOutputs {
                     depth: &mut prediction.depth,
                     conf: &mut prediction.conf,
@@ -397,7 +402,8 @@ impl<B: Backend> Da3<B> {
                 },
                 options.seed,
             )?;
-            prediction.scale_factor = Some(scale);
+            prediction.scale_factor = Some(fit.scale);
+            prediction.metric_view_sums = fit.view_sums;
             prediction.is_metric = true;
             prediction.sky = Some(sky);
         }
@@ -447,6 +453,7 @@ impl<B: Backend> Da3<B> {
             sky,
             is_metric,
             scale_factor: None,
+            metric_view_sums: Vec::new(),
             aux_features,
             gaussians: None,
         }

@@ -28,7 +28,11 @@
 //! first: [`pose_scale`] is the Umeyama scale from the predicted camera centres to the
 //! normalized input ones, clamped to [1/3, 3]; camera centres and `d` are multiplied by it
 //! ([`AdapterInput::pose_scale`]). Without input cameras it is 1.
+//!
+//! [`frame`] moves Gaussians by a similarity and concatenates views, for chunked runs
+//! ([`crate::schedule::stitch`]).
 
+pub mod frame;
 pub mod quat;
 pub mod sh_rotation;
 

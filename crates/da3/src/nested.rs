@@ -49,8 +49,25 @@ pub struct NestedOutputs<'a> {
     pub sky: &'a [f32],
 }
 
+/// The result of [`metric_scaling`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricScaling {
+    /// The least-squares factor `s` applied to depth and translations.
+    pub scale: f32,
+    /// Per view, `[⟨metric, depth⟩, ⟨depth, depth⟩]` over the align mask (step 4), in the units
+    /// of the returned (scaled) depth, so that `Σ first / Σ second` over all views is 1. A
+    /// chunked job re-fits one factor over all its views from them
+    /// ([`crate::schedule::stitch::refit_metric_scale`]).
+    pub view_sums: Vec<[f64; 2]>,
+}
+
 /// Makes the any-view outputs metric (steps 1–6 above) and returns the scale factor `s`.
 pub fn apply_metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<f32, Da3Error> {
+    metric_scaling(out, seed).map(|m| m.scale)
+}
+
+/// [`apply_metric_scaling`], also returning the per-view least-squares sums.
+pub fn metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<MetricScaling, Da3Error> {
     let views = out.intrinsics.len();
     let pixels = out.depth.len();
     if views == 0 || pixels % views != 0 || [out.conf.len(), out.metric_depth.len(), out.sky.len()] != [pixels; 3] {
@@ -88,12 +105,16 @@ pub fn apply_metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<f32, Da
 
     let (mut num, mut den) = (0f64, 0f64);
     let mut used = 0usize;
+    let mut view_sums = vec![[0f64; 2]; views];
     for i in 0..pixels {
         let (d, m) = (out.depth[i], metric[i]);
         if out.conf[i] >= median_conf && non_sky[i] && m > MIN_METRIC_DEPTH && d > MIN_DEPTH {
             num += m as f64 * d as f64;
             den += d as f64 * d as f64;
             used += 1;
+            let v = &mut view_sums[i / per_view];
+            v[0] += m as f64 * d as f64;
+            v[1] += d as f64 * d as f64;
         }
     }
     if used == 0 {
@@ -107,22 +128,34 @@ pub fn apply_metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<f32, Da
     for d in out.depth.iter_mut() {
         *d *= scale;
     }
+    // In the units of the scaled depth: ⟨m, s·d⟩ and ⟨s·d, s·d⟩.
+    let s64 = scale as f64;
+    view_sums.iter_mut().for_each(|v| *v = [v[0] * s64, v[1] * s64 * s64]);
     for e in out.extrinsics.iter_mut() {
         for row in e.iter_mut() {
             row[3] *= scale;
         }
     }
 
-    let depth_non_sky: Vec<f32> = out.depth.iter().zip(&non_sky).filter(|(_, m)| **m).map(|(d, _)| *d).collect();
-    let mut depth_sample = sample_with_replacement(depth_non_sky, &mut rng);
+    fill_sky(out.depth, out.conf, &non_sky, &mut rng);
+    Ok(MetricScaling { scale, view_sums })
+}
+
+/// Step 6: sky pixels (`!non_sky`) get depth `min(q0.99(non-sky depth), 200)` and
+/// confidence 1.
+pub fn fill_sky(depth: &mut [f32], conf: &mut [f32], non_sky: &[bool], rng: &mut SplitMix64) {
+    let depth_non_sky: Vec<f32> = depth.iter().zip(non_sky).filter(|(_, m)| **m).map(|(d, _)| *d).collect();
+    if depth_non_sky.is_empty() {
+        return;
+    }
+    let mut depth_sample = sample_with_replacement(depth_non_sky, rng);
     let sky_depth = quantile(&mut depth_sample, crate::sky::SKY_DEPTH_QUANTILE).min(MAX_SKY_DEPTH);
-    for ((d, c), m) in out.depth.iter_mut().zip(out.conf.iter_mut()).zip(&non_sky) {
+    for ((d, c), m) in depth.iter_mut().zip(conf.iter_mut()).zip(non_sky) {
         if !m {
             *d = sky_depth;
             *c = SKY_CONFIDENCE;
         }
     }
-    Ok(scale)
 }
 
 #[cfg(test)]

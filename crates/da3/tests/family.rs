@@ -118,3 +118,58 @@ fn exported_features_match_reference_in_input_order() {
     let err = model.predict_with(&views(&golden), &bad).unwrap_err().to_string();
     assert!(err.contains("feature layer 8") && err.contains("0..7"), "{err}");
 }
+
+/// Smooth, view-dependent normalized images, [S, 3, H, W].
+fn synthetic_views(s: usize, h: usize, w: usize) -> Views {
+    let data = (0..s * 3 * h * w)
+        .map(|i| {
+            let (v, c, y, x) = (i / (3 * h * w), i / (h * w) % 3, i / w % h, i % w);
+            (x as f32 * 0.11 + y as f32 * 0.07 + v as f32 * 0.9 + c as f32).sin() + 0.1 * v as f32 - 0.5
+        })
+        .collect();
+    Views::from_normalized(data, s, h, w).unwrap()
+}
+
+/// The nested model on 6 views in chunks of 4 (0..4, 2..6) ends in one metric scale fitted
+/// over all views, as the reference's single pass fits it: the re-fitted factor is
+/// Σ⟨metric, depth⟩ / Σ⟨depth, depth⟩ over every view once, from the separate passes' own sums
+/// (chunk 1's new views moved by its fitted scale, ×s and ×s²); the first chunk's depth is its
+/// separate pass's times that factor, the job's scale factor is chunk 0's times it, and the
+/// sky holds one depth for the whole job.
+#[test]
+fn nested_chunks_end_in_one_metric_scale() {
+    use da3::schedule::{DeviceMemory, ScheduleOptions};
+    let model = nested_model();
+    let (h, w) = (42, 56);
+    let views = synthetic_views(6, h, w);
+    let options = PredictOptions { ref_view_strategy: RefViewStrategy::First, ..Default::default() };
+    let sched = ScheduleOptions { chunk_size: Some(4), ..Default::default() };
+    let (pred, report) = model.predict_scheduled(&views, &options, &sched, &DeviceMemory::host()).unwrap();
+    assert_eq!(report.chunks, vec![0..4, 2..6]);
+    let first = model.predict_with(&views.select(0..4).unwrap(), &options).unwrap();
+    let second = model.predict_with(&views.select(2..6).unwrap(), &options).unwrap();
+    assert_eq!((first.metric_view_sums.len(), second.metric_view_sums.len()), (4, 4));
+    let s = report.alignments[0].as_ref().expect("aligned").sim3.scale;
+    let moved = second.metric_view_sums[2..].iter().map(|v| [v[0] * s, v[1] * s * s]);
+    let (num, den) = first.metric_view_sums.iter().copied().chain(moved).fold((0.0, 0.0), |(a, b), v| (a + v[0], b + v[1]));
+    let g = num / den;
+    let refit = report.metric_refit.expect("a chunked nested job is re-fitted");
+    let (m0, m1) = (first.scale_factor.unwrap(), second.scale_factor.unwrap());
+    println!("nested chunks: factors {m0} and {m1} per chunk; all-view re-fit ×{refit:.6}");
+    assert!((refit - g).abs() <= 1e-9 * g, "re-fit {refit} vs {g}");
+    assert!((g - 1.0).abs() > 1e-6, "the chunks' own factors differ, so the all-view fit moves the job: {g}");
+    let job = pred.scale_factor.unwrap();
+    assert!((job as f64 / (m0 as f64 * g) - 1.0).abs() < 1e-6, "{job} vs {m0}·{g}");
+    let sky = pred.sky.as_ref().unwrap();
+    let mut sky_depth = None;
+    for i in 0..6 * h * w {
+        if sky[i] < 0.3 {
+            if i < 4 * h * w {
+                let want = first.depth[i] * g as f32;
+                assert!((pred.depth[i] - want).abs() <= 1e-6 * want.abs(), "pixel {i}: {} vs {want}", pred.depth[i]);
+            }
+        } else {
+            assert_eq!(*sky_depth.get_or_insert(pred.depth[i]), pred.depth[i], "one sky depth for the job");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The tiling scheduler: chunk alignment on a synthetic scene with known poses, out-of-memory
-//! recovery with injected failures, decode/inference overlap, and the tiny model run in one
-//! pass and in chunks, including a measured peak under `--max-memory`.
+//! recovery with injected failures, decode/inference overlap, the tiny model run in one
+//! pass and in chunks, including a measured peak under `--max-memory`, and 3D Gaussians moved
+//! across chunks (synthetic frames with known similarities, and the tiny GS model).
 
 mod common;
 
@@ -15,7 +16,8 @@ use da3::schedule::plan::{plan, ScheduleOptions};
 use da3::schedule::runner::{run_chunked, ChunkFailure, Event};
 use da3::schedule::stitch::fit_chunk_alignment;
 use da3::schedule::{AttentionKind, DeviceMemory, MemoryModel};
-use da3::{Da3, Da3Config, Da3Error, PredictOptions, Prediction, RefViewStrategy, Views};
+use da3::gaussians::{adapt, AdapterInput, RAW_CHANNELS, SH_COEFFS};
+use da3::{Da3, Da3Config, Da3Error, Gaussians, PredictOptions, Prediction, RefViewStrategy, Views};
 
 type B = da3::backends::Flex;
 
@@ -370,4 +372,372 @@ fn peak_memory_child() {
     assert_eq!(pred.views, 16);
     let peak = da3::schedule::device::peak_rss().unwrap();
     println!("PEAK {peak} {}", report.chunks.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3D Gaussians in chunked runs.
+
+/// Deterministic raw GS-head channels of global view `v` ([H, W, 37], depth offset `offset`)
+/// and its density ([H, W]).
+fn raw_gs(v: usize, offset: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut raw = Vec::with_capacity(H * W * RAW_CHANNELS);
+    for p in 0..H * W {
+        for c in 0..RAW_CHANNELS {
+            let x = ((v * 31 + p * 7 + c * 13) as f32 * 0.37).sin();
+            raw.push(match c {
+                0 | 1 => 0.3 * x,                // pixel offsets
+                c if c == RAW_CHANNELS - 1 => offset, // depth offset
+                _ => x,
+            });
+        }
+    }
+    let density = (0..H * W).map(|p| 0.2 + 0.6 * ((v + p) as f32 * 0.21).sin().abs()).collect();
+    (raw, density)
+}
+
+const K: [[f32; 3]; 3] = [[10.0, 0.0, 2.0], [0.0, 10.0, 2.0], [0.0, 0.0, 1.0]];
+
+/// The adapter's Gaussians of the scene's views `range` seen in the frame `sim` (cameras
+/// moved by it, depth scaled by its scale), with depth offset `offset`, all divided by
+/// `metric` (the nested model's Gaussians are computed before its metric scaling).
+fn adapted(scene: &Scene, range: Range<usize>, sim: &Sim3, offset: f32, metric: f64) -> Gaussians {
+    let (mut raw, mut density, mut depth, mut ext) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for v in range.clone() {
+        let (r, d) = raw_gs(v, offset);
+        raw.extend(r);
+        density.extend(d);
+        // The distance along the ray is (depth + offset); it scales with the frame.
+        depth.extend(scene.depth[v].iter().map(|t| ((*t as f64 + offset as f64) * sim.scale / metric - offset as f64) as f32));
+        let mut e = apply_sim3(sim, &scene.ext[v]);
+        e.iter_mut().for_each(|row| row[3] /= metric);
+        ext.push(e.map(|r| r.map(|x| x as f32)));
+    }
+    adapt(&AdapterInput {
+        views: range.len(),
+        height: H,
+        width: W,
+        raw: &raw,
+        density: &density,
+        depth: &depth,
+        extrinsics: &ext,
+        intrinsics: &vec![K; range.len()],
+        pose_scale: 1.0,
+    })
+    .unwrap()
+}
+
+/// Largest difference between two sets of Gaussians, field by field (quaternions up to sign).
+fn gaussian_error(a: &Gaussians, b: &Gaussians) -> [f64; 5] {
+    assert_eq!((a.views, a.height, a.width, a.len()), (b.views, b.height, b.width, b.len()));
+    let max = |x: &mut dyn Iterator<Item = f64>| x.fold(0.0f64, f64::max);
+    let diff = |p: &[f32], q: &[f32]| p.iter().zip(q).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max);
+    [
+        max(&mut a.means.iter().zip(&b.means).map(|(p, q)| diff(p, q))),
+        max(&mut a.scales.iter().zip(&b.scales).map(|(p, q)| diff(p, q) / q.iter().fold(1e-6f32, |m, v| m.max(*v)) as f64)),
+        max(&mut a.rotations.iter().zip(&b.rotations).map(|(p, q)| diff(p, q).min(diff(p, &q.map(|v| -v))))),
+        max(&mut a.harmonics.iter().zip(&b.harmonics).map(|(p, q)| diff(p.as_flattened(), q.as_flattened()))),
+        diff(&a.opacities, &b.opacities),
+    ]
+}
+
+/// One Gaussian moved by a hand-computed similarity: 90° about z, scale 2, translation
+/// (0, 0, 1) takes the mean (1, 0, 0) to (0, 2, 1), doubles the scales, turns the identity
+/// orientation into the 90° one, maps the l = 1 SH of a function along +x onto +y, and keeps
+/// the DC term and the opacity.
+#[test]
+fn gaussian_transform_on_known_values() {
+    let c = std::f64::consts::FRAC_1_SQRT_2;
+    let sim = Sim3 { rotation: rot([0.0, 0.0, 1.0], std::f64::consts::FRAC_PI_2), translation: [0.0, 0.0, 1.0], scale: 2.0 };
+    // l = 1 coefficients are C1·(−y, z, −x): a lobe along +x is (0, 0, −1).
+    let mut sh = [[0.0f32; SH_COEFFS]; 3];
+    sh[0][0] = 0.7;
+    sh[0][3] = -1.0;
+    let mut g = Gaussians {
+        views: 1,
+        height: 1,
+        width: 1,
+        means: vec![[1.0, 0.0, 0.0]],
+        scales: vec![[0.1, 0.2, 0.3]],
+        // The reference's components (i, j, k, r): identity is (0, 0, 0, 1).
+        rotations: vec![[0.0, 0.0, 0.0, 1.0]],
+        harmonics: vec![sh],
+        opacities: vec![0.4],
+    };
+    g.transform(&sim);
+    let close = |a: &[f32], b: &[f64]| a.iter().zip(b).all(|(x, y)| (*x as f64 - y).abs() < 1e-6);
+    assert!(close(&g.means[0], &[0.0, 2.0, 1.0]), "{:?}", g.means[0]);
+    assert!(close(&g.scales[0], &[0.2, 0.4, 0.6]), "{:?}", g.scales[0]);
+    // 90° about z: (i, j, k, r) = (0, 0, sin 45°, cos 45°).
+    assert!(close(&g.rotations[0], &[0.0, 0.0, c, c]), "{:?}", g.rotations[0]);
+    // A lobe along +y is C1·(−1, 0, 0): coefficient 1 = −1, 3 = 0.
+    let want: Vec<f64> = [0.7, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0].to_vec();
+    assert!(close(&g.harmonics[0][0], &want), "{:?}", g.harmonics[0][0]);
+    assert!(g.harmonics[0][1].iter().chain(&g.harmonics[0][2]).all(|v| *v == 0.0));
+    assert_eq!(g.opacities, vec![0.4]);
+}
+
+/// The adapter's Gaussians of a chunk, moved by the chunk's similarity, are the adapter's
+/// Gaussians of the same views predicted in the target frame (cameras moved, distances
+/// scaled), for every field and a non-zero depth offset: ≤ 1e-5 (f32 storage).
+#[test]
+fn moved_gaussians_are_the_gaussians_of_the_moved_cameras() {
+    let scene = scene(3, false);
+    for i in 1..4 {
+        let (from, to) = (chunk_sim3(i), chunk_sim3(0));
+        let mut moved = adapted(&scene, 0..3, &from, 0.05, 1.0);
+        // from-frame → to-frame: to ∘ from⁻¹.
+        moved.transform(&compose(&to, &invert(&from)));
+        let err = gaussian_error(&moved, &adapted(&scene, 0..3, &to, 0.05, 1.0));
+        assert!(err.iter().all(|e| *e < 1e-5), "chunk {i}: max errors means/scales/rotations/SH/opacity {err:?}");
+    }
+}
+
+fn invert(s: &Sim3) -> Sim3 {
+    let rt: M3 = std::array::from_fn(|r| std::array::from_fn(|c| s.rotation[c][r]));
+    let t = da3::linalg::mul3v(&rt, &s.translation);
+    Sim3 { rotation: rt, translation: t.map(|v| -v / s.scale), scale: 1.0 / s.scale }
+}
+
+/// `a ∘ b`: first `b`, then `a`.
+fn compose(a: &Sim3, b: &Sim3) -> Sim3 {
+    let at = da3::linalg::mul3v(&a.rotation, &b.translation);
+    Sim3 {
+        rotation: mul3(&a.rotation, &b.rotation),
+        translation: std::array::from_fn(|k| a.scale * at[k] + a.translation[k]),
+        scale: a.scale * b.scale,
+    }
+}
+
+/// Chunks in different frames (and, for the nested model, with different metric factors)
+/// carrying Gaussians: the merged Gaussians are the scene's in the first chunk's Gaussian frame
+/// (≤ 1e-5), one per pixel of every view, and the shared views keep the first chunk's.
+#[test]
+fn chunk_gaussians_merge_into_the_first_chunks_frame() {
+    for nested in [false, true] {
+        let scene = scene(11, false);
+        let opts = ScheduleOptions { chunk_size: Some(5), overlap: Some(2), ..Default::default() };
+        let plan = plan(&small_model(), &DeviceMemory::gpu(None, 0, None), 11, &opts, true).unwrap();
+        assert_eq!(plan.chunks, vec![0..5, 3..8, 6..11]);
+        let metric = |i: usize| if nested { 1.5 + 0.8 * i as f64 } else { 1.0 };
+        let chunk_index = Mutex::new(0usize);
+        let run = |range: Range<usize>, _: &Views| {
+            let mut i = chunk_index.lock().unwrap();
+            *i += 1;
+            let (sim, m) = (chunk_sim3(*i - 1), metric(*i - 1));
+            let mut p = fake_pass(&scene, range.clone(), &sim);
+            p.gaussians = Some(adapted(&scene, range, &sim, 0.0, m));
+            p.scale_factor = nested.then_some(m as f32);
+            Ok(p)
+        };
+        let (pred, report) = run_chunked(&plan, true, Some(2), dummy_views, run, &mut |_| {}).unwrap();
+        assert_eq!(report.chunks, plan.chunks);
+        assert_in_frame(&scene, &pred, &chunk_sim3(0), 1e-5);
+        let g = pred.gaussians.as_ref().expect("merged Gaussians");
+        assert_eq!((g.views, g.len()), (11, 11 * H * W));
+        let want = adapted(&scene, 0..11, &chunk_sim3(0), 0.0, metric(0));
+        let err = gaussian_error(g, &want);
+        assert!(err.iter().all(|e| *e < 1e-5), "nested {nested}: means/scales/rotations/SH/opacity {err:?}");
+        // The first chunk's Gaussians (shared views included) are its own, bit for bit.
+        let first = adapted(&scene, 0..5, &chunk_sim3(0), 0.0, metric(0));
+        assert_eq!(g.means[..5 * H * W], first.means[..]);
+        assert_eq!(g.harmonics[..5 * H * W], first.harmonics[..]);
+    }
+}
+
+/// With `infer_gs` the planner counts the Gaussians' host arrays (38 f32 per pixel returned
+/// per view, and the GS head's raw output read back for the running pass); without it the GS
+/// head, which then does not run, is not counted.
+#[test]
+fn memory_model_counts_gaussians_only_when_inferred() {
+    let config = Da3Config::preset("da3-giant").unwrap();
+    let base = MemoryModel::new(&config, 280, 280, 0, AttentionKind::Fused);
+    let (off, on) = (base.clone().with_gaussians(false), base.clone().with_gaussians(true));
+    let full: u64 = 280 * 280;
+    // Without Gaussians the GS head's maps, (F/2 + 38 + 3) = 169 of 280² f32 per view, go.
+    assert_eq!(base.per_view_values() - off.per_view_values(), (256 / 2 + 38 + 3) * full);
+    assert_eq!(on.per_view_values(), base.per_view_values());
+    // Returned per view: depth, conf, sky and the Gaussians' 38 values per pixel.
+    assert_eq!(off.output_bytes_per_view(), 3 * 4 * full);
+    assert_eq!(on.output_bytes_per_view(), 41 * 4 * full);
+    assert_eq!((off.pass_host_bytes_per_view(), on.pass_host_bytes_per_view()), (0, 38 * 4 * full));
+    // A host plan of 100 views in chunks of 4 carries, besides the GS head's activations, the
+    // Gaussians of 100 + 4 views and the raw output of 4: 108·38·4·280² ≈ 1.2 GiB.
+    let host = DeviceMemory { available: Some(1 << 40), host: true, resident: 0, max_buffer: None };
+    let peak = |m: &MemoryModel| da3::schedule::plan::estimated_peak(m, &host, 100, 4);
+    let activations = on.activation_bytes(4) - off.activation_bytes(4);
+    assert_eq!(peak(&on) - peak(&off) - activations, (100 + 4 + 4) * 38 * 4 * full);
+    // A model without a GS head is unchanged by the option.
+    let small = MemoryModel::new(&Da3Config::preset("da3-small").unwrap(), 280, 280, 0, AttentionKind::Fused);
+    assert_eq!(small.clone().with_gaussians(true), small);
+}
+
+fn tiny_gs() -> Da3<B> {
+    let dir = common::fixtures();
+    let config = Da3Config::from_json(&std::fs::read_to_string(dir.join("tiny-gs.config.json")).unwrap()).unwrap();
+    Da3::<B>::from_file(config, &dir.join("tiny-gs.weights.safetensors"), &Default::default()).unwrap()
+}
+
+/// The tiny GS model through the real scheduler, 6 views in chunks of 4 (0..4, 2..6): the
+/// Gaussians of views 0..4 are exactly those of a separate pass over them; views 4..6 are the
+/// second chunk's separate pass moved by the reported similarity (≤ 1e-5); one Gaussian per
+/// pixel. With input cameras a chunked `infer_gs` job is refused with advice.
+#[test]
+fn tiny_gs_model_in_chunks_returns_the_chunks_gaussians_in_one_frame() {
+    let model = tiny_gs();
+    let (h, w) = (28, 42);
+    let views = tiny_views(6, h, w);
+    let options = PredictOptions { ref_view_strategy: RefViewStrategy::First, infer_gs: true, ..Default::default() };
+    let sched = ScheduleOptions { chunk_size: Some(4), ..Default::default() };
+    let (pred, report) = model.predict_scheduled(&views, &options, &sched, &DeviceMemory::host()).unwrap();
+    assert_eq!(report.chunks, vec![0..4, 2..6]);
+    let g = pred.gaussians.as_ref().expect("chunked infer_gs returns Gaussians");
+    let n = h * w;
+    assert_eq!((g.views, g.height, g.width, g.len()), (6, h, w, 6 * n));
+    let first = model.predict_with(&views.select(0..4).unwrap(), &options).unwrap();
+    assert_eq!(g.means[..4 * n], first.gaussians.as_ref().unwrap().means[..]);
+    assert_eq!(g.rotations[..4 * n], first.gaussians.as_ref().unwrap().rotations[..]);
+    assert_eq!(g.harmonics[..4 * n], first.gaussians.as_ref().unwrap().harmonics[..]);
+    assert_eq!(g.scales[..4 * n], first.gaussians.as_ref().unwrap().scales[..]);
+    let second = model.predict_with(&views.select(2..6).unwrap(), &options).unwrap();
+    let mut moved = second.gaussians.unwrap();
+    let fit = report.alignments[0].as_ref().expect("aligned");
+    moved.transform(&da3::schedule::stitch::gaussian_sim3(&fit.sim3, None, None));
+    let tail = |x: &Gaussians| Gaussians {
+        views: 2,
+        height: h,
+        width: w,
+        means: x.means[x.len() - 2 * n..].to_vec(),
+        scales: x.scales[x.len() - 2 * n..].to_vec(),
+        rotations: x.rotations[x.len() - 2 * n..].to_vec(),
+        harmonics: x.harmonics[x.len() - 2 * n..].to_vec(),
+        opacities: x.opacities[x.len() - 2 * n..].to_vec(),
+    };
+    let err = gaussian_error(&tail(g), &tail(&moved));
+    println!("chunked tiny-gs: views 4..6 vs the moved separate pass: {err:?}");
+    assert!(err.iter().all(|e| *e < 1e-5), "{err:?}");
+    // The moved Gaussians sit in the job's frame: near the job's depth of their pixel.
+    let near = (4 * n..6 * n).filter(|&i| {
+        let (v, p) = (i / n, i % n);
+        let c = da3::align::camera_centre(&pred.extrinsics[v].map(|r| r.map(f64::from)));
+        let dist = (0..3).map(|k| (g.means[i][k] as f64 - c[k]).powi(2)).sum::<f64>().sqrt();
+        let d = pred.depth_of(v)[p] as f64;
+        dist >= 0.5 * d && dist <= 3.0 * d
+    });
+    assert!(near.count() > n, "most moved Gaussians lie near their depth along the ray");
+    // Input cameras: chunks are not aligned to each other, so chunked Gaussians are refused.
+    let cams = da3::InputCameras {
+        world_to_camera: (0..6).map(|v| {
+            let mut m = [[0.0; 4]; 4];
+            (0..4).for_each(|k| m[k][k] = 1.0);
+            m[0][3] = 0.1 * v as f64;
+            m
+        }).collect(),
+        intrinsics: vec![[[40.0, 0.0, 21.0], [0.0, 40.0, 14.0], [0.0, 0.0, 1.0]]; 6],
+    };
+    let posed = PredictOptions { cameras: Some(cams), ..options.clone() };
+    let e = model.predict_scheduled(&views, &posed, &sched, &DeviceMemory::host()).unwrap_err().to_string();
+    assert!(e.contains("input cameras") && e.contains("--max-memory"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The nested model's metric scale in chunked runs.
+
+/// A nested-model job in chunks: each pass fits its own metric factor on its own views (here
+/// the metric truth is 1.3× the scene on views 0..4 and 1.0× elsewhere, so the factors
+/// differ), and the stitched job is re-fitted to the one least-squares factor over all views
+/// that the reference's single pass computes: depth = g*·depth_true (≤ 1e-5 relative), the
+/// translations likewise, sky pixels hold min(q0.99(non-sky depth), 200) of all views. Chunk
+/// 0's factor alone would be off by more than 5 %.
+#[test]
+fn nested_chunks_take_one_metric_scale_fitted_on_all_views() {
+    let n_views = 11;
+    let scene = scene(n_views, false);
+    let metric_gain = |v: usize| if v < 4 { 1.3 } else { 1.0 };
+    let is_sky = |p: usize| p % 7 == 3;
+    // The reference's factor over all views: Σ m·d / Σ d² over non-sky pixels, true units.
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for v in 0..n_views {
+        for (_, d) in scene.depth[v].iter().enumerate().filter(|(p, _)| !is_sky(*p)) {
+            num += metric_gain(v) * (*d as f64).powi(2);
+            den += (*d as f64).powi(2);
+        }
+    }
+    let g_true = num / den;
+    let opts = ScheduleOptions { chunk_size: Some(5), overlap: Some(2), ..Default::default() };
+    let plan = plan(&small_model(), &DeviceMemory::gpu(None, 0, None), n_views, &opts, true).unwrap();
+    let chunk_index = Mutex::new(0usize);
+    let first_factor = Mutex::new(0.0f64);
+    // A pass: any-view depth in its own frame (chunk_sim3), scaled by its own metric fit m_k.
+    let run = |range: Range<usize>, _: &Views| {
+        let mut i = chunk_index.lock().unwrap();
+        *i += 1;
+        let sim = chunk_sim3(*i - 1);
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for v in range.clone() {
+            for (_, d) in scene.depth[v].iter().enumerate().filter(|(p, _)| !is_sky(*p)) {
+                let raw = *d as f64 * sim.scale;
+                num += metric_gain(v) * *d as f64 * raw;
+                den += raw * raw;
+            }
+        }
+        let m = num / den;
+        if *i == 1 {
+            *first_factor.lock().unwrap() = m * sim.scale;
+        }
+        let metric_sim = Sim3 { scale: sim.scale * m, translation: sim.translation.map(|t| t * m), ..sim };
+        let mut p = fake_pass(&scene, range.clone(), &metric_sim);
+        p.sky = Some((0..range.len() * H * W).map(|i| if is_sky(i % (H * W)) { 0.9 } else { 0.0 }).collect());
+        for (i, d) in p.depth.iter_mut().enumerate() {
+            if is_sky(i % (H * W)) {
+                *d = 1000.0 + i as f32; // each pass fills its sky with its own values
+            }
+        }
+        p.metric_view_sums = range
+            .clone()
+            .map(|v| {
+                let (mut a, mut b) = (0.0, 0.0);
+                for (_, d) in scene.depth[v].iter().enumerate().filter(|(p, _)| !is_sky(*p)) {
+                    let dm = *d as f64 * sim.scale * m;
+                    a += metric_gain(v) * *d as f64 * dm;
+                    b += dm * dm;
+                }
+                [a, b]
+            })
+            .collect();
+        p.scale_factor = Some(m as f32);
+        p.is_metric = true;
+        Ok(p)
+    };
+    let (mut pred, report) = run_chunked(&plan, true, Some(2), dummy_views, run, &mut |_| {}).unwrap();
+    assert_eq!(report.chunks, vec![0..5, 3..8, 6..11]);
+    // Before the re-fit the job carries chunk 0's factor, which misses the reference's.
+    let first = *first_factor.lock().unwrap();
+    assert!((first / g_true - 1.0).abs() > 0.05, "chunk 0's factor {first} vs all views' {g_true}: the test needs them apart");
+    let g = da3::schedule::stitch::refit_metric_scale(&mut pred, 5).expect("nested sums for every view");
+    let mut worst = 0.0f64;
+    for v in 0..n_views {
+        for (p, (d, t)) in pred.depth_of(v).iter().zip(&scene.depth[v]).enumerate() {
+            if !is_sky(p) {
+                worst = worst.max((*d as f64 / (*t as f64 * g_true) - 1.0).abs());
+            }
+        }
+    }
+    assert!(worst < 1e-5, "depth vs the all-view factor: max relative error {worst:.2e} (g = {g})");
+    // Translations: the scene's cameras in chunk 0's rotation, scaled by g*.
+    let s0 = chunk_sim3(0);
+    let want_sim = Sim3 { scale: g_true, translation: s0.translation.map(|t| t * g_true / s0.scale), ..s0 };
+    for v in 0..n_views {
+        let want = apply_sim3(&want_sim, &scene.ext[v]);
+        for r in 0..3 {
+            assert!((pred.extrinsics[v][r][3] as f64 - want[r][3]).abs() < 1e-4, "view {v}: {:?} vs {want:?}", pred.extrinsics[v]);
+        }
+    }
+    // One sky value for the whole job: the 0.99 quantile of all non-sky depth (≤ 100k pixels:
+    // no sampling).
+    let mut non_sky: Vec<f32> = (0..pred.depth.len()).filter(|i| !is_sky(i % (H * W))).map(|i| pred.depth[i]).collect();
+    let q = da3::sky::quantile(&mut non_sky, 0.99).min(200.0);
+    assert!((0..pred.depth.len()).filter(|i| is_sky(i % (H * W))).all(|i| pred.depth[i] == q && pred.conf[i] == 1.0));
+    // A second re-fit changes nothing: the sums are in the new units.
+    let again = da3::schedule::stitch::refit_metric_scale(&mut pred, 5).unwrap();
+    assert!((again - 1.0).abs() < 1e-9, "{again}");
 }

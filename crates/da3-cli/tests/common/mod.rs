@@ -38,6 +38,19 @@ pub fn da3(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_da3")).args(args).output().expect("cannot run the da3 binary")
 }
 
+/// `da3 infer INPUTS --model CONFIG --weights WEIGHTS --out OUT EXTRA…`, which must succeed;
+/// returns its stdout.
+pub fn infer_ok<P: AsRef<Path>>(inputs: &[P], (config, weights): (&Path, &Path), out: &Path, extra: &[&str]) -> String {
+    let mut args: Vec<String> = vec!["infer".into()];
+    args.extend(inputs.iter().map(|p| s(p.as_ref())));
+    args.extend(["--model".into(), s(config), "--weights".into(), s(weights), "--out".into(), s(out)]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let o = da3(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{extra:?}: {stdout}\n{}", stderr_of(&o));
+    stdout
+}
+
 /// Whether `python3 -c "import numpy"` works; prints a notice when it does not.
 pub fn have_numpy() -> bool {
     let ok = Command::new("python3")

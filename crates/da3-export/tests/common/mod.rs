@@ -2,6 +2,8 @@
 //! closed form, scratch directories, and a runner for independent Python readers.
 #![allow(dead_code)]
 
+pub mod ply;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -44,6 +44,10 @@ pub const ACTIVATION_CALIBRATION: f64 = 1.0;
 /// leaves room for backends and machines not measured.
 pub const PASS_OVERHEAD_BYTES: u64 = 16 << 20;
 
+/// Values per pixel of one Gaussian (means 3, scales 3, rotation 4, SH 3·9, opacity 1), and
+/// of the GS head's raw output (37 channels and the density).
+const GAUSSIAN_VALUES: u64 = 38;
+
 /// The memory needs of one model at one resolution and precision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryModel {
@@ -63,7 +67,10 @@ pub struct MemoryModel {
     features: usize,
     out_channels: [usize; 4],
     dual_head: bool,
+    /// Whether the GS head runs (counted in the activations).
     gs_head: bool,
+    /// Whether the job returns 3D Gaussians (host arrays per view; see [`Self::with_gaussians`]).
+    gaussians: bool,
     /// Whether a second network (the nested model's metric branch) runs on the same views.
     branches: u64,
     /// How attention is computed.
@@ -87,9 +94,22 @@ impl MemoryModel {
             out_channels: config.head.out_channels,
             dual_head: config.head.kind == HeadKind::DualDpt,
             gs_head: config.gs_head,
+            gaussians: false,
             branches: 1 + u64::from(config.metric_branch.is_some()),
             attention,
         }
+    }
+
+    /// The model of a job that does (`infer_gs`) or does not run the GS head. [`Self::new`]
+    /// counts the GS head of a model that has one, to be safe; with `false` it is dropped (the
+    /// head does not run), with `true` (on a model with a GS head) the host arrays of the
+    /// Gaussians are added: 38 f32 per pixel returned for every view (means 3, scales 3,
+    /// rotations 4, SH 27, opacity 1) and the head's raw output (37 + density, f32) copied to
+    /// the host for the views of the running pass.
+    pub fn with_gaussians(mut self, infer_gs: bool) -> Self {
+        self.gs_head &= infer_gs;
+        self.gaussians = self.gs_head;
+        self
     }
 
     /// Tokens per view N: the patches plus the class and camera tokens.
@@ -157,9 +177,21 @@ impl MemoryModel {
         2 * 3 * (self.height * self.width) as u64 * 4
     }
 
-    /// Host bytes of one view's returned prediction (depth, confidence, sky: f32 each).
+    /// Host bytes of one view's returned prediction (depth, confidence, sky: f32 each; with
+    /// [`Self::with_gaussians`] the Gaussians' 38 f32 per pixel).
     pub fn output_bytes_per_view(&self) -> u64 {
-        3 * (self.height * self.width) as u64 * 4
+        (3 + if self.gaussians { GAUSSIAN_VALUES } else { 0 }) * (self.height * self.width) as u64 * 4
+    }
+
+    /// Host bytes per view of the running pass that are not returned: the GS head's raw
+    /// output (38 f32 per pixel) read back for the Gaussian adapter, with
+    /// [`Self::with_gaussians`]; 0 otherwise.
+    pub fn pass_host_bytes_per_view(&self) -> u64 {
+        if self.gaussians {
+            GAUSSIAN_VALUES * (self.height * self.width) as u64 * 4
+        } else {
+            0
+        }
     }
 
     /// The largest single tensor of a pass over `views` views, for devices that cap one

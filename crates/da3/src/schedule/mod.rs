@@ -7,7 +7,8 @@
 //! - [`plan`]: the chunk size, overlap and chunks (pure logic).
 //! - [`runner`]: runs the chunks with the next chunk's decoding overlapped, splits chunks
 //!   that run out of memory and retries them, and aligns the chunks into one pose frame
-//!   ([`stitch`]: rotation from the shared views' relative poses, scale from their depth).
+//!   ([`stitch`]: rotation from the shared views' relative poses, scale from their depth;
+//!   3D Gaussians moved by the same similarity).
 //!
 //! [`crate::Da3::predict_scheduled`] and [`crate::Da3::predict_from_source`] put it together;
 //! a job that fits runs as one multi-view pass, exactly as [`crate::Da3::predict_with`].
@@ -59,7 +60,7 @@ impl<B: Backend> Da3<B> {
         schedule: &ScheduleOptions,
         device_memory: &DeviceMemory,
     ) -> Result<Plan, Da3Error> {
-        let model = self.memory_model(height, width);
+        let model = self.memory_model(height, width).with_gaussians(options.infer_gs);
         plan::plan(&model, device_memory, views, schedule, self.needs_pose_frame(options))
     }
 
@@ -106,13 +107,15 @@ impl<B: Backend> Da3<B> {
     where
         S: Fn(Range<usize>) -> Result<Views, Da3Error> + Sync,
     {
-        let model = self.memory_model(height, width);
+        let model = self.memory_model(height, width).with_gaussians(options.infer_gs);
         let pose_frame = self.needs_pose_frame(options);
         let plan = plan::plan(&model, device_memory, count, schedule, pose_frame)?;
-        if !plan.is_single_pass() && options.infer_gs {
+        if !plan.is_single_pass() && options.infer_gs && !pose_frame {
+            // Chunks conditioned on input cameras are not aligned to each other, and each keeps
+            // its Gaussians in its own predicted frame (see `stitch`).
             return Err(Da3Error::Input(format!(
-                "3D Gaussians (infer_gs) need all {count} views in one pass, but the memory budget allows \
-                 {} per pass; raise --max-memory (or turn Gaussians off)",
+                "3D Gaussians (infer_gs) with input cameras need all {count} views in one pass, but the \
+                 memory budget allows {} per pass; raise --max-memory (or turn Gaussians off)",
                 plan.chunk_size
             )));
         }
@@ -161,7 +164,12 @@ impl<B: Backend> Da3<B> {
                 }
             }
         };
-        runner::run_chunked(&plan, pose_frame, schedule.overlap, source, run_chunk, on_event)
+        let (mut prediction, mut report) =
+            runner::run_chunked(&plan, pose_frame, schedule.overlap, source, run_chunk, on_event)?;
+        if pose_frame && report.chunks.len() > 1 {
+            report.metric_refit = stitch::refit_metric_scale(&mut prediction, options.seed);
+        }
+        Ok((prediction, report))
     }
 }
 

@@ -87,7 +87,8 @@ pub fn chunks(total: usize, k: usize, overlap: usize) -> Vec<Range<usize>> {
 /// Estimated peak bytes of a job of `total` views run in chunks of `k` (what counts against
 /// the budget): on the host the resident set, the pass's activations, two chunks of inputs
 /// (the running one and the prefetched one), the returned arrays of every view and a chunk's
-/// prediction before it is merged; on a GPU the weights and the pass's activations.
+/// prediction before it is merged (with Gaussians also the GS head's raw output read back for
+/// the chunk); on a GPU the weights and the pass's activations.
 pub fn estimated_peak(model: &MemoryModel, device: &DeviceMemory, total: usize, k: usize) -> u64 {
     let pass = model.activation_bytes(k);
     if device.host {
@@ -95,6 +96,7 @@ pub fn estimated_peak(model: &MemoryModel, device: &DeviceMemory, total: usize, 
             + pass
             + 2 * k as u64 * model.input_bytes_per_view()
             + (total + k) as u64 * model.output_bytes_per_view()
+            + k as u64 * model.pass_host_bytes_per_view()
     } else {
         device.resident + pass
     }

@@ -65,6 +65,9 @@ pub struct RunReport {
     /// How each chunk after the first was aligned into the first's frame (`None` where no
     /// alignment was needed: input cameras, mono/metric models).
     pub alignments: Vec<Option<ChunkAlignment>>,
+    /// The nested model's metric factor re-fitted over all views of a chunked job and applied
+    /// to the stitched result (see [`super::stitch::refit_metric_scale`]); `None` otherwise.
+    pub metric_refit: Option<f64>,
 }
 
 /// Runs `plan` over its views.
@@ -91,7 +94,14 @@ where
     let total = plan.views;
     let min_chunk = if pose_frame { 2 } else { 1 }.min(total);
     let mut report =
-        RunReport { plan: plan.clone(), chunks: Vec::new(), passes: 0, splits: Vec::new(), alignments: Vec::new() };
+        RunReport {
+        plan: plan.clone(),
+        chunks: Vec::new(),
+        passes: 0,
+        splits: Vec::new(),
+        alignments: Vec::new(),
+        metric_refit: None,
+    };
     let mut assembly = Assembly::default();
     let (mut k, mut overlap) = (plan.chunk_size, plan.overlap);
     let mut cache = ViewCache::default();

@@ -17,8 +17,31 @@
 //!
 //! The chunk's extrinsics are then moved with `align::apply_sim3` and its depth multiplied by
 //! `s`; the shared views keep the values of the chunk that produced them first.
+//!
+//! The nested model's metric scale: every pass fits its own least-squares factor from the
+//! any-view depth to the metric branch's, and the chunk similarity then re-scales chunk k to
+//! chunk 0, so the stitched job would carry chunk 0's factor alone, fitted on its views only.
+//! The reference fits one factor over all views of its (single) pass, so a chunked job does
+//! too: each view's least-squares sums (`Prediction::metric_view_sums`) are carried into the
+//! job's frame (×s, ×s²) and [`refit_metric_scale`] applies `g = Σ⟨metric, depth⟩ / Σ⟨depth,
+//! depth⟩` over all views to depth and translations once the chunks are stitched, then fills
+//! the sky again from all views. What remains per chunk is the confidence median that selects
+//! each chunk's pixels (the reference takes it over all views). Sky pixels (sky score ≥ 0.3)
+//! are left out of the depth ratio that fits the chunk scale, since each pass fills its sky
+//! with its own constant.
+//!
+//! 3D Gaussians (`infer_gs`) are moved by the same similarity ([`crate::Gaussians::transform`]),
+//! with one correction for the nested model: as in the reference, a pass's Gaussians are
+//! computed before the metric scaling, so they live in the pass's frame divided by its metric
+//! factor `m` ([`Prediction::scale_factor`]). A chunk's Gaussians are therefore taken into the
+//! first chunk's Gaussian frame by `x ↦ (s·R·(m_k·x) + t) / m_0` ([`gaussian_sim3`]); for the
+//! other models `m = 1` and this is the chunk's similarity itself. The first chunk's Gaussians
+//! are kept as they are, so a job's Gaussians are those of a single pass over the first chunk
+//! followed by the later chunks' new views, in the first chunk's frame.
 
 use crate::align::{apply_sim3, camera_centre, umeyama, Extrinsics, Sim3};
+use crate::rng::SplitMix64;
+use crate::sky::NON_SKY_THRESHOLD;
 use crate::linalg::{mul3, signed_svd3, transpose3, M3};
 use crate::{Da3Error, Prediction};
 
@@ -145,6 +168,16 @@ impl Assembly {
             self.prediction = chunk;
             return Ok(());
         }
+        if chunk.gaussians.is_some() && !(align && chunk.has_cameras()) {
+            // Without a common pose frame (input cameras) every chunk's Gaussians stay in that
+            // chunk's own predicted frame, as the reference leaves them: they do not fit together.
+            return Err(Da3Error::Input(
+                "3D Gaussians (infer_gs) of separate chunks can only be merged when the chunks are \
+                 aligned into one predicted pose frame, not with input cameras; run them in one pass \
+                 (raise --max-memory or the chunk size)"
+                    .into(),
+            ));
+        }
         let alignment = if align && chunk.has_cameras() {
             if shared == 0 {
                 return Err(Da3Error::Input("chunks share no view, so their poses cannot be aligned".into()));
@@ -152,14 +185,22 @@ impl Assembly {
             let to64 = |e: &[[f32; 4]; 3]| e.map(|r| r.map(f64::from));
             let job_ext: Vec<Extrinsics> = self.prediction.extrinsics[start..].iter().map(to64).collect();
             let chunk_ext: Vec<Extrinsics> = chunk.extrinsics[..shared].iter().map(to64).collect();
-            let job_depth: Vec<&[f32]> = (start..have).map(|i| self.prediction.depth_of(i)).collect();
-            let chunk_depth: Vec<&[f32]> = (0..shared).map(|i| chunk.depth_of(i)).collect();
+            let job_depth: Vec<Vec<f32>> = (start..have).map(|i| without_sky(&self.prediction, i)).collect();
+            let chunk_depth: Vec<Vec<f32>> = (0..shared).map(|i| without_sky(&chunk, i)).collect();
+            let (job_depth, chunk_depth): (Vec<&[f32]>, Vec<&[f32]>) =
+                (job_depth.iter().map(Vec::as_slice).collect(), chunk_depth.iter().map(Vec::as_slice).collect());
             let fit = fit_chunk_alignment(&job_ext, &job_depth, &chunk_ext, &chunk_depth)?;
             for e in chunk.extrinsics.iter_mut() {
                 *e = apply_sim3(&fit.sim3, &to64(e)).map(|r| r.map(|v| v as f32));
             }
             let s = fit.sim3.scale as f32;
             chunk.depth.iter_mut().for_each(|d| *d *= s);
+            let s64 = fit.sim3.scale;
+            chunk.metric_view_sums.iter_mut().for_each(|v| *v = [v[0] * s64, v[1] * s64 * s64]);
+            let to_job = gaussian_sim3(&fit.sim3, chunk.scale_factor, self.prediction.scale_factor);
+            if let Some(g) = chunk.gaussians.as_mut() {
+                g.transform(&to_job);
+            }
             Some(fit)
         } else {
             None
@@ -175,12 +216,10 @@ impl Assembly {
         if (chunk.height, chunk.width) != (p.height, p.width) {
             return Err(Da3Error::Input("internal: chunks of different image sizes".into()));
         }
-        if chunk.gaussians.is_some() {
-            return Err(Da3Error::Input(
-                "3D Gaussians (infer_gs) cannot be merged across chunks; run them in one pass \
-                 (raise --max-memory or the chunk size)"
-                    .into(),
-            ));
+        match (p.gaussians.as_mut(), chunk.gaussians.as_ref()) {
+            (Some(mine), Some(theirs)) => mine.append_views(theirs, skip)?,
+            (None, None) => {}
+            _ => return Err(Da3Error::Input("internal: only some chunks have 3D Gaussians".into())),
         }
         let n = chunk.height * chunk.width;
         p.depth.extend_from_slice(&chunk.depth[skip * n..]);
@@ -189,6 +228,7 @@ impl Assembly {
         }
         p.extrinsics.extend_from_slice(chunk.extrinsics.get(skip..).unwrap_or(&[]));
         p.intrinsics.extend_from_slice(chunk.intrinsics.get(skip..).unwrap_or(&[]));
+        p.metric_view_sums.extend_from_slice(chunk.metric_view_sums.get(skip..).unwrap_or(&[]));
         if let (Some(sky), Some(more)) = (p.sky.as_mut(), chunk.sky.as_ref()) {
             sky.extend_from_slice(&more[skip * n..]);
         }
@@ -198,6 +238,64 @@ impl Assembly {
         }
         p.views += chunk.views - skip;
         Ok(())
+    }
+}
+
+/// Depth of view `i` with sky pixels (sky score ≥ [`NON_SKY_THRESHOLD`]) set to NaN, which
+/// the scale fit skips.
+fn without_sky(p: &Prediction, i: usize) -> Vec<f32> {
+    let depth = p.depth_of(i);
+    match &p.sky {
+        Some(sky) => {
+            let n = depth.len();
+            depth.iter().zip(&sky[i * n..(i + 1) * n]).map(|(d, s)| if *s < NON_SKY_THRESHOLD { *d } else { f32::NAN }).collect()
+        }
+        None => depth.to_vec(),
+    }
+}
+
+/// Re-fits the nested model's metric factor over all views of a stitched job, as the
+/// reference's single pass fits it over all its views (see the module docs): with the per-view
+/// sums in the job's frame, `g = Σ⟨metric, depth⟩ / Σ⟨depth, depth⟩`; depth, the translations,
+/// the sums and [`Prediction::scale_factor`] are multiplied by `g` (the Gaussians, which the
+/// reference computes before the metric scaling, stay in the frame `cameras / scale_factor`),
+/// and the sky pixels get `min(q0.99(non-sky depth), 200)` of all views (sampled with `seed`).
+/// Returns `g`, or `None` when the prediction has no sums for every view (not the nested model).
+pub fn refit_metric_scale(p: &mut Prediction, seed: u64) -> Option<f64> {
+    if p.metric_view_sums.len() != p.views || p.views == 0 {
+        return None;
+    }
+    let (num, den) = p.metric_view_sums.iter().fold((0.0, 0.0), |(a, b), v| (a + v[0], b + v[1]));
+    if !(den > 0.0 && num > 0.0 && (num / den).is_finite()) {
+        return None;
+    }
+    let g = num / den;
+    let g32 = g as f32;
+    p.depth.iter_mut().for_each(|d| *d *= g32);
+    for e in p.extrinsics.iter_mut() {
+        e.iter_mut().for_each(|row| row[3] *= g32);
+    }
+    p.metric_view_sums.iter_mut().for_each(|v| *v = [v[0] * g, v[1] * g * g]);
+    p.scale_factor = p.scale_factor.map(|m| (m as f64 * g) as f32);
+    if let Some(sky) = &p.sky {
+        if p.conf.len() == p.depth.len() {
+            let non_sky: Vec<bool> = sky.iter().map(|s| *s < NON_SKY_THRESHOLD).collect();
+            crate::nested::fill_sky(&mut p.depth, &mut p.conf, &non_sky, &mut SplitMix64::new(seed));
+        }
+    }
+    Some(g)
+}
+
+/// The similarity that takes a chunk's Gaussians into the job's Gaussian frame, given the
+/// chunk's fitted similarity `sim3` (chunk frame → job frame) and the metric factors of the
+/// chunk (`chunk_metric`, `m_k`) and of the first chunk (`job_metric`, `m_0`) of the nested
+/// model (`None`: 1): `x ↦ (s·R·(m_k·x) + t) / m_0`. See the module docs.
+pub fn gaussian_sim3(sim3: &Sim3, chunk_metric: Option<f32>, job_metric: Option<f32>) -> Sim3 {
+    let (mk, m0) = (chunk_metric.map_or(1.0, f64::from), job_metric.map_or(1.0, f64::from));
+    Sim3 {
+        rotation: sim3.rotation,
+        translation: sim3.translation.map(|t| t / m0),
+        scale: sim3.scale * mk / m0,
     }
 }
 
