@@ -134,7 +134,15 @@ impl<B: Backend> Conv2d<B> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
         let weight = self.weight.val();
         let x = x.cast(weight.dtype());
-        conv2d(x, weight, self.bias.as_ref().map(|b| b.val()), options)
+        let bias = self.bias.as_ref().map(|b| b.val());
+        // flex: "same" k×k convolutions as shifted GEMMs (see `crate::kernels::conv`).
+        #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+        if self.stride == 1 {
+            if let Some(y) = crate::kernels::conv::try_conv2d_same(&x, &weight, bias.as_ref(), self.padding) {
+                return y;
+            }
+        }
+        conv2d(x, weight, bias, options)
     }
 }
 

@@ -8,4 +8,6 @@ pub(crate) mod flex;
 pub(crate) mod rope;
 pub mod attention;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod conv;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod resize;

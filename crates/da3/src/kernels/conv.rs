@@ -1,0 +1,207 @@
+//! "Same" convolutions (odd k×k kernel, stride 1, padding k/2) on Burn's flex backend, as k²
+//! shifted matrix products: the DPT heads' 3×3 convolutions, most of their CPU time.
+//!
+//! burn-flex lowers every convolution to im2col (a k²-times copy of the input, zero-filled)
+//! plus GEMM. Here the input is zero-padded once ([C_in, H + 2p, W + 2p]); output rows are then
+//! computed on the padded width ("wide" rows: W + 2p columns, the last 2p discarded), because
+//! on that grid every kernel tap (kh, kw) reads the padded input at one constant offset,
+//! `kh·(W + 2p) + kw`. So the output is, per tap, one product
+//! `out[C_out, cols] += w[:, :, kh, kw] · padded[C_in, cols + offset]`, run with the `gemm`
+//! crate on column tiles (in parallel with rayon, each tile's accumulator in cache), and the
+//! bias is added while the wide rows are compacted. Summation order differs from im2col's only
+//! in rounding (taps are summed one after another).
+
+use burn::tensor::{DType, TensorData};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+/// f32 accumulator elements per column tile (C_out × tile columns): 256 KiB, within L2.
+const TILE_ELEMENTS: usize = 64 * 1024;
+
+/// The contiguous f32 values of `t`, `None` otherwise.
+fn values(t: &FlexTensor) -> Option<&[f32]> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    let (start, end) = t.layout().contiguous_offsets()?;
+    Some(&t.storage::<f32>()[start..end])
+}
+
+/// Raw output pointer shared by the tile tasks (each writes only its own columns).
+struct SharedOut(*mut f32);
+// SAFETY: the tasks write disjoint column ranges, see `conv2d_same`.
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// x [N, C_in, H, W] ⊛ w [C_out, C_in, k, k] (+ bias [C_out]) with stride 1 and padding
+/// `padding` = (k − 1)/2 -> contiguous [N, C_out, H, W]. `None` where this kernel does not
+/// apply: other dtypes, 1×1 or even kernels, other paddings, mismatched shapes.
+pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, padding: usize) -> Option<FlexTensor> {
+    let (xd, wd) = (x.layout().shape(), w.layout().shape());
+    if xd.num_dims() != 4 || wd.num_dims() != 4 {
+        return None;
+    }
+    let [n, c_in, h, wid] = [xd[0], xd[1], xd[2], xd[3]];
+    let [c_out, w_in, k, k2] = [wd[0], wd[1], wd[2], wd[3]];
+    if w_in != c_in || k != k2 || k < 3 || k % 2 == 0 || padding != k / 2 || n * c_in * c_out * h * wid == 0 {
+        return None;
+    }
+    let weights = values(w)?;
+    let bias = match bias {
+        Some(b) => Some(values(b)?).filter(|b| b.len() == c_out),
+        None => None,
+    };
+    let contiguous;
+    let input = match values(x) {
+        Some(v) => v,
+        None if x.dtype() == DType::F32 => {
+            contiguous = x.to_contiguous();
+            values(&contiguous)?
+        }
+        None => return None,
+    };
+
+    let (hp, wp) = (h + 2 * padding, wid + 2 * padding);
+    let plane = hp * wp;
+    let cols = h * wp; // wide output columns per image
+    let tile = (TILE_ELEMENTS / c_out).clamp(256, 4096);
+    let mut out = vec![0f32; n * c_out * h * wid]; // [N, C_out, H, W]
+    // Padded input (+ k spare elements: a garbage column of the last row reads past the plane).
+    let mut padded = vec![0f32; c_in * plane + k];
+    let mut wide = vec![0f32; c_out * cols]; // [C_out, H·(W + 2p)]
+    for b in 0..n {
+        let image = &input[b * c_in * h * wid..][..c_in * h * wid];
+        padded[..c_in * plane].par_chunks_mut(plane).zip(image.par_chunks(h * wid)).for_each(|(dst, src)| {
+            for (y, row) in src.chunks_exact(wid).enumerate() {
+                dst[(y + padding) * wp + padding..][..wid].copy_from_slice(row);
+            }
+        });
+        let wide_ptr = SharedOut(wide.as_mut_ptr());
+        let padded = &padded;
+        (0..cols.div_ceil(tile)).into_par_iter().for_each(|t| {
+            let j0 = t * tile;
+            let width = tile.min(cols - j0);
+            for kh in 0..k {
+                for kw in 0..k {
+                    let first = kh == 0 && kw == 0;
+                    // SAFETY: columns j0..j0+width of `wide` belong to this task; the lhs walks
+                    // `weights` ([C_out, C_in, k, k]) at tap (kh, kw) and the rhs walks `padded`
+                    // at offset kh·wp + kw + j0, at most c_in·plane + k − 2 < its length.
+                    unsafe {
+                        gemm::gemm(
+                            c_out,
+                            width,
+                            c_in,
+                            wide_ptr.get().add(j0),
+                            1,
+                            cols as isize,
+                            !first,
+                            weights.as_ptr().add(kh * k + kw),
+                            (k * k) as isize,
+                            (c_in * k * k) as isize,
+                            padded.as_ptr().add(kh * wp + kw + j0),
+                            1,
+                            plane as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            }
+        });
+        // Compact the wide rows and add the bias: [C_out, H, W + 2p] -> [C_out, H, W].
+        out[b * c_out * h * wid..][..c_out * h * wid].par_chunks_mut(h * wid).enumerate().for_each(|(co, dst)| {
+            let add = bias.map_or(0.0, |b| b[co]);
+            let src = &wide[co * cols..][..cols];
+            for (drow, srow) in dst.chunks_exact_mut(wid).zip(src.chunks_exact(wp)) {
+                for (d, s) in drow.iter_mut().zip(srow) {
+                    *d = *s + add;
+                }
+            }
+        });
+    }
+    Some(FlexTensor::from_data(TensorData::new(out, [n, c_out, h, wid])))
+}
+
+/// [`conv2d_same`] on Burn tensors when `B` is flex and the kernel applies, else `None`.
+pub(crate) fn try_conv2d_same<B: burn::tensor::backend::Backend>(
+    x: &burn::tensor::Tensor<B, 4>,
+    weight: &burn::tensor::Tensor<B, 4>,
+    bias: Option<&burn::tensor::Tensor<B, 1>>,
+    padding: usize,
+) -> Option<burn::tensor::Tensor<B, 4>> {
+    use super::flex::{from_flex, into_flex};
+    let x = into_flex(x.clone()).ok()?;
+    let weight = into_flex(weight.clone()).ok()?;
+    let bias = match bias {
+        Some(b) => Some(into_flex(b.clone()).ok()?),
+        None => None,
+    };
+    conv2d_same(&x, &weight, bias.as_ref(), padding).map(from_flex)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backends::Flex;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Tensor, TensorData};
+
+    fn tensor<const D: usize>(shape: [usize; D], seed: usize) -> Tensor<Flex, D> {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|i| (((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5) * 2.0).collect();
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    /// Our shifted-GEMM convolution against Burn's (im2col) on flex: 3×3 and 5×5, with and
+    /// without bias, batch 2, odd sizes, one channel, a strided input, a tile boundary.
+    #[test]
+    fn matches_burn_conv2d() {
+        let cases = [
+            ([2, 3, 7, 9], 5, 3, true, false),
+            ([1, 64, 27, 36], 64, 3, true, false),
+            ([1, 1, 5, 4], 2, 3, false, false),
+            ([1, 4, 11, 13], 3, 5, true, false),
+            ([2, 5, 6, 8], 7, 3, true, true),
+            ([1, 8, 40, 70], 16, 3, true, false),
+        ];
+        for (shape, c_out, k, with_bias, strided) in cases {
+            let x = if strided {
+                let [n, c, h, w] = shape;
+                tensor([n, c, w, h], 1).swap_dims(2, 3)
+            } else {
+                tensor(shape, 1)
+            };
+            let w = tensor([c_out, shape[1], k, k], 2);
+            let b = with_bias.then(|| tensor([c_out], 3));
+            let ours = super::try_conv2d_same(&x, &w, b.as_ref(), k / 2).expect("kernel applies");
+            let burn = conv2d(x, w, b, ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1));
+            assert_eq!(ours.dims(), burn.dims());
+            let (a, r) = (ours.into_data().to_vec::<f32>().unwrap(), burn.into_data().to_vec::<f32>().unwrap());
+            let num: f64 = a.iter().zip(&r).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
+            let den: f64 = r.iter().map(|q| (*q as f64).powi(2)).sum();
+            let err = (num / den).sqrt();
+            assert!(err < 1e-6, "{shape:?} k{k}: rel L2 {err:.2e}");
+        }
+    }
+
+    /// Shapes the kernel does not take are declined (Burn's op runs them).
+    #[test]
+    fn declines_other_convolutions() {
+        let x = tensor([1, 4, 6, 6], 1);
+        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 1, 1], 2), None, 0).is_none()); // 1×1
+        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 3, 3], 2), None, 0).is_none()); // padding 0
+        assert!(super::try_conv2d_same(&x, &tensor([2, 3, 3, 3], 2), None, 1).is_none()); // channels
+    }
+}
