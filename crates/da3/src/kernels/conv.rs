@@ -15,6 +15,8 @@ use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::flex::SharedOut;
+
 /// f32 accumulator elements per column tile (C_out × tile columns): 256 KiB, within L2.
 const TILE_ELEMENTS: usize = 64 * 1024;
 
@@ -25,19 +27,6 @@ fn values(t: &FlexTensor) -> Option<&[f32]> {
     }
     let (start, end) = t.layout().contiguous_offsets()?;
     Some(&t.storage::<f32>()[start..end])
-}
-
-/// Raw output pointer shared by the tile tasks (each writes only its own columns).
-struct SharedOut(*mut f32);
-// SAFETY: the tasks write disjoint column ranges, see `conv2d_same`.
-unsafe impl Sync for SharedOut {}
-unsafe impl Send for SharedOut {}
-
-impl SharedOut {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper).
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// x [N, C_in, H, W] ⊛ w [C_out, C_in, k, k] (+ bias [C_out]) with stride 1 and padding
@@ -83,7 +72,7 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
                 dst[(y + padding) * wp + padding..][..wid].copy_from_slice(row);
             }
         });
-        let wide_ptr = SharedOut(wide.as_mut_ptr());
+        let wide_ptr = SharedOut::new(&mut wide); // each tile task writes only its own columns
         let padded = &padded;
         (0..cols.div_ceil(tile)).into_par_iter().for_each(|t| {
             let j0 = t * tile;

@@ -30,3 +30,24 @@ fn cast<T: 'static, U: 'static>(x: T) -> U {
     let mut slot = Some(x);
     (&mut slot as &mut dyn core::any::Any).downcast_mut::<Option<U>>().and_then(Option::take).expect("flex primitive type checked by is_flex")
 }
+
+/// A mutable output buffer shared by parallel tasks that each write their own disjoint part
+/// (rows or columns), as our CPU kernels do.
+pub(crate) struct SharedOut(*mut f32);
+
+// SAFETY: every user gives each task a disjoint region of the buffer, and the buffer outlives
+// the parallel loop.
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
+
+impl SharedOut {
+    /// Wraps the start of `buffer`.
+    pub(crate) fn new(buffer: &mut [f32]) -> Self {
+        Self(buffer.as_mut_ptr())
+    }
+
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
+    pub(crate) fn get(&self) -> *mut f32 {
+        self.0
+    }
+}

@@ -21,6 +21,8 @@ use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::kernels::flex::SharedOut;
+
 /// Query rows per parallel task (and per gemm).
 const BLOCK_Q: usize = 64;
 /// Keys per tile of the online softmax: a task's scores are BLOCK_Q × BLOCK_K f32 (512 KiB),
@@ -62,19 +64,6 @@ impl<'a> View<'a> {
     }
 }
 
-/// The output buffer, shared by the tasks; each task writes only its own rows.
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint rows (distinct (b, h, query block)), see `flash_attention`.
-unsafe impl Sync for OutPtr {}
-unsafe impl Send for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// softmax(q kᵀ / sqrt(hd)) v for f32 q [B, H, Tq, hd], k and v [B, H, Tk, hd] (any
 /// non-negative strides) -> contiguous [B, Tq, H, hd]. `None` (inputs untouched) where this
 /// kernel does not apply: other dtypes, negative strides, mismatched or empty shapes.
@@ -86,7 +75,7 @@ pub(super) fn flash_attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) ->
         return None;
     }
     let mut out = vec![0f32; b * tq * h * hd]; // [B, Tq, H, hd]
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = SharedOut::new(&mut out); // each task writes only its own rows
     let scale = 1.0 / (hd as f32).sqrt();
     let q_blocks = tq.div_ceil(BLOCK_Q);
     let keys_per_tile = BLOCK_K.min(tk);
