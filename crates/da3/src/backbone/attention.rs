@@ -51,11 +51,18 @@ impl<B: Backend> SelfAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RopeTable<B>>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let hd = d / self.num_heads;
-        // Rows of the qkv output are [q (head-major) | k | v]. Views only (no copies): the
-        // reshape of the contiguous output is free, and q, k, v are stride views into it.
+        // Rows of the qkv output are [q (head-major) | k | v].
         let heads = self.num_heads;
-        let qkv = self.qkv.forward(x).reshape([b, t, 3 * heads, hd]).swap_dims(1, 2); // [B, 3·heads, T, hd]
-        let take = |i: usize| qkv.clone().narrow(1, i * heads, heads); // [B, heads, T, hd]
+        let take: Box<dyn Fn(usize) -> Tensor<B, 4>> = if crate::kernels::reads_strided_views::<B>() {
+            // Views only (no copies): our CPU kernels read q, k, v through their strides.
+            let qkv = self.qkv.forward(x).reshape([b, t, 3 * heads, hd]).swap_dims(1, 2); // [B, 3·heads, T, hd]
+            Box::new(move |i| qkv.clone().narrow(1, i * heads, heads)) // [B, heads, T, hd]
+        } else {
+            // GPU backends: contiguous copies at offset 0 (a view's buffer offset need not meet
+            // WebGPU's 256-byte binding alignment, which broke the browser build).
+            let qkv = self.qkv.forward(x).reshape([b, t, 3, heads, hd]); // [B, T, 3, heads, hd]
+            Box::new(move |i| qkv.clone().narrow(2, i, 1).reshape([b, t, heads, hd]).swap_dims(1, 2)) // [B, heads, T, hd]
+        };
         let (mut q, mut k, v) = (take(0), take(1), take(2));
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(q);

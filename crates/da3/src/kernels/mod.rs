@@ -11,3 +11,13 @@ pub mod attention;
 pub(crate) mod conv;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod resize;
+
+/// Whether `B` runs our CPU kernels, which read strided views directly (so callers may pass
+/// views instead of contiguous copies). False on every GPU backend.
+pub(crate) fn reads_strided_views<B: burn::tensor::backend::Backend>() -> bool {
+    #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+    if flex::is_flex::<B>() {
+        return true;
+    }
+    false
+}
