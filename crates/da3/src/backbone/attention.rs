@@ -53,17 +53,18 @@ impl<B: Backend> SelfAttention<B> {
         let hd = d / self.num_heads;
         // Rows of the qkv output are [q (head-major) | k | v].
         let heads = self.num_heads;
-        let take: Box<dyn Fn(usize) -> Tensor<B, 4>> = if crate::kernels::reads_strided_views::<B>() {
+        let (mut q, mut k, v) = if crate::kernels::reads_strided_views::<B>() {
             // Views only (no copies): our CPU kernels read q, k, v through their strides.
             let qkv = self.qkv.forward(x).reshape([b, t, 3 * heads, hd]).swap_dims(1, 2); // [B, 3·heads, T, hd]
-            Box::new(move |i| qkv.clone().narrow(1, i * heads, heads)) // [B, heads, T, hd]
+            let take = |i: usize| qkv.clone().narrow(1, i * heads, heads); // [B, heads, T, hd]
+            (take(0), take(1), take(2))
         } else {
             // GPU backends: contiguous copies at offset 0 (a view's buffer offset need not meet
             // WebGPU's 256-byte binding alignment, which broke the browser build).
             let qkv = self.qkv.forward(x).reshape([b, t, 3, heads, hd]); // [B, T, 3, heads, hd]
-            Box::new(move |i| qkv.clone().narrow(2, i, 1).reshape([b, t, heads, hd]).swap_dims(1, 2)) // [B, heads, T, hd]
+            let take = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, t, heads, hd]).swap_dims(1, 2); // [B, heads, T, hd]
+            (take(0), take(1), take(2))
         };
-        let (mut q, mut k, v) = (take(0), take(1), take(2));
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(q);
             k = kn.forward(k);

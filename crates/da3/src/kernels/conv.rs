@@ -15,7 +15,7 @@ use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::SharedOut;
+use super::flex::{gemm_serial, SharedOut, Strided};
 
 /// f32 accumulator elements per column tile (C_out × tile columns): 256 KiB, within L2.
 const TILE_ELEMENTS: usize = 64 * 1024;
@@ -83,29 +83,9 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
                     // SAFETY: columns j0..j0+width of `wide` belong to this task; the lhs walks
                     // `weights` ([C_out, C_in, k, k]) at tap (kh, kw) and the rhs walks `padded`
                     // at offset kh·wp + kw + j0, at most c_in·plane + k − 2 < its length.
-                    unsafe {
-                        gemm::gemm(
-                            c_out,
-                            width,
-                            c_in,
-                            wide_ptr.get().add(j0),
-                            1,
-                            cols as isize,
-                            !first,
-                            weights.as_ptr().add(kh * k + kw),
-                            (k * k) as isize,
-                            (c_in * k * k) as isize,
-                            padded.as_ptr().add(kh * wp + kw + j0),
-                            1,
-                            plane as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                    let tap = Strided { ptr: unsafe { weights.as_ptr().add(kh * k + kw) }, row: (c_in * k * k) as isize, col: (k * k) as isize };
+                    let shifted = Strided { ptr: unsafe { padded.as_ptr().add(kh * wp + kw + j0) }, row: plane as isize, col: 1 };
+                    unsafe { gemm_serial(c_out, width, c_in, wide_ptr.get().add(j0), cols as isize, !first, tap, shifted, 1.0) };
                 }
             }
         });

@@ -51,3 +51,45 @@ impl SharedOut {
         self.0
     }
 }
+
+/// A strided f32 matrix operand: its first element and its row and column strides (elements).
+#[derive(Clone, Copy)]
+pub(crate) struct Strided {
+    /// Element [0, 0].
+    pub ptr: *const f32,
+    /// Step between rows.
+    pub row: isize,
+    /// Step between columns.
+    pub col: isize,
+}
+
+/// `dst[m×n] = (dst if accumulate, else 0) + beta · lhs[m×k] · rhs[k×n]` on the calling thread
+/// (our kernels parallelize around it) through the `gemm` crate; `dst` has unit column stride.
+///
+/// # Safety
+/// Every element the shapes and strides reach must be in bounds, and `dst` must not overlap
+/// the operands or be written by another thread meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_serial(m: usize, n: usize, k: usize, dst: *mut f32, dst_row: isize, accumulate: bool, lhs: Strided, rhs: Strided, beta: f32) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_row,
+        accumulate,
+        lhs.ptr,
+        lhs.col,
+        lhs.row,
+        rhs.ptr,
+        rhs.col,
+        rhs.row,
+        1.0,
+        beta,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}

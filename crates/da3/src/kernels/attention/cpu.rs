@@ -21,7 +21,7 @@ use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::kernels::flex::SharedOut;
+use crate::kernels::flex::{gemm_serial, SharedOut, Strided};
 
 /// Query rows per parallel task (and per gemm).
 const BLOCK_Q: usize = 64;
@@ -149,27 +149,9 @@ unsafe fn attend_block(
         let keys = BLOCK_K.min(tk - k0);
         let s = &mut scores[..rows * keys]; // [rows, keys], row-major
         // s = scale · q[q0.., :] · k[k0.., :]ᵀ  (rhs[d, j] = k[k0 + j, d])
-        gemm::gemm(
-            rows,
-            keys,
-            hd,
-            s.as_mut_ptr(),
-            1,
-            keys as isize,
-            false,
-            q.row(b, h, q0),
-            q.strides[3],
-            q.strides[2],
-            k.row(b, h, k0),
-            k.strides[2],
-            k.strides[3],
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+        let q_rows = Strided { ptr: q.row(b, h, q0), row: q.strides[2], col: q.strides[3] };
+        let k_cols = Strided { ptr: k.row(b, h, k0), row: k.strides[3], col: k.strides[2] };
+        gemm_serial(rows, keys, hd, s.as_mut_ptr(), keys as isize, false, q_rows, k_cols, scale);
         let first = k0 == 0;
         for r in 0..rows {
             let row = &mut s[r * keys..(r + 1) * keys];
@@ -188,27 +170,9 @@ unsafe fn attend_block(
             row_max[r] = m_new;
         }
         // o (+)= p · v[k0.., :]
-        gemm::gemm(
-            rows,
-            hd,
-            keys,
-            dst,
-            1,
-            dst_rs,
-            !first,
-            s.as_ptr(),
-            1,
-            keys as isize,
-            v.row(b, h, k0),
-            v.strides[3],
-            v.strides[2],
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+        let p = Strided { ptr: s.as_ptr(), row: keys as isize, col: 1 };
+        let v_rows = Strided { ptr: v.row(b, h, k0), row: v.strides[2], col: v.strides[3] };
+        gemm_serial(rows, hd, keys, dst, dst_rs, !first, p, v_rows, 1.0);
         k0 += keys;
     }
     for r in 0..rows {
