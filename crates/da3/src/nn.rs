@@ -35,7 +35,13 @@ impl<B: Backend> Linear<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let weight = self.weight.val();
         let x = x.cast(weight.dtype());
-        linear(x, weight, self.bias.as_ref().map(|b| b.val()))
+        let bias = self.bias.as_ref().map(|b| b.val());
+        // flex: one parallel pass, no serial zero-fill or bias pass (see `crate::kernels::linear`).
+        #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::kernels::linear::try_linear(&x, &weight, bias.as_ref()) {
+            return y;
+        }
+        linear(x, weight, bias)
     }
 }
 
@@ -72,6 +78,12 @@ impl<B: Backend> LayerNorm<B> {
     /// Always computed in f32 (as autocast does); a half-precision input gets a result in its
     /// own format back.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        // flex: reads strided inputs (the QK-norm's head views) in place (see
+        // `crate::kernels::layer_norm`).
+        #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+        if let Some(y) = crate::kernels::layer_norm::try_layer_norm(&x, &self.weight.val(), &self.bias.val(), self.eps) {
+            return y;
+        }
         let dtype = x.dtype();
         let out: Tensor<B, D> = Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
             x.cast(FloatDType::F32).into_primitive().tensor(),

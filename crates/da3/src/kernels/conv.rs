@@ -16,6 +16,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::flex::{gemm_serial, SharedOut, Strided};
+use super::linear::{parallel_gemm, Bias};
 
 /// f32 accumulator elements per column tile (C_out × tile columns): 256 KiB, within L2.
 const TILE_ELEMENTS: usize = 64 * 1024;
@@ -30,8 +31,9 @@ fn values(t: &FlexTensor) -> Option<&[f32]> {
 }
 
 /// x [N, C_in, H, W] ⊛ w [C_out, C_in, k, k] (+ bias [C_out]) with stride 1 and padding
-/// `padding` = (k − 1)/2 -> contiguous [N, C_out, H, W]. `None` where this kernel does not
-/// apply: other dtypes, 1×1 or even kernels, other paddings, mismatched shapes.
+/// `padding` = (k − 1)/2 -> contiguous [N, C_out, H, W] (1×1 kernels: one GEMM per image).
+/// `None` where this kernel does not apply: other dtypes, even kernels, other paddings,
+/// mismatched shapes.
 pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, padding: usize) -> Option<FlexTensor> {
     let (xd, wd) = (x.layout().shape(), w.layout().shape());
     if xd.num_dims() != 4 || wd.num_dims() != 4 {
@@ -39,12 +41,12 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
     }
     let [n, c_in, h, wid] = [xd[0], xd[1], xd[2], xd[3]];
     let [c_out, w_in, k, k2] = [wd[0], wd[1], wd[2], wd[3]];
-    if w_in != c_in || k != k2 || k < 3 || k % 2 == 0 || padding != k / 2 || n * c_in * c_out * h * wid == 0 {
+    if w_in != c_in || k != k2 || k % 2 == 0 || padding != k / 2 || n * c_in * c_out * h * wid == 0 {
         return None;
     }
     let weights = values(w)?;
     let bias = match bias {
-        Some(b) => Some(values(b)?).filter(|b| b.len() == c_out),
+        Some(b) => Some(values(b)?.get(..c_out)?).filter(|b| b.len() == c_out),
         None => None,
     };
     let contiguous;
@@ -56,51 +58,107 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
         }
         None => return None,
     };
+    if k == 1 {
+        return Some(pointwise(input, weights, bias, [n, c_in, h, wid], c_out));
+    }
 
     let (hp, wp) = (h + 2 * padding, wid + 2 * padding);
     let plane = hp * wp;
     let cols = h * wp; // wide output columns per image
     let tile = (TILE_ELEMENTS / c_out).clamp(256, 4096);
-    let mut out = vec![0f32; n * c_out * h * wid]; // [N, C_out, H, W]
-    // Padded input (+ k spare elements: a garbage column of the last row reads past the plane).
-    let mut padded = vec![0f32; c_in * plane + k];
-    let mut wide = vec![0f32; c_out * cols]; // [C_out, H·(W + 2p)]
+    // The three buffers are written in full by parallel tasks, never zero-filled first: a
+    // zero-fill is one serial memset, which was 15 % of the main thread's time in a da3-small
+    // pass while the pool waited.
+    let mut out = Vec::with_capacity(n * c_out * h * wid); // [N, C_out, H, W]
+    // Padded input (+ k spare zeros: a garbage column of the last row reads past the plane).
+    let mut padded = Vec::with_capacity(c_in * plane + k);
+    let mut wide = Vec::with_capacity(c_out * cols); // [C_out, H·(W + 2p)]
+    let (out_ptr, padded_ptr, wide_ptr) = (SharedOut::spare(&mut out), SharedOut::spare(&mut padded), SharedOut::spare(&mut wide));
     for b in 0..n {
         let image = &input[b * c_in * h * wid..][..c_in * h * wid];
-        padded[..c_in * plane].par_chunks_mut(plane).zip(image.par_chunks(h * wid)).for_each(|(dst, src)| {
-            for (y, row) in src.chunks_exact(wid).enumerate() {
-                dst[(y + padding) * wp + padding..][..wid].copy_from_slice(row);
-            }
+        (0..c_in).into_par_iter().for_each(|c| {
+            // SAFETY: task c writes exactly plane c (hp rows of wp) of `padded`'s capacity.
+            unsafe { pad_plane(padded_ptr.get().add(c * plane), &image[c * h * wid..][..h * wid], h, wid, padding) };
         });
-        let wide_ptr = SharedOut::new(&mut wide); // each tile task writes only its own columns
-        let padded = &padded;
+        // SAFETY: the k spare elements after the planes, within the capacity; then every
+        // element has been written.
+        unsafe {
+            std::ptr::write_bytes(padded_ptr.get().add(c_in * plane), 0, k);
+            padded.set_len(c_in * plane + k);
+        }
+        let padded_in = &padded[..];
         (0..cols.div_ceil(tile)).into_par_iter().for_each(|t| {
             let j0 = t * tile;
             let width = tile.min(cols - j0);
             for kh in 0..k {
                 for kw in 0..k {
                     let first = kh == 0 && kw == 0;
-                    // SAFETY: columns j0..j0+width of `wide` belong to this task; the lhs walks
+                    // SAFETY: columns j0..j0+width of `wide` belong to this task (the first tap
+                    // writes them without reading: `accumulate = false`); the lhs walks
                     // `weights` ([C_out, C_in, k, k]) at tap (kh, kw) and the rhs walks `padded`
                     // at offset kh·wp + kw + j0, at most c_in·plane + k − 2 < its length.
                     let tap = Strided { ptr: unsafe { weights.as_ptr().add(kh * k + kw) }, row: (c_in * k * k) as isize, col: (k * k) as isize };
-                    let shifted = Strided { ptr: unsafe { padded.as_ptr().add(kh * wp + kw + j0) }, row: plane as isize, col: 1 };
+                    let shifted = Strided { ptr: unsafe { padded_in.as_ptr().add(kh * wp + kw + j0) }, row: plane as isize, col: 1 };
                     unsafe { gemm_serial(c_out, width, c_in, wide_ptr.get().add(j0), cols as isize, !first, tap, shifted, 1.0) };
                 }
             }
         });
+        // SAFETY: the tiles above wrote all c_out·cols elements.
+        unsafe { wide.set_len(c_out * cols) };
+        let wide_in = &wide[..];
         // Compact the wide rows and add the bias: [C_out, H, W + 2p] -> [C_out, H, W].
-        out[b * c_out * h * wid..][..c_out * h * wid].par_chunks_mut(h * wid).enumerate().for_each(|(co, dst)| {
+        (0..c_out).into_par_iter().for_each(|co| {
             let add = bias.map_or(0.0, |b| b[co]);
-            let src = &wide[co * cols..][..cols];
-            for (drow, srow) in dst.chunks_exact_mut(wid).zip(src.chunks_exact(wp)) {
-                for (d, s) in drow.iter_mut().zip(srow) {
-                    *d = *s + add;
+            let src = &wide_in[co * cols..][..cols];
+            // SAFETY: task co writes exactly the h·wid elements of channel co of image b.
+            let dst = unsafe { out_ptr.get().add((b * c_out + co) * h * wid) };
+            for (y, srow) in src.chunks_exact(wp).enumerate() {
+                let drow = unsafe { dst.add(y * wid) };
+                for (x, s) in srow[..wid].iter().enumerate() {
+                    unsafe { drow.add(x).write(*s + add) };
                 }
             }
         });
+        // Next image: the buffers are rewritten in full; forget their contents' length.
+        unsafe {
+            padded.set_len(0);
+            wide.set_len(0);
+        }
     }
+    // SAFETY: every image's channels were written above.
+    unsafe { out.set_len(n * c_out * h * wid) };
     Some(FlexTensor::from_data(TensorData::new(out, [n, c_out, h, wid])))
+}
+
+/// A 1×1 convolution: per image one product `w [C_out, C_in] · x [C_in, H·W]` (+ bias per
+/// output channel), through [`parallel_gemm`] (burn-flex runs these as a serial im2col copy
+/// plus GEMM).
+fn pointwise(input: &[f32], weights: &[f32], bias: Option<&[f32]>, [n, c_in, h, w]: [usize; 4], c_out: usize) -> FlexTensor {
+    let plane = h * w;
+    let mut out = Vec::with_capacity(n * c_out * plane); // [N, C_out, H, W]
+    let lhs = Strided { ptr: weights.as_ptr(), row: c_in as isize, col: 1 };
+    for image in input.chunks_exact(c_in * plane) {
+        let rhs = Strided { ptr: image.as_ptr(), row: plane as isize, col: 1 };
+        // SAFETY: weights hold c_out·c_in values and the image c_in·plane; bias has c_out.
+        unsafe { parallel_gemm(&mut out, c_out, c_in, plane, lhs, rhs, bias.map_or(Bias::None, Bias::PerRow)) };
+    }
+    FlexTensor::from_data(TensorData::new(out, [n, c_out, h, w]))
+}
+
+/// Writes one zero-padded plane ([h + 2p, w + 2p]) of `src` ([h, w]) at `dst`.
+///
+/// # Safety
+/// `dst` must be valid for (h + 2p)·(w + 2p) writes not made by anyone else meanwhile.
+unsafe fn pad_plane(dst: *mut f32, src: &[f32], h: usize, w: usize, p: usize) {
+    let wp = w + 2 * p;
+    std::ptr::write_bytes(dst, 0, p * wp); // top rows
+    for (y, row) in src.chunks_exact(w).enumerate() {
+        let at = dst.add((y + p) * wp);
+        std::ptr::write_bytes(at, 0, p);
+        std::ptr::copy_nonoverlapping(row.as_ptr(), at.add(p), w);
+        std::ptr::write_bytes(at.add(p + w), 0, p);
+    }
+    std::ptr::write_bytes(dst.add((h + p) * wp), 0, p * wp); // bottom rows
 }
 
 /// [`conv2d_same`] on Burn tensors when `B` is flex and the kernel applies, else `None`.
@@ -133,8 +191,8 @@ mod tests {
         Tensor::from_data(TensorData::new(values, shape), &Default::default())
     }
 
-    /// Our shifted-GEMM convolution against Burn's (im2col) on flex: 3×3 and 5×5, with and
-    /// without bias, batch 2, odd sizes, one channel, a strided input, a tile boundary.
+    /// Our shifted-GEMM convolution against Burn's (im2col) on flex: 3×3, 5×5 and 1×1, with
+    /// and without bias, batch 2, odd sizes, one channel, strided inputs, a tile boundary.
     #[test]
     fn matches_burn_conv2d() {
         let cases = [
@@ -144,6 +202,8 @@ mod tests {
             ([1, 4, 11, 13], 3, 5, true, false),
             ([2, 5, 6, 8], 7, 3, true, true),
             ([1, 8, 40, 70], 16, 3, true, false),
+            ([2, 6, 5, 7], 4, 1, true, false),     // 1×1: one GEMM per image
+            ([1, 64, 40, 70], 32, 1, false, true), // 1×1, strided input, columns split
         ];
         for (shape, c_out, k, with_bias, strided) in cases {
             let x = if strided {
@@ -169,7 +229,7 @@ mod tests {
     #[test]
     fn declines_other_convolutions() {
         let x = tensor([1, 4, 6, 6], 1);
-        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 1, 1], 2), None, 0).is_none()); // 1×1
+        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 2, 2], 2), None, 1).is_none()); // even
         assert!(super::try_conv2d_same(&x, &tensor([2, 4, 3, 3], 2), None, 0).is_none()); // padding 0
         assert!(super::try_conv2d_same(&x, &tensor([2, 3, 3, 3], 2), None, 1).is_none()); // channels
     }

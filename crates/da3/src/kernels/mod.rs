@@ -10,6 +10,10 @@ pub mod attention;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod conv;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod layer_norm;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod linear;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod resize;
 
 /// Whether `B` runs our CPU kernels, which read strided views directly (so callers may pass
