@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use da3::preprocess::{Intrinsics, Options, Preprocessed};
 use da3::config::HeadKind;
 use da3::schedule::memory::format_bytes;
-use da3::schedule::{DeviceMemory, Event, RunReport, ScheduleOptions};
+use da3::schedule::{ChunkLimit, DeviceMemory, Event, RunReport, ScheduleOptions};
 use da3::{Da3, Da3Config, InputCameras, PredictOptions, Prediction};
 use indicatif::ProgressBar;
 use da3_export::atomic::write_bytes_atomic;
@@ -309,6 +309,13 @@ fn chunk_summary(report: &RunReport) -> Option<String> {
     }
     if let Some(b) = plan.budget {
         line += &format!("; budget {}", format_bytes(b));
+    }
+    if plan.limit == ChunkLimit::Compute {
+        line += &format!(
+            "; chunks capped at {} views, where global attention would cost more than the rest of a pass \
+             (--chunk-size overrides)",
+            plan.chunk_size
+        );
     }
     if !report.splits.is_empty() {
         line += &format!("; {} out-of-memory split{}", report.splits.len(), plural(report.splits.len()));

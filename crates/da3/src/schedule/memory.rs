@@ -2,6 +2,7 @@
 //! the backbone and the DPT head, scaled by a factor calibrated against the measured peak
 //! resident memory of the `flex` backend (see [`ACTIVATION_CALIBRATION`]).
 
+use super::compute::ComputeModel;
 use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
 use crate::Da3Error;
 
@@ -75,6 +76,10 @@ pub struct MemoryModel {
     branches: u64,
     /// How attention is computed.
     pub attention: AttentionKind,
+    /// Views per pass beyond which the global attention costs more than the rest of the pass
+    /// ([`ComputeModel::balanced_views`]): the compute cap on chunks of jobs that must be
+    /// chunked anyway.
+    pub balanced_views: usize,
 }
 
 impl MemoryModel {
@@ -97,6 +102,7 @@ impl MemoryModel {
             gaussians: false,
             branches: 1 + u64::from(config.metric_branch.is_some()),
             attention,
+            balanced_views: ComputeModel::new(config, height, width).balanced_views(),
         }
     }
 

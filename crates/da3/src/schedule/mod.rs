@@ -4,6 +4,9 @@
 //!   model, resolution and precision, calibrated on measured peaks.
 //! - [`device`]: what the device offers (system RAM and the process's resident set on the
 //!   CPU; caller-supplied numbers for GPUs) and the budget `min(--max-memory, 0.8·available)`.
+//! - [`compute`]: what a pass of S views costs in arithmetic per view, and the largest chunk
+//!   whose global attention does not dominate it (the cap on chunks of a job that must be
+//!   chunked anyway).
 //! - [`plan`]: the chunk size, overlap and chunks (pure logic).
 //! - [`runner`]: runs the chunks with the next chunk's decoding overlapped, splits chunks
 //!   that run out of memory and retries them, and aligns the chunks into one pose frame
@@ -13,6 +16,7 @@
 //! [`crate::Da3::predict_scheduled`] and [`crate::Da3::predict_from_source`] put it together;
 //! a job that fits runs as one multi-view pass, exactly as [`crate::Da3::predict_with`].
 
+pub mod compute;
 pub mod device;
 pub mod memory;
 pub mod plan;
@@ -27,7 +31,7 @@ use burn::tensor::backend::Backend;
 
 pub use device::DeviceMemory;
 pub use memory::{parse_byte_size, AttentionKind, MemoryModel};
-pub use plan::{Plan, ScheduleOptions};
+pub use plan::{ChunkLimit, Plan, ScheduleOptions};
 pub use runner::{ChunkFailure, Event, RunReport, Split};
 
 use crate::api::{Da3, InputCameras, PredictOptions, Prediction, Views};

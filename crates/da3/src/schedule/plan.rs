@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use super::compute::MIN_BALANCED_VIEWS;
 use super::device::DeviceMemory;
 use super::memory::{format_bytes, MemoryModel};
 use crate::Da3Error;
@@ -23,6 +24,20 @@ pub struct ScheduleOptions {
     pub overlap: Option<usize>,
 }
 
+/// What set the chunk size of a [`Plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkLimit {
+    /// Nothing: every view runs in one pass.
+    None,
+    /// `--chunk-size`.
+    Requested,
+    /// The memory budget (or the device's largest buffer).
+    Memory,
+    /// The compute cap: larger chunks would fit, but their global attention would cost more
+    /// than the rest of the pass (see [`crate::schedule::compute`]).
+    Compute,
+}
+
 /// How a job runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -39,6 +54,8 @@ pub struct Plan {
     pub budget: Option<u64>,
     /// Estimated peak bytes of the job under this plan (same accounting as the budget).
     pub estimated_peak: u64,
+    /// What set the chunk size.
+    pub limit: ChunkLimit,
 }
 
 impl Plan {
@@ -105,6 +122,11 @@ pub fn estimated_peak(model: &MemoryModel, device: &DeviceMemory, total: usize, 
 /// Plans a job of `total` views. `pose_frame`: whether chunks must share views to be aligned
 /// into one pose frame (models that predict cameras, without input cameras); otherwise chunks
 /// do not overlap.
+///
+/// Chunk size: `--chunk-size` if given; all views if they fit the budget (one joint pass);
+/// else the largest chunk that fits, capped at the model's balanced size
+/// ([`MemoryModel::balanced_views`], at least [`MIN_BALANCED_VIEWS`]) so that a job that is
+/// chunked anyway does not spend most of its time in global attention.
 pub fn plan(
     model: &MemoryModel,
     device: &DeviceMemory,
@@ -121,10 +143,11 @@ pub fn plan(
             && device.max_buffer.is_none_or(|m| model.largest_tensor_bytes(k) <= m)
     };
     let min_k = if pose_frame { 2 } else { 1 };
-    let k = match options.chunk_size {
+    let (k, limit) = match options.chunk_size {
         Some(0) => return Err(Da3Error::Input("the chunk size must be at least 1 view".into())),
-        Some(k) => k.min(total),
-        None if fits(total) => total,
+        Some(k) => (k.min(total), ChunkLimit::Requested),
+        // Everything fits: one joint pass, as the reference runs it, whatever its attention costs.
+        None if fits(total) => (total, ChunkLimit::None),
         None => {
             // Largest k that fits: the estimate grows with k, so bisect.
             let (mut lo, mut hi) = (0usize, total); // fits(lo) or lo == 0; !fits(hi)
@@ -151,7 +174,13 @@ pub fn plan(
                     format_bytes(budget.unwrap_or(0)),
                 )));
             }
-            lo
+            // Chunked anyway: no larger than the compute cap (never below MIN_BALANCED_VIEWS).
+            let cap = model.balanced_views.max(MIN_BALANCED_VIEWS);
+            if cap < lo {
+                (cap, ChunkLimit::Compute)
+            } else {
+                (lo, ChunkLimit::Memory)
+            }
         }
     };
     if pose_frame && k < 2 && k < total {
@@ -181,6 +210,7 @@ pub fn plan(
         chunks: chunks(total, k, overlap),
         budget,
         estimated_peak: estimated_peak(model, device, total, k),
+        limit,
     })
 }
 
@@ -232,22 +262,48 @@ mod tests {
     fn budget_picks_the_largest_chunk_that_fits() {
         let m = small_280();
         let dev = DeviceMemory::gpu(None, m.weights, None);
-        let budget = 4u64 << 30;
+        // A budget that fits 12 views per pass (below the compute cap of 24).
+        let budget = estimated_peak(&m, &dev, 1000, 12);
         let p = plan(&m, &dev, 1000, &ScheduleOptions { max_memory: Some(budget), ..Default::default() }, true).unwrap();
-        let k = p.chunk_size;
-        assert!(k > 8 && k < 1000, "{k}");
-        assert!(estimated_peak(&m, &dev, 1000, k) <= budget);
-        assert!(estimated_peak(&m, &dev, 1000, k + 1) > budget);
-        assert_eq!(p.overlap, 8);
-        assert_eq!(p.chunks.len(), (1000 - k).div_ceil(k - 8) + 1);
-        // The same job on the host also pays for the returned arrays of all 1000 views.
+        assert_eq!((p.chunk_size, p.limit), (12, ChunkLimit::Memory));
+        assert_eq!(p.overlap, 3);
+        assert_eq!(p.chunks.len(), (1000usize - 12).div_ceil(12 - 3) + 1);
+        // The same job on the host also pays for the returned arrays of all 1000 views: a
+        // budget that fits 10 views per pass there fits more on a GPU.
         let host = DeviceMemory { available: None, host: true, resident: m.weights, max_buffer: None };
-        let ph = plan(&m, &host, 1000, &ScheduleOptions { max_memory: Some(budget), ..Default::default() }, true).unwrap();
-        assert!(ph.chunk_size < k);
+        let host_budget = estimated_peak(&m, &host, 1000, 10);
+        let ph = plan(&m, &host, 1000, &ScheduleOptions { max_memory: Some(host_budget), ..Default::default() }, true).unwrap();
+        assert_eq!((ph.chunk_size, ph.limit), (10, ChunkLimit::Memory));
+        let pg = plan(&m, &dev, 1000, &ScheduleOptions { max_memory: Some(host_budget), ..Default::default() }, true).unwrap();
+        assert!(pg.chunk_size > 10, "{pg:?}");
         // A wgpu-style single-buffer limit caps the chunk too.
-        let capped = DeviceMemory::gpu(None, m.weights, Some(256 << 20));
-        let pc = plan(&m, &capped, 1000, &ScheduleOptions { max_memory: Some(budget), ..Default::default() }, true).unwrap();
-        assert!(m.largest_tensor_bytes(pc.chunk_size) <= 256 << 20 && m.largest_tensor_bytes(pc.chunk_size + 1) > 256 << 20);
+        let max_buffer = m.largest_tensor_bytes(10);
+        let capped = DeviceMemory::gpu(None, m.weights, Some(max_buffer));
+        let pc = plan(&m, &capped, 1000, &ScheduleOptions { max_memory: Some(4 << 30), ..Default::default() }, true).unwrap();
+        assert_eq!((pc.chunk_size, pc.limit), (10, ChunkLimit::Memory));
+        assert!(m.largest_tensor_bytes(11) > max_buffer);
+    }
+
+    /// A budget that would fit 200+ views per chunk gets chunks of the balanced size instead
+    /// (24 for da3-small at 280×280: there the global attention costs as much as the rest of
+    /// the pass); a job that fits whole still runs as one pass.
+    #[test]
+    fn compute_caps_chunks_of_a_job_that_is_chunked_anyway() {
+        let m = small_280();
+        assert_eq!(m.balanced_views, 24);
+        let dev = DeviceMemory::gpu(None, m.weights, None);
+        let budget = Some(16u64 << 30);
+        let p = plan(&m, &dev, 1000, &ScheduleOptions { max_memory: budget, ..Default::default() }, true).unwrap();
+        assert!(estimated_peak(&m, &dev, 1000, 200) <= 16 << 30, "the budget alone would allow 200 views");
+        assert_eq!((p.chunk_size, p.overlap, p.limit), (24, 6, ChunkLimit::Compute));
+        assert_eq!(p.chunks.len(), (1000usize - 24).div_ceil(24 - 6) + 1);
+        // 200 views fit the same budget in one pass: no cap (a joint pass, as the reference).
+        let whole = plan(&m, &dev, 200, &ScheduleOptions { max_memory: budget, ..Default::default() }, true).unwrap();
+        assert_eq!((whole.chunk_size, whole.limit), (200, ChunkLimit::None));
+        // `--chunk-size` wins over the cap.
+        let asked = ScheduleOptions { max_memory: budget, chunk_size: Some(60), overlap: None };
+        let p = plan(&m, &dev, 1000, &asked, true).unwrap();
+        assert_eq!((p.chunk_size, p.limit), (60, ChunkLimit::Requested));
     }
 
     #[test]
