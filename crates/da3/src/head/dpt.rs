@@ -53,7 +53,7 @@ impl<B: Backend> Dpt<B> {
         let level = |k: usize, tokens: Tensor<B, 3>| {
             let [bs, n, c] = tokens.dims();
             assert_eq!(n, ph * pw, "head stage {k}: {n} tokens for a {ph}x{pw} patch grid");
-            let x = tokens.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
+            let x = tokens.reshape([bs, ph, pw, c]).permute([0, 3, 1, 2]); // [BS, C, ph, pw], a view (see dualdpt)
             self.reassemble.resize_adapt(k, self.reassemble.project(k, x))
         };
         let [f0, f1, f2, f3] = feats;

@@ -134,7 +134,9 @@ impl<B: Backend> DualDpt<B> {
         let [bs, n, c] = tokens.dims();
         assert_eq!(n, ph * pw, "head stage {k}: {n} tokens for a {ph}x{pw} patch grid");
         let x = self.norm.forward(tokens); // [BS, N, C]
-        let x = x.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
+        // A view, not a copy: the projection reads it through its strides on flex (swapping
+        // first and then reshaping made burn-flex copy the map on one thread).
+        let x = x.reshape([bs, ph, pw, c]).permute([0, 3, 1, 2]); // [BS, C, ph, pw]
         let x = self.reassemble.project(k, x); // [BS, oc_k, ph, pw]
         self.reassemble.resize_adapt(k, add_uv_embedding(x, aspect, &self.cache))
     }

@@ -126,7 +126,7 @@ impl<B: Backend> GsDpt<B> {
         let level = |k: usize, tokens: Tensor<B, 3>| {
             let [bs, n, c] = tokens.dims();
             assert_eq!(n, ph * pw, "GS head stage {k}: {n} tokens for a {ph}x{pw} patch grid");
-            let x = tokens.swap_dims(1, 2).reshape([bs, c, ph, pw]); // [BS, C, ph, pw]
+            let x = tokens.reshape([bs, ph, pw, c]).permute([0, 3, 1, 2]); // [BS, C, ph, pw], a view (see dualdpt)
             let x = add_uv_embedding(self.reassemble.project(k, x), aspect, &self.cache); // [BS, oc_k, ph, pw]
             self.reassemble.resize_adapt(k, x) // [BS, F, h_k, w_k]
         };

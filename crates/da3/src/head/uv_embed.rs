@@ -80,7 +80,7 @@ pub fn add_uv_embedding<B: Backend>(x: Tensor<B, 4>, aspect: f64, cache: &SizeCa
     let device = x.device();
     let key = SizeKey { what: "uv", dims: [h, w, c, 0], extra: aspect.to_bits() };
     let pe = cache.get_or_build::<B, _>(key, &device, || uv_embedding::<B>(h, w, c, aspect, UV_EMBED_RATIO, &device)); // [1, C, h, w]
-    x + pe
+    crate::kernels::broadcast::add_to_each(x, &pe)
 }
 
 #[cfg(test)]

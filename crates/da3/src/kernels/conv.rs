@@ -49,17 +49,17 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
         Some(b) => Some(values(b)?.get(..c_out)?).filter(|b| b.len() == c_out),
         None => None,
     };
+    // The input is read through its strides (the heads' reassembled token maps are permuted
+    // views): burn-flex's `to_contiguous` would copy it on the calling thread first.
     let contiguous;
-    let input = match values(x) {
-        Some(v) => v,
-        None if x.dtype() == DType::F32 => {
-            contiguous = x.to_contiguous();
-            values(&contiguous)?
-        }
-        None => return None,
-    };
+    let mut input = StridedInput::of(x)?;
+    if k == 1 && input.strides[2] != wid * input.strides[3] {
+        // A 1×1 product needs the H·W plane as one strided axis; copy where it is not.
+        contiguous = x.to_contiguous();
+        input = StridedInput::of(&contiguous)?;
+    }
     if k == 1 {
-        return Some(pointwise(input, weights, bias, [n, c_in, h, wid], c_out));
+        return Some(pointwise(&input, weights, bias, [n, c_in, h, wid], c_out));
     }
 
     let (hp, wp) = (h + 2 * padding, wid + 2 * padding);
@@ -75,10 +75,10 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
     let mut wide = Vec::with_capacity(c_out * cols); // [C_out, H·(W + 2p)]
     let (out_ptr, padded_ptr, wide_ptr) = (SharedOut::spare(&mut out), SharedOut::spare(&mut padded), SharedOut::spare(&mut wide));
     for b in 0..n {
-        let image = &input[b * c_in * h * wid..][..c_in * h * wid];
+        let input = &input;
         (0..c_in).into_par_iter().for_each(|c| {
             // SAFETY: task c writes exactly plane c (hp rows of wp) of `padded`'s capacity.
-            unsafe { pad_plane(padded_ptr.get().add(c * plane), &image[c * h * wid..][..h * wid], h, wid, padding) };
+            unsafe { pad_plane(padded_ptr.get().add(c * plane), input, b, c, h, wid, padding) };
         });
         // SAFETY: the k spare elements after the planes, within the capacity; then every
         // element has been written.
@@ -130,32 +130,69 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
     Some(FlexTensor::from_data(TensorData::new(out, [n, c_out, h, wid])))
 }
 
+/// A 4-D f32 input read through its strides (non-negative, in elements).
+struct StridedInput<'a> {
+    data: &'a [f32],
+    offset: usize,
+    strides: [usize; 4],
+}
+
+impl<'a> StridedInput<'a> {
+    /// `x` if it is f32 with non-negative strides.
+    fn of(x: &'a FlexTensor) -> Option<Self> {
+        let layout = x.layout();
+        let s = layout.strides();
+        if x.dtype() != DType::F32 || s.len() != 4 || s.iter().any(|v| *v < 0) {
+            return None;
+        }
+        Some(Self { data: x.storage::<f32>(), offset: layout.start_offset(), strides: [s[0], s[1], s[2], s[3]].map(|v| v as usize) })
+    }
+
+    /// Offset of element [b, c, y, 0].
+    fn row(&self, b: usize, c: usize, y: usize) -> usize {
+        self.offset + b * self.strides[0] + c * self.strides[1] + y * self.strides[2]
+    }
+}
+
+// SAFETY: a `StridedInput` only reads.
+unsafe impl Sync for StridedInput<'_> {}
+
 /// A 1×1 convolution: per image one product `w [C_out, C_in] · x [C_in, H·W]` (+ bias per
 /// output channel), through [`parallel_gemm`] (burn-flex runs these as a serial im2col copy
-/// plus GEMM).
-fn pointwise(input: &[f32], weights: &[f32], bias: Option<&[f32]>, [n, c_in, h, w]: [usize; 4], c_out: usize) -> FlexTensor {
+/// plus GEMM). The H·W plane of `input` must be one strided axis (stride of H = W · stride of W).
+fn pointwise(input: &StridedInput, weights: &[f32], bias: Option<&[f32]>, [n, c_in, h, w]: [usize; 4], c_out: usize) -> FlexTensor {
     let plane = h * w;
     let mut out = Vec::with_capacity(n * c_out * plane); // [N, C_out, H, W]
     let lhs = Strided { ptr: weights.as_ptr(), row: c_in as isize, col: 1 };
-    for image in input.chunks_exact(c_in * plane) {
-        let rhs = Strided { ptr: image.as_ptr(), row: plane as isize, col: 1 };
-        // SAFETY: weights hold c_out·c_in values and the image c_in·plane; bias has c_out.
+    for b in 0..n {
+        let rhs = Strided { ptr: input.data[input.row(b, 0, 0)..].as_ptr(), row: input.strides[1] as isize, col: input.strides[3] as isize };
+        // SAFETY: weights hold c_out·c_in values; the input's strides address c_in × plane
+        // elements of image b within its storage; bias has c_out.
         unsafe { parallel_gemm(&mut out, c_out, c_in, plane, lhs, rhs, bias.map_or(Bias::None, Bias::PerRow)) };
     }
     FlexTensor::from_data(TensorData::new(out, [n, c_out, h, w]))
 }
 
-/// Writes one zero-padded plane ([h + 2p, w + 2p]) of `src` ([h, w]) at `dst`.
+/// Writes one zero-padded plane ([h + 2p, w + 2p]) of channel `c` of image `b` of `input`
+/// ([h, w]) at `dst`.
 ///
 /// # Safety
 /// `dst` must be valid for (h + 2p)·(w + 2p) writes not made by anyone else meanwhile.
-unsafe fn pad_plane(dst: *mut f32, src: &[f32], h: usize, w: usize, p: usize) {
+unsafe fn pad_plane(dst: *mut f32, input: &StridedInput, b: usize, c: usize, h: usize, w: usize, p: usize) {
     let wp = w + 2 * p;
+    let sw = input.strides[3];
     std::ptr::write_bytes(dst, 0, p * wp); // top rows
-    for (y, row) in src.chunks_exact(w).enumerate() {
+    for y in 0..h {
         let at = dst.add((y + p) * wp);
+        let src = &input.data[input.row(b, c, y)..];
         std::ptr::write_bytes(at, 0, p);
-        std::ptr::copy_nonoverlapping(row.as_ptr(), at.add(p), w);
+        if sw == 1 {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), at.add(p), w);
+        } else {
+            for x in 0..w {
+                at.add(p + x).write(src[x * sw]);
+            }
+        }
         std::ptr::write_bytes(at.add(p + w), 0, p);
     }
     std::ptr::write_bytes(dst.add((h + p) * wp), 0, p * wp); // bottom rows
@@ -195,22 +232,26 @@ mod tests {
     /// and without bias, batch 2, odd sizes, one channel, strided inputs, a tile boundary.
     #[test]
     fn matches_burn_conv2d() {
+        // Layout of the input: 0 contiguous, 1 H and W swapped, 2 a permuted token map
+        // ([N, H·W, C] viewed as [N, C, H, W], as the heads' reassembled features).
         let cases = [
-            ([2, 3, 7, 9], 5, 3, true, false),
-            ([1, 64, 27, 36], 64, 3, true, false),
-            ([1, 1, 5, 4], 2, 3, false, false),
-            ([1, 4, 11, 13], 3, 5, true, false),
-            ([2, 5, 6, 8], 7, 3, true, true),
-            ([1, 8, 40, 70], 16, 3, true, false),
-            ([2, 6, 5, 7], 4, 1, true, false),     // 1×1: one GEMM per image
-            ([1, 64, 40, 70], 32, 1, false, true), // 1×1, strided input, columns split
+            ([2, 3, 7, 9], 5, 3, true, 0),
+            ([1, 64, 27, 36], 64, 3, true, 0),
+            ([1, 1, 5, 4], 2, 3, false, 0),
+            ([1, 4, 11, 13], 3, 5, true, 0),
+            ([2, 5, 6, 8], 7, 3, true, 1),
+            ([1, 8, 40, 70], 16, 3, true, 0),
+            ([2, 6, 5, 7], 4, 1, true, 0),   // 1×1: one GEMM per image
+            ([1, 64, 40, 70], 32, 1, false, 1), // 1×1, H and W swapped (copied first)
+            ([2, 24, 9, 11], 16, 1, true, 2),  // 1×1 on a token map (read through strides)
+            ([2, 24, 9, 11], 16, 3, true, 2),  // 3×3 on a token map (gathered while padding)
         ];
-        for (shape, c_out, k, with_bias, strided) in cases {
-            let x = if strided {
-                let [n, c, h, w] = shape;
-                tensor([n, c, w, h], 1).swap_dims(2, 3)
-            } else {
-                tensor(shape, 1)
+        for (shape, c_out, k, with_bias, layout) in cases {
+            let [n, c, h, w] = shape;
+            let x = match layout {
+                0 => tensor(shape, 1),
+                1 => tensor([n, c, w, h], 1).swap_dims(2, 3),
+                _ => tensor([n, h * w, c], 1).reshape([n, h, w, c]).permute([0, 3, 1, 2]),
             };
             let w = tensor([c_out, shape[1], k, k], 2);
             let b = with_bias.then(|| tensor([c_out], 3));

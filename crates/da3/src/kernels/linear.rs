@@ -1,5 +1,5 @@
 //! `y = x W + b` (every `nn.Linear` of the model) on Burn's flex backend, as one parallel loop
-//! of serial GEMMs.
+//! of serial GEMMs ([`parallel_gemm`], which also runs the 1×1 convolutions, see `conv`).
 //!
 //! burn-flex's `linear` runs three steps, two of them on the calling thread while the thread
 //! pool waits: it zero-fills the output (a memset of up to 18 MB per backbone layer), runs the

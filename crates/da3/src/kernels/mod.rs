@@ -2,6 +2,7 @@
 //! multi-threaded, vectorized CPU kernels for Burn's flex backend.
 
 pub mod activation;
+pub mod broadcast;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod flex;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
@@ -15,6 +16,17 @@ pub(crate) mod layer_norm;
 pub(crate) mod linear;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod resize;
+
+/// `a [m×k] · w [k×n] (+ bias [n])`, row-major and contiguous, on rayon's pool: the CPU
+/// matrix product behind every linear layer (and 1×1 convolution) on flex. Public so that
+/// `benches/src/bin/gemm.rs` can time it against the reference's BLAS.
+///
+/// # Panics
+/// If the slice lengths do not match `m`, `k`, `n`.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub fn cpu_matmul_bias(a: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f32> {
+    linear::matmul_bias(a, w, bias, m, k, n)
+}
 
 /// Whether `B` runs our CPU kernels, which read strided views directly (so callers may pass
 /// views instead of contiguous copies). False on every GPU backend.
