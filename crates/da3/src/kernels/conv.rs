@@ -15,20 +15,11 @@ use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{gemm_serial, SharedOut, Strided};
+use super::flex::{gemm_serial, values, SharedOut, Strided};
 use super::linear::{parallel_gemm, Bias};
 
 /// f32 accumulator elements per column tile (C_out × tile columns): 256 KiB, within L2.
 const TILE_ELEMENTS: usize = 64 * 1024;
-
-/// The contiguous f32 values of `t`, `None` otherwise.
-fn values(t: &FlexTensor) -> Option<&[f32]> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    let (start, end) = t.layout().contiguous_offsets()?;
-    Some(&t.storage::<f32>()[start..end])
-}
 
 /// x [N, C_in, H, W] ⊛ w [C_out, C_in, k, k] (+ bias [C_out]) with stride 1 and padding
 /// `padding` = (k − 1)/2 -> contiguous [N, C_out, H, W] (1×1 kernels: one GEMM per image).

@@ -25,6 +25,15 @@ pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, 
     Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
 }
 
+/// The contiguous f32 values of `t`, `None` for another dtype or a non-contiguous layout.
+pub(crate) fn values(t: &FlexTensor) -> Option<&[f32]> {
+    if t.dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    let (start, end) = t.layout().contiguous_offsets()?;
+    Some(&t.storage::<f32>()[start..end])
+}
+
 /// `x` as a `U`, for types checked equal by [`is_flex`].
 fn cast<T: 'static, U: 'static>(x: T) -> U {
     let mut slot = Some(x);

@@ -18,19 +18,10 @@ use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{from_flex, into_flex};
+use super::flex::{from_flex, into_flex, values};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 32;
-
-/// The contiguous f32 values of `t`, `None` otherwise.
-fn values(t: &FlexTensor) -> Option<&[f32]> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    let (start, end) = t.layout().contiguous_offsets()?;
-    Some(&t.storage::<f32>()[start..end])
-}
 
 /// LayerNorm of f32 `x` [..., d] (any non-negative strides) with contiguous f32 `gamma`,
 /// `beta` [d] -> contiguous [..., d]. `None` where it does not apply.

@@ -13,7 +13,7 @@ use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex::{from_flex, gemm_serial, into_flex, SharedOut, Strided};
+use super::flex::{from_flex, gemm_serial, into_flex, values, SharedOut, Strided};
 
 /// Blocks per thread: more than one, so that a thread slowed down by another process does
 /// not hold back the whole product.
@@ -24,15 +24,6 @@ const MIN_ROWS: usize = 48;
 const MIN_COLS: usize = 64;
 /// Products smaller than this many multiply-adds run as one serial call.
 const SERIAL_BELOW: usize = 1 << 18;
-
-/// The contiguous f32 values of `t`, `None` otherwise.
-fn values(t: &FlexTensor) -> Option<&[f32]> {
-    if t.dtype() != DType::F32 {
-        return None;
-    }
-    let (start, end) = t.layout().contiguous_offsets()?;
-    Some(&t.storage::<f32>()[start..end])
-}
 
 /// The bias of a [`parallel_gemm`]: none, one value per output column (a linear layer's) or
 /// one per output row (a 1×1 convolution's, whose rows are output channels).
