@@ -22,43 +22,17 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 mod flex {
-    use super::super::flex::{from_flex, into_flex};
-    use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
-    use burn_flex::FlexTensor;
+    use burn::tensor::{backend::Backend, Tensor};
     use rayon::prelude::*;
 
     /// Elements per parallel chunk.
     const CHUNK: usize = 1 << 14;
 
-    /// Our GELU when `B` is flex and `x` is contiguous f32; gives `x` back otherwise.
+    /// Our GELU when `B` is flex and `x` is contiguous f32 (in place where `x` is not shared);
+    /// gives `x` back otherwise.
     pub(super) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
-        if x.dtype() != DType::F32 {
-            return Err(x);
-        }
-        let shape = x.shape();
-        // Moved, not cloned: a tensor nobody else holds is overwritten in place.
-        let mut t = into_flex(x)?;
-        let Some((start, end)) = t.layout().contiguous_offsets() else {
-            return Err(from_flex(t));
-        };
-        let y = match t.try_storage_mut::<f32>() {
-            Some(data) => {
-                apply(&mut data[start..end]);
-                t
-            }
-            None => {
-                let mut data = t.storage::<f32>()[start..end].to_vec();
-                apply(&mut data);
-                FlexTensor::from_data(TensorData::new(data, shape))
-            }
-        };
-        Ok(from_flex(y))
+        super::super::flex::update_in_place(x, |data| data.par_chunks_mut(CHUNK).for_each(super::simd::gelu_in_place))
     }
-
-    fn apply(data: &mut [f32]) {
-        data.par_chunks_mut(CHUNK).for_each(super::simd::gelu_in_place);
-    }
-
 }
 
 /// The vectorized GELU, compiled for AVX-512 and AVX2+FMA and picked at run time.

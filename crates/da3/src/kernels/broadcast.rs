@@ -21,9 +21,8 @@ pub fn add_to_each<B: Backend, const D: usize>(x: Tensor<B, D>, y: &Tensor<B, D>
 
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 mod flex {
-    use super::super::flex::{from_flex, into_flex};
-    use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
-    use burn_flex::FlexTensor;
+    use super::super::flex::{into_flex, update_in_place};
+    use burn::tensor::{backend::Backend, DType, Tensor};
     use rayon::prelude::*;
 
     /// Elements per parallel task.
@@ -33,51 +32,30 @@ mod flex {
     /// other dimensions match; gives `x` back otherwise.
     pub(super) fn add_to_each<B: Backend, const D: usize>(x: Tensor<B, D>, y: &Tensor<B, D>) -> Result<Tensor<B, D>, Tensor<B, D>> {
         let (xd, yd) = (x.dims(), y.dims());
-        if D == 0 || yd[0] != 1 || xd[1..] != yd[1..] || x.dtype() != DType::F32 || y.dtype() != DType::F32 {
+        if D == 0 || yd[0] != 1 || xd[1..] != yd[1..] || y.dtype() != DType::F32 {
             return Err(x);
         }
-        let y = match into_flex(y.clone()) {
-            Ok(y) => y,
-            Err(_) => return Err(x),
-        };
+        let Ok(y) = into_flex(y.clone()) else { return Err(x) };
         let Some((ys, ye)) = y.layout().contiguous_offsets() else { return Err(x) };
         let item = &y.storage::<f32>()[ys..ye];
-        // Moved, not cloned: a tensor nobody else holds is overwritten in place.
-        let mut t = into_flex(x)?;
-        let Some((start, end)) = t.layout().contiguous_offsets() else {
-            return Err(from_flex(t));
-        };
-        let add = |data: &mut [f32]| {
+        update_in_place(x, |data| {
             data.par_chunks_mut(item.len()).for_each(|one| {
                 one.par_chunks_mut(CHUNK).zip(item.par_chunks(CHUNK)).for_each(|(a, b)| {
                     a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
                 })
             })
-        };
-        let sum = match t.try_storage_mut::<f32>() {
-            Some(data) => {
-                add(&mut data[start..end]);
-                t
-            }
-            None => {
-                let mut data = t.storage::<f32>()[start..end].to_vec();
-                add(&mut data);
-                FlexTensor::from_data(TensorData::new(data, xd))
-            }
-        };
-        Ok(from_flex(sum))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::backends::Flex;
-    use burn::tensor::{Tensor, TensorData};
+    use crate::kernels::test_support::pattern;
+    use burn::tensor::Tensor;
 
     fn tensor<const D: usize>(shape: [usize; D], seed: usize) -> Tensor<Flex, D> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|i| ((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5).collect();
-        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+        pattern(shape, seed, 1.0, 0.0)
     }
 
     /// Equal to Burn's broadcasting add, bit for bit (one f32 addition per element), for a

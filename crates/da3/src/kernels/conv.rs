@@ -211,12 +211,11 @@ mod tests {
     use crate::backends::Flex;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{Tensor, TensorData};
+    use burn::tensor::Tensor;
+    use crate::kernels::test_support::{pattern, rel_l2};
 
     fn tensor<const D: usize>(shape: [usize; D], seed: usize) -> Tensor<Flex, D> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|i| (((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5) * 2.0).collect();
-        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+        pattern(shape, seed, 2.0, 0.0)
     }
 
     /// Our shifted-GEMM convolution against Burn's (im2col) on flex: 3×3, 5×5 and 1×1, with
@@ -250,9 +249,7 @@ mod tests {
             let burn = conv2d(x, w, b, ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1));
             assert_eq!(ours.dims(), burn.dims());
             let (a, r) = (ours.into_data().to_vec::<f32>().unwrap(), burn.into_data().to_vec::<f32>().unwrap());
-            let num: f64 = a.iter().zip(&r).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
-            let den: f64 = r.iter().map(|q| (*q as f64).powi(2)).sum();
-            let err = (num / den).sqrt();
+            let err = rel_l2(&a, &r);
             assert!(err < 1e-6, "{shape:?} k{k}: rel L2 {err:.2e}");
         }
     }

@@ -40,6 +40,35 @@ fn cast<T: 'static, U: 'static>(x: T) -> U {
     (&mut slot as &mut dyn core::any::Any).downcast_mut::<Option<U>>().and_then(Option::take).expect("flex primitive type checked by is_flex")
 }
 
+/// Applies `f` to the values of the contiguous f32 tensor `x`: in place when nobody else holds
+/// its storage (moved, not cloned, so a fresh op output is overwritten), else on a copy.
+/// Gives `x` back when `B` is not flex or `x` is not a contiguous f32 tensor.
+pub(crate) fn update_in_place<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    f: impl FnOnce(&mut [f32]),
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if x.dtype() != burn::tensor::DType::F32 {
+        return Err(x);
+    }
+    let shape = x.shape();
+    let mut t = into_flex(x)?;
+    let Some((start, end)) = t.layout().contiguous_offsets() else {
+        return Err(from_flex(t));
+    };
+    let y = match t.try_storage_mut::<f32>() {
+        Some(data) => {
+            f(&mut data[start..end]);
+            t
+        }
+        None => {
+            let mut data = t.storage::<f32>()[start..end].to_vec();
+            f(&mut data);
+            FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
+        }
+    };
+    Ok(from_flex(y))
+}
+
 /// A mutable output buffer shared by parallel tasks that each write their own disjoint part
 /// (rows or columns), as our CPU kernels do.
 pub(crate) struct SharedOut(*mut f32);

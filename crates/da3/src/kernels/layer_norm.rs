@@ -56,8 +56,9 @@ pub(crate) fn layer_norm(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, 
         at
     };
     let rows: usize = lead.iter().product();
-    let mut out = vec![0f32; rows * d];
-    out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(task, chunk)| {
+    // Written in full below, never zero-filled first (a serial memset on the calling thread).
+    let mut out: Vec<f32> = Vec::with_capacity(rows * d);
+    out.spare_capacity_mut()[..rows * d].par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(task, chunk)| {
         let mut gathered = vec![0f32; if step == 1 { 0 } else { d }];
         for (i, dst) in chunk.chunks_exact_mut(d).enumerate() {
             let start = row_start(task * ROWS_PER_TASK + i);
@@ -73,10 +74,12 @@ pub(crate) fn layer_norm(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, 
             let var = src.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
             let inv_std = 1.0 / (var + eps).sqrt();
             for (((o, x), g), b) in dst.iter_mut().zip(src).zip(gamma).zip(beta) {
-                *o = ((*x as f64 - mean) * inv_std) as f32 * g + b;
+                o.write(((*x as f64 - mean) * inv_std) as f32 * g + b);
             }
         }
     });
+    // SAFETY: the tasks above wrote every one of the rows·d elements.
+    unsafe { out.set_len(rows * d) };
     Some(FlexTensor::from_data(TensorData::new(out, dims)))
 }
 
@@ -97,14 +100,9 @@ pub(crate) fn try_layer_norm<B: Backend, const D: usize>(
 mod tests {
     use crate::backends::Flex;
     use burn::tensor::ops::ModuleOps;
-    use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+    use burn::tensor::{Tensor, TensorPrimitive};
 
-    fn tensor<const D: usize>(shape: [usize; D], seed: usize, scale: f32, shift: f32) -> Tensor<Flex, D> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> =
-            (0..n).map(|i| (((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5) * scale + shift).collect();
-        Tensor::from_data(TensorData::new(values, shape), &Default::default())
-    }
+    use crate::kernels::test_support::{pattern as tensor, rel_l2};
 
     fn burn_layer_norm<const D: usize>(x: Tensor<Flex, D>, g: Tensor<Flex, 1>, b: Tensor<Flex, 1>, eps: f64) -> Vec<f32> {
         let y = Flex::layer_norm(x.into_primitive().tensor(), g.into_primitive().tensor(), Some(b.into_primitive().tensor()), eps);
@@ -121,12 +119,6 @@ mod tests {
                 row.iter().zip(g).zip(b).map(move |((v, g), b)| ((*v as f64 - mean) / (var + eps).sqrt() * *g as f64 + *b as f64) as f32)
             })
             .collect()
-    }
-
-    fn rel_l2(a: &[f32], r: &[f32]) -> f64 {
-        let num: f64 = a.iter().zip(r).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
-        let den: f64 = r.iter().map(|q| (*q as f64).powi(2)).sum();
-        (num / den).sqrt()
     }
 
     /// Ours against an f64 LayerNorm and against burn-flex's `layer_norm` (the op it replaces):

@@ -155,19 +155,12 @@ pub(crate) fn try_linear<B: Backend, const D: usize>(
 #[cfg(test)]
 mod tests {
     use crate::backends::Flex;
+    use crate::kernels::test_support::{pattern, rel_l2};
     use burn::tensor::module::linear;
-    use burn::tensor::{Tensor, TensorData};
+    use burn::tensor::Tensor;
 
     fn tensor<const D: usize>(shape: [usize; D], seed: usize) -> Tensor<Flex, D> {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|i| (((i + seed) * 7919 % 1013) as f32 / 1013.0 - 0.5) * 2.0).collect();
-        Tensor::from_data(TensorData::new(values, shape), &Default::default())
-    }
-
-    fn rel_l2(a: &[f32], r: &[f32]) -> f64 {
-        let num: f64 = a.iter().zip(r).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
-        let den: f64 = r.iter().map(|q| (*q as f64).powi(2)).sum();
-        (num / den).sqrt()
+        pattern(shape, seed, 2.0, 0.0)
     }
 
     /// Ours against Burn's `linear` on flex: row-split, column-split and serial shapes, with

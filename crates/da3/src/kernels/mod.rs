@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod broadcast;
+#[cfg(all(test, feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod test_support;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod flex;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]

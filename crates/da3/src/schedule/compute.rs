@@ -4,9 +4,9 @@
 //! Everything in a pass is linear in the views except the global attention blocks, whose
 //! every query attends to all S·N tokens: per view they cost 4·S·N²·D multiply-adds ×2 per
 //! global block, growing with S. When a job has to run in chunks anyway (it does not fit one
-//! pass), a memory budget alone would pick the largest chunk that fits, e.g. 100+ views of
-//! da3-small at 280×280 in 4 GiB, where the global attention is ~6× the rest of the pass and
-//! a 1000-view job takes hours on a CPU. The scheduler caps such chunks at
+//! pass), a memory budget alone would pick the largest chunk that fits: dozens of views of
+//! da3-small at 280×280 in 4 GiB, hundreds in a large GPU's memory, where the global attention
+//! costs more than the rest of the pass and grows without bound. The scheduler caps such chunks at
 //! [`ComputeModel::balanced_views`]: the largest S whose global attention costs at most as much
 //! as the rest of the pass, so that a view costs at most twice what it costs alone.
 
