@@ -106,7 +106,18 @@ pub struct Conv2d<B: Backend> {
     pub stride: usize,
     /// Zero padding on every side.
     pub padding: usize,
+    /// flex: the Winograd transform of a 3×3 weight, computed on first use (see
+    /// `kernels::winograd::FilterCache`).
+    #[module(skip)]
+    filters: FilterCache,
 }
+
+/// What [`Conv2d`] keeps of its weight for our CPU kernels: the Winograd filter transform
+/// on flex, nothing elsewhere.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+type FilterCache = crate::kernels::winograd::FilterCache;
+#[cfg(not(all(feature = "flex", not(target_arch = "wasm32"))))]
+type FilterCache = ();
 
 /// Shape of a square 2D convolution: channels in and out, kernel, stride, padding.
 #[derive(Debug, Clone, Copy)]
@@ -137,7 +148,7 @@ impl<B: Backend> Conv2d<B> {
     pub fn load(w: &mut WeightLoader<B>, prefix: &str, s: ConvSpec) -> Self {
         let weight = w.tensor(&format!("{prefix}.weight"), [s.c_out, s.c_in, s.kernel, s.kernel]);
         let bias = s.bias.then(|| Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [s.c_out])));
-        Self { weight: Param::from_tensor(weight), bias, stride: s.stride, padding: s.padding }
+        Self { weight: Param::from_tensor(weight), bias, stride: s.stride, padding: s.padding, filters: FilterCache::default() }
     }
 
     /// [N, C_in, H, W] -> [N, C_out, H', W'], in the weight's float format (see
@@ -147,10 +158,11 @@ impl<B: Backend> Conv2d<B> {
         let weight = self.weight.val();
         let x = x.cast(weight.dtype());
         let bias = self.bias.as_ref().map(|b| b.val());
-        // flex: "same" k×k convolutions as shifted GEMMs (see `crate::kernels::conv`).
+        // flex: "same" convolutions by our kernels: 3×3 by Winograd, 1×1 as one GEMM, other
+        // odd sizes as shifted GEMMs (see `crate::kernels::conv`).
         #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
         if self.stride == 1 {
-            if let Some(y) = crate::kernels::conv::try_conv2d_same(&x, &weight, bias.as_ref(), self.padding) {
+            if let Some(y) = crate::kernels::conv::try_conv2d_same(&x, &weight, bias.as_ref(), self.padding, Some(&self.filters)) {
                 return y;
             }
         }

@@ -18,6 +18,8 @@ pub(crate) mod layer_norm;
 pub(crate) mod linear;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod resize;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod winograd;
 
 /// `a [m×k] · w [k×n] (+ bias [n])`, row-major and contiguous, on rayon's pool: the CPU
 /// matrix product behind every linear layer (and 1×1 convolution) on flex. Public so that
@@ -28,6 +30,56 @@ pub(crate) mod resize;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub fn cpu_matmul_bias(a: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f32> {
     linear::matmul_bias(a, w, bias, m, k, n)
+}
+
+/// How [`CpuConv3x3::run`] computes a 3×3 convolution.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv3x3Algorithm {
+    /// Winograd F(4×4, 3×3) (`winograd.rs`): what the model runs on flex.
+    Winograd,
+    /// Nine shifted matrix products over the padded input (`conv.rs`): the previous path.
+    ShiftedGemm,
+}
+
+/// One 3×3 convolution layer (stride 1, padding 1) on the CPU, prepared once as the model
+/// prepares it (the Winograd filter transform computed up front). Public so that
+/// `benches/src/bin/conv.rs` can time both algorithms against the reference's convolution.
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[derive(Debug, Clone)]
+pub struct CpuConv3x3 {
+    weights: Vec<f32>,
+    transformed: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    c_in: usize,
+    c_out: usize,
+}
+
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+impl CpuConv3x3 {
+    /// A layer with weights [C_out, C_in, 3, 3] and an optional bias [C_out].
+    ///
+    /// # Panics
+    /// If the slice lengths do not match the channel counts.
+    pub fn new(weights: &[f32], bias: Option<&[f32]>, c_in: usize, c_out: usize) -> Self {
+        assert!(weights.len() == c_out * c_in * 9 && bias.is_none_or(|b| b.len() == c_out), "CpuConv3x3: operand sizes");
+        let transformed = winograd::transform_filters(weights, c_out, c_in);
+        Self { weights: weights.to_vec(), transformed, bias: bias.map(<[f32]>::to_vec), c_in, c_out }
+    }
+
+    /// x [N, C_in, H, W] (contiguous, `[n, h, w]` given) -> [N, C_out, H, W], on rayon's pool.
+    ///
+    /// # Panics
+    /// If `x` does not hold N·C_in·H·W values.
+    pub fn run(&self, x: &[f32], [n, h, w]: [usize; 3], algorithm: Conv3x3Algorithm) -> Vec<f32> {
+        let shape = [n, self.c_in, h, w];
+        assert_eq!(x.len(), n * self.c_in * h * w, "CpuConv3x3::run: input size");
+        let input = conv::contiguous_input(x, shape);
+        match algorithm {
+            Conv3x3Algorithm::Winograd => winograd::conv3x3(&input, &self.transformed, self.bias.as_deref(), shape, self.c_out),
+            Conv3x3Algorithm::ShiftedGemm => conv::shifted_gemm(&input, &self.weights, self.bias.as_deref(), shape, self.c_out, 3),
+        }
+    }
 }
 
 /// Whether `B` runs our CPU kernels, which read strided views directly (so callers may pass
