@@ -79,11 +79,6 @@ unsafe impl Sync for SharedOut {}
 unsafe impl Send for SharedOut {}
 
 impl SharedOut {
-    /// Wraps the start of `buffer`.
-    pub(crate) fn new(buffer: &mut [f32]) -> Self {
-        Self(buffer.as_mut_ptr())
-    }
-
     /// Wraps the spare (uninitialized) capacity of `buffer`, for kernels that write every
     /// element of their output: no serial zero-fill (a `vec![0.0; n]` of a large output is a
     /// single-threaded memset, measured at 15 % of the main thread's time in a da3-small pass).

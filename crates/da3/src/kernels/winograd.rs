@@ -550,6 +550,27 @@ mod tests {
         }
     }
 
+    /// The filter cache computes a layer's transform once, reuses it while the weight tensor
+    /// is the same, and recomputes it for a different weight (same shape, other values) and
+    /// for a different view of the same storage.
+    #[test]
+    fn filter_cache_follows_the_weight() {
+        let cache = super::FilterCache::default();
+        let tensor = |seed| into_flex(pattern([4, 3, 3, 3], seed, 1.0, 0.0)).ok().unwrap();
+        let (w1, w2) = (tensor(1), tensor(2));
+        let values = |t: &burn_flex::FlexTensor| t.storage::<f32>().to_vec();
+        let transform = |t: &burn_flex::FlexTensor| super::transform_filters(&values(t), 4, 3);
+        let first = cache.get(&w1, &values(&w1), 4, 3);
+        assert_eq!(*first, transform(&w1));
+        let again = cache.get(&w1.clone(), &values(&w1), 4, 3);
+        assert!(std::sync::Arc::ptr_eq(&first, &again), "same weight: cached transform reused");
+        let other = cache.get(&w2, &values(&w2), 4, 3);
+        assert_eq!(*other, transform(&w2));
+        assert_ne!(*other, *first);
+        // Back to w1 (the cache holds one layer's transform: recomputed, equal).
+        assert_eq!(*cache.get(&w1, &values(&w1), 4, 3), transform(&w1));
+    }
+
     /// The written-out transforms are the matrices: `Aᵀ[(Gg Gᵀ) ⊙ (Bᵀ d B)]A` of one window
     /// equals the direct 3×3 correlation of it (exact arithmetic up to f64 rounding).
     #[test]

@@ -23,11 +23,17 @@ use rayon::prelude::*;
 
 use crate::kernels::flex::{gemm_serial, SharedOut, Strided};
 
-/// Query rows per parallel task (and per gemm).
-const BLOCK_Q: usize = 64;
-/// Keys per tile of the online softmax: a task's scores are BLOCK_Q × BLOCK_K f32 (512 KiB),
-/// within a core's L2.
-const BLOCK_K: usize = 2048;
+/// Most query rows per parallel task (and per gemm). Larger blocks mean fewer, larger
+/// products and fewer re-packings of the key and value tiles: on 2 threads, 256 rows took
+/// 0.87× the time of 64 at two views' attention and 0.75–0.85× at eight views' global
+/// attention (`benches/src/bin/attention.rs --device flex`). Fewer rows where the job would
+/// not give every thread four tasks (many cores, one view).
+const BLOCK_Q: usize = 256;
+/// Fewest query rows per task.
+const MIN_BLOCK_Q: usize = 32;
+/// Keys per tile of the online softmax: a task's scores are at most BLOCK_Q × BLOCK_K f32
+/// (1 MiB, a core's L2 here; 2,048 keys measured the same).
+const BLOCK_K: usize = 1024;
 
 /// A 4-d f32 view into a flex tensor's storage: [B, H, T, hd] with element strides.
 struct View<'a> {
@@ -74,25 +80,31 @@ pub(super) fn flash_attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) ->
     if kv.shape != vv.shape || kv.shape[0] != b || kv.shape[1] != h || kv.shape[3] != hd || tk == 0 || hd == 0 {
         return None;
     }
-    let mut out = vec![0f32; b * tq * h * hd]; // [B, Tq, H, hd]
-    let out_ptr = SharedOut::new(&mut out); // each task writes only its own rows
+    // [B, Tq, H, hd], written in full by the tasks (the first tile's product does not read
+    // its destination): no serial zero-fill.
+    let mut out = Vec::with_capacity(b * tq * h * hd);
+    let out_ptr = SharedOut::spare(&mut out); // each task writes only its own rows
     let scale = 1.0 / (hd as f32).sqrt();
-    let q_blocks = tq.div_ceil(BLOCK_Q);
+    let tasks_wanted = 4 * rayon::current_num_threads().max(1);
+    let block_q = (b * h * tq).div_ceil(tasks_wanted).next_multiple_of(16).clamp(MIN_BLOCK_Q, BLOCK_Q);
+    let q_blocks = tq.div_ceil(block_q);
     let keys_per_tile = BLOCK_K.min(tk);
     (0..b * h * q_blocks).into_par_iter().for_each(|task| {
         let (bh, qb) = (task / q_blocks, task % q_blocks);
         let (bi, hi) = (bh / h, bh % h);
-        let q0 = qb * BLOCK_Q;
-        let rows = BLOCK_Q.min(tq - q0);
+        let q0 = qb * block_q;
+        let rows = block_q.min(tq - q0);
         // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
         // pointer stays inside `out` (b·tq·h·hd elements).
         let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
         let dst_rs = (h * hd) as isize;
         SCRATCH.with_borrow_mut(|scratch| {
-            scratch.reserve(keys_per_tile);
+            scratch.reserve(block_q, keys_per_tile);
             unsafe { attend_block(&qv, &kv, &vv, bi, hi, q0, rows, scale, dst, dst_rs, scratch) };
         });
     });
+    // SAFETY: the tasks cover every (b, query, head) row of hd values.
+    unsafe { out.set_len(b * tq * h * hd) };
     Some(FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd])))
 }
 
@@ -105,13 +117,15 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Room for [`BLOCK_Q`] rows of `keys` scores.
-    fn reserve(&mut self, keys: usize) {
-        if self.scores.len() < BLOCK_Q * keys {
-            self.scores.resize(BLOCK_Q * keys, 0.0);
+    /// Room for `rows` rows of `keys` scores.
+    fn reserve(&mut self, rows: usize, keys: usize) {
+        if self.scores.len() < rows * keys {
+            self.scores.resize(rows * keys, 0.0);
         }
-        self.row_max.resize(BLOCK_Q, 0.0);
-        self.row_sum.resize(BLOCK_Q, 0.0);
+        if self.row_max.len() < rows {
+            self.row_max.resize(rows, 0.0);
+            self.row_sum.resize(rows, 0.0);
+        }
     }
 }
 
