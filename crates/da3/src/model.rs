@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::{backend::Backend, DType, FloatDType, Tensor};
 
 pub use crate::backbone::ref_view::RefViewStrategy;
-use crate::backbone::{BackboneTrace, DinoV2, LayerFeatures};
+use crate::backbone::{BackboneTrace, DinoV2};
 use crate::camera::{pose_encoding_to_extrinsics_intrinsics, CameraDec};
 use crate::camera_enc::{CameraEnc, ViewCameras};
 use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
@@ -252,10 +252,7 @@ impl<B: Backend> Da3Model<B> {
             t.camera_tokens = features.iter().map(|f| f.camera_token.clone()).collect();
         }
         let camera_token = features[3].camera_token.clone(); // [B, S, C]
-        let head_in = features.map(|LayerFeatures { patches, .. }| {
-            let [_, _, n, c] = patches.dims();
-            patches.reshape([b * s, n, c]) // [BS, N, C]
-        });
+        let head_in = features.map(|f| f.head_tokens()); // [BS, N, C] each
         match &self.heads {
             Heads::Main(main) => {
                 let gs = match (&main.gs_head, gs_images) {

@@ -154,6 +154,16 @@ impl<B: Backend> Conv2d<B> {
     /// [N, C_in, H, W] -> [N, C_out, H', W'], in the weight's float format (see
     /// [`Linear::forward`]).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_impl(x, false)
+    }
+
+    /// `forward(relu(x))`; on flex the ReLU is applied as the 3×3 kernel reads its input
+    /// (no pass of its own, no copy of a shared `x`).
+    pub fn forward_relu_input(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_impl(x, true)
+    }
+
+    fn forward_impl(&self, x: Tensor<B, 4>, relu_input: bool) -> Tensor<B, 4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
         let weight = self.weight.val();
         let x = x.cast(weight.dtype());
@@ -162,10 +172,11 @@ impl<B: Backend> Conv2d<B> {
         // odd sizes as shifted GEMMs (see `crate::kernels::conv`).
         #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
         if self.stride == 1 {
-            if let Some(y) = crate::kernels::conv::try_conv2d_same(&x, &weight, bias.as_ref(), self.padding, Some(&self.filters)) {
+            if let Some(y) = crate::kernels::conv::try_conv2d_same(&x, &weight, bias.as_ref(), self.padding, Some(&self.filters), relu_input) {
                 return y;
             }
         }
+        let x = if relu_input { burn::tensor::activation::relu(x) } else { x };
         conv2d(x, weight, bias, options)
     }
 }

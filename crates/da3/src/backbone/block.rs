@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, DType, FloatDType, Tensor};
 use super::attention::SelfAttention;
 use super::rope::RopeTable;
 use crate::config::{BackboneConfig, FfnKind};
+use crate::kernels::broadcast::add_scaled;
 use crate::nn::{LayerNorm, Linear};
 use crate::precision::CastParams;
 use crate::weights::WeightLoader;
@@ -134,10 +135,10 @@ impl<B: Backend> Block<B> {
     /// and FFN run in their weights' format and are cast back before the LayerScale.
     pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RopeTable<B>>) -> Tensor<B, 3> {
         let dtype = x.dtype();
-        let ls1 = self.ls1.val().unsqueeze::<3>(); // [1, 1, D]
-        let ls2 = self.ls2.val().unsqueeze::<3>();
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope).cast(dtype) * ls1;
-        x.clone() + self.mlp.forward(self.norm2.forward(x)).cast(dtype) * ls2
+        let attn = self.attn.forward(self.norm1.forward(x.clone()), rope).cast(dtype); // [B, T, D]
+        let x = add_scaled(x, attn, &self.ls1.val()); // x + attn · ls1
+        let ffn = self.mlp.forward(self.norm2.forward(x.clone())).cast(dtype);
+        add_scaled(x, ffn, &self.ls2.val()) // x + ffn · ls2
     }
 
     /// The float format of the block's matrix products (its `fc1`/`w12` weight's).

@@ -16,6 +16,8 @@ use self::pos_embed::interpolate_pos_embed;
 use self::ref_view::{reorder_indices, restore_indices, select_reference_view, RefViewStrategy, MIN_VIEWS_FOR_SELECTION};
 use self::rope::{RopeLayout, RopeTable};
 use crate::config::{BackboneConfig, PATCH_SIZE};
+use crate::kernels::broadcast::add_to_each;
+use crate::kernels::concat::cat_last_dim;
 use crate::nn::LayerNorm;
 use crate::size_cache::{SizeCache, SizeKey};
 use crate::weights::WeightLoader;
@@ -30,6 +32,18 @@ pub struct LayerFeatures<B: Backend> {
     pub patches: Tensor<B, 4>,
     /// The raw (un-normed) special token of each view, [B, S, C].
     pub camera_token: Tensor<B, 3>,
+    /// The normed tokens with the special one, [B, S, 1+N, C] (contiguous): `patches` is its
+    /// view from token 1; [`LayerFeatures::head_tokens`] flattens it without a copy.
+    tokens: Tensor<B, 4>,
+}
+
+impl<B: Backend> LayerFeatures<B> {
+    /// The patch tokens with the views flattened into the batch, [B·S, N, C]: a view of the
+    /// contiguous normed tokens (reshaping `patches`, a view, would copy it on flex).
+    pub fn head_tokens(&self) -> Tensor<B, 3> {
+        let [b, s, n, c] = self.tokens.dims();
+        self.tokens.clone().reshape([b * s, n, c]).narrow(1, 1, n - 1)
+    }
 }
 
 /// Intermediate values recorded for parity tests and debugging.
@@ -198,7 +212,7 @@ impl<B: Backend> DinoV2<B> {
                 t.blocks.push(x.clone());
             }
             if cfg.out_layers.contains(&i) {
-                let out = if cfg.cat_token { Tensor::cat(vec![local_x.clone(), x.clone()], 3) } else { x.clone() };
+                let out = if cfg.cat_token { cat_last_dim(local_x.clone(), x.clone()) } else { x.clone() };
                 let out = match &reorder {
                     Some(refs) => permute_views(out, refs, s, restore_indices),
                     None => out,
@@ -232,7 +246,7 @@ impl<B: Backend> DinoV2<B> {
         let patches = self.patch_embed.forward(images.reshape([b * s, c, height, width])); // [BS, N, D]
         let patches = patches.cast(FloatDType::F32); // the residual stream is f32
         let cls = self.cls_token.val().expand([b * s, 1, d]); // [BS, 1, D]
-        let tokens = Tensor::cat(vec![cls, patches], 1) + self.pos_embed_for(h, w); // [BS, 1+N, D]
+        let tokens = add_to_each(Tensor::cat(vec![cls, patches], 1), &self.pos_embed_for(h, w)); // [BS, 1+N, D]
         tokens.reshape([b, s, 1 + h * w, d])
     }
 
@@ -272,11 +286,11 @@ impl<B: Backend> DinoV2<B> {
         let d = self.config.embed_dim;
         let camera_token = out.clone().narrow(2, 0, 1).reshape([b, s, c]);
         let normed = if self.config.cat_token {
-            Tensor::cat(vec![out.clone().narrow(3, 0, d), self.norm.forward(out.narrow(3, d, d))], 3)
+            cat_last_dim(out.clone().narrow(3, 0, d), self.norm.forward(out.narrow(3, d, d)))
         } else {
             self.norm.forward(out)
         };
-        LayerFeatures { patches: normed.narrow(2, 1, n - 1), camera_token }
+        LayerFeatures { patches: normed.clone().narrow(2, 1, n - 1), camera_token, tokens: normed }
     }
 }
 

@@ -2,10 +2,10 @@
 //! chain `refinenet4 -> refinenet3 -> refinenet2 -> refinenet1` (`model/dpt.py`).
 
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::upsample::resize_bilinear_aligned;
+use crate::kernels::broadcast::add;
 use crate::nn::{Conv2d, ConvSpec};
 use crate::weights::WeightLoader;
 
@@ -28,9 +28,9 @@ impl<B: Backend> ResidualConvUnit<B> {
 
     /// [N, F, h, w] -> [N, F, h, w].
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let out = self.conv1.forward(relu(x.clone()));
-        let out = self.conv2.forward(relu(out));
-        out + x
+        let out = self.conv1.forward_relu_input(x.clone());
+        let out = self.conv2.forward_relu_input(out);
+        add(x, out)
     }
 }
 
@@ -65,7 +65,7 @@ impl<B: Backend> FeatureFusionBlock<B> {
     ) -> Tensor<B, 4> {
         let mut y = x;
         if let (Some(rcu1), Some(lateral)) = (&self.res_conf_unit1, lateral) {
-            y = y + rcu1.forward(lateral);
+            y = add(y, rcu1.forward(lateral));
         }
         let y = self.res_conf_unit2.forward(y);
         let [_, _, h, w] = y.dims();

@@ -1,11 +1,14 @@
-//! "Same" convolutions (odd k×k kernel, stride 1, padding k/2) on Burn's flex backend, as k²
-//! shifted matrix products: the DPT heads' 3×3 convolutions, most of their CPU time.
+//! "Same" convolutions (odd k×k kernel, stride 1, padding k/2) on Burn's flex backend: the DPT
+//! heads' convolutions, most of their CPU time. 3×3 kernels run Winograd F(4×4, 3×3)
+//! (`winograd.rs`, 4× fewer multiply-adds; 1.7× faster than the shifted products below at the
+//! heads' shapes, `benches/conv_compare.py`), 1×1 kernels one GEMM per image, other odd sizes
+//! k² shifted matrix products.
 //!
 //! burn-flex lowers every convolution to im2col (a k²-times copy of the input, zero-filled)
-//! plus GEMM. Here the input is zero-padded once ([C_in, H + 2p, W + 2p]); output rows are then
-//! computed on the padded width ("wide" rows: W + 2p columns, the last 2p discarded), because
-//! on that grid every kernel tap (kh, kw) reads the padded input at one constant offset,
-//! `kh·(W + 2p) + kw`. So the output is, per tap, one product
+//! plus GEMM. The shifted products instead zero-pad the input once ([C_in, H + 2p, W + 2p]);
+//! output rows are then computed on the padded width ("wide" rows: W + 2p columns, the last 2p
+//! discarded), because on that grid every kernel tap (kh, kw) reads the padded input at one
+//! constant offset, `kh·(W + 2p) + kw`. So the output is, per tap, one product
 //! `out[C_out, cols] += w[:, :, kh, kw] · padded[C_in, cols + offset]`, run with the `gemm`
 //! crate on column tiles (in parallel with rayon, each tile's accumulator in cache), and the
 //! bias is added while the wide rows are compacted. Summation order differs from im2col's only
@@ -26,7 +29,14 @@ const TILE_ELEMENTS: usize = 64 * 1024;
 /// `padding` = (k − 1)/2 -> contiguous [N, C_out, H, W] (1×1 kernels: one GEMM per image).
 /// `None` where this kernel does not apply: other dtypes, even kernels, other paddings,
 /// mismatched shapes.
-pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, padding: usize, filters: Option<&FilterCache>) -> Option<FlexTensor> {
+pub(crate) fn conv2d_same(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    padding: usize,
+    filters: Option<&FilterCache>,
+    relu_input: bool,
+) -> Option<FlexTensor> {
     let (xd, wd) = (x.layout().shape(), w.layout().shape());
     if xd.num_dims() != 4 || wd.num_dims() != 4 {
         return None;
@@ -35,6 +45,9 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
     let [c_out, w_in, k, k2] = [wd[0], wd[1], wd[2], wd[3]];
     if w_in != c_in || k != k2 || k % 2 == 0 || padding != k / 2 || n * c_in * c_out * h * wid == 0 {
         return None;
+    }
+    if relu_input && k != 3 {
+        return None; // only the Winograd path reads its input through a ReLU
     }
     let weights = values(w)?;
     let bias = match bias {
@@ -58,7 +71,7 @@ pub(crate) fn conv2d_same(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTens
             Some(cache) => cache.get(w, weights, c_out, c_in),
             None => std::sync::Arc::new(transform_filters(weights, c_out, c_in)),
         };
-        conv3x3(&input, &u, bias, [n, c_in, h, wid], c_out)
+        conv3x3(&input, &u, bias, [n, c_in, h, wid], c_out, relu_input)
     } else {
         shifted_gemm(&input, weights, bias, [n, c_in, h, wid], c_out, k)
     };
@@ -218,6 +231,7 @@ pub(crate) fn try_conv2d_same<B: burn::tensor::backend::Backend>(
     bias: Option<&burn::tensor::Tensor<B, 1>>,
     padding: usize,
     filters: Option<&FilterCache>,
+    relu_input: bool,
 ) -> Option<burn::tensor::Tensor<B, 4>> {
     use super::flex::{from_flex, into_flex};
     let x = into_flex(x.clone()).ok()?;
@@ -226,7 +240,7 @@ pub(crate) fn try_conv2d_same<B: burn::tensor::backend::Backend>(
         Some(b) => Some(into_flex(b.clone()).ok()?),
         None => None,
     };
-    conv2d_same(&x, &weight, bias.as_ref(), padding, filters).map(from_flex)
+    conv2d_same(&x, &weight, bias.as_ref(), padding, filters, relu_input).map(from_flex)
 }
 
 #[cfg(test)]
@@ -268,7 +282,7 @@ mod tests {
             };
             let w = tensor([c_out, shape[1], k, k], 2);
             let b = with_bias.then(|| tensor([c_out], 3));
-            let ours = super::try_conv2d_same(&x, &w, b.as_ref(), k / 2, None).expect("kernel applies");
+            let ours = super::try_conv2d_same(&x, &w, b.as_ref(), k / 2, None, false).expect("kernel applies");
             let burn = conv2d(x, w, b, ConvOptions::new([1, 1], [k / 2, k / 2], [1, 1], 1));
             assert_eq!(ours.dims(), burn.dims());
             let (a, r) = (ours.into_data().to_vec::<f32>().unwrap(), burn.into_data().to_vec::<f32>().unwrap());
@@ -280,12 +294,26 @@ mod tests {
         }
     }
 
+    /// A 3×3 convolution reading its input through a ReLU equals Burn's conv of `relu(x)`
+    /// (contiguous and strided inputs); other kernel sizes decline it.
+    #[test]
+    fn relu_input_matches_burn() {
+        for x in [tensor([2, 16, 21, 30], 1), tensor([2, 30, 21, 16], 1).permute([0, 3, 2, 1])] {
+            let (w, b) = (tensor([8, 16, 3, 3], 2), tensor([8], 3));
+            let ours = super::try_conv2d_same(&x, &w, Some(&b), 1, None, true).expect("kernel applies");
+            let burn = conv2d(burn::tensor::activation::relu(x.clone()), w, Some(b), ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+            let err = rel_l2(&ours.into_data().to_vec::<f32>().unwrap(), &burn.into_data().to_vec::<f32>().unwrap());
+            assert!(err < 5e-6, "rel L2 {err:.2e}");
+            assert!(super::try_conv2d_same(&x, &tensor([8, 16, 1, 1], 2), None, 0, None, true).is_none());
+        }
+    }
+
     /// Shapes the kernel does not take are declined (Burn's op runs them).
     #[test]
     fn declines_other_convolutions() {
         let x = tensor([1, 4, 6, 6], 1);
-        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 2, 2], 2), None, 1, None).is_none()); // even
-        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 3, 3], 2), None, 0, None).is_none()); // padding 0
-        assert!(super::try_conv2d_same(&x, &tensor([2, 3, 3, 3], 2), None, 1, None).is_none()); // channels
+        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 2, 2], 2), None, 1, None, false).is_none()); // even
+        assert!(super::try_conv2d_same(&x, &tensor([2, 4, 3, 3], 2), None, 0, None, false).is_none()); // padding 0
+        assert!(super::try_conv2d_same(&x, &tensor([2, 3, 3, 3], 2), None, 1, None, false).is_none()); // channels
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod broadcast;
+pub mod concat;
 #[cfg(all(test, feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod test_support;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
@@ -76,7 +77,7 @@ impl CpuConv3x3 {
         assert_eq!(x.len(), n * self.c_in * h * w, "CpuConv3x3::run: input size");
         let input = conv::contiguous_input(x, shape);
         match algorithm {
-            Conv3x3Algorithm::Winograd => winograd::conv3x3(&input, &self.transformed, self.bias.as_deref(), shape, self.c_out),
+            Conv3x3Algorithm::Winograd => winograd::conv3x3(&input, &self.transformed, self.bias.as_deref(), shape, self.c_out, false),
             Conv3x3Algorithm::ShiftedGemm => conv::shifted_gemm(&input, &self.weights, self.bias.as_deref(), shape, self.c_out, 3),
         }
     }

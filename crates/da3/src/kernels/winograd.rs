@@ -73,12 +73,12 @@ const AT: [[f32; WIN]; M] = [
 /// One value per lane (tile) of a segment.
 type Lanes = [f32; LANES];
 
-/// x [N, C_in, H, W] (read through its strides) ⊛ w (+ bias [C_out]), stride 1, padding 1
-/// -> contiguous [N, C_out, H, W] values; `u` is w [C_out, C_in, 3, 3] transformed by
-/// [`transform_filters`].
-pub(super) fn conv3x3(input: &StridedInput, u: &[f32], bias: Option<&[f32]>, [n, c_in, h, w]: [usize; 4], c_out: usize) -> Vec<f32> {
+/// x [N, C_in, H, W] (read through its strides; through a ReLU first if `relu_input`) ⊛ w
+/// (+ bias [C_out]), stride 1, padding 1 -> contiguous [N, C_out, H, W] values; `u` is
+/// w [C_out, C_in, 3, 3] transformed by [`transform_filters`].
+pub(super) fn conv3x3(input: &StridedInput, u: &[f32], bias: Option<&[f32]>, [n, c_in, h, w]: [usize; 4], c_out: usize, relu_input: bool) -> Vec<f32> {
     assert_eq!(u.len(), XI * c_out * c_in, "winograd conv3x3: transformed filter size");
-    let g = Geometry::new(c_in, c_out, h, w);
+    let g = Geometry { relu: relu_input, ..Geometry::new(c_in, c_out, h, w) };
     // Blocks of whole tile rows, so that only a row's last segment has fewer than 16 tiles,
     // and at least one block per thread (a 54×72 map with 8 + 6 rows ran 1.4× slower than with
     // 7 + 7 on 2 threads).
@@ -153,13 +153,16 @@ struct Geometry {
     qs: usize,
     /// Values per padded, phase-split row (4·qs).
     row: usize,
+    /// Whether the input goes through a ReLU as it is read (the heads' residual units apply
+    /// one before each convolution; fused here, it costs no pass of its own).
+    relu: bool,
 }
 
 impl Geometry {
     fn new(c_in: usize, c_out: usize, h: usize, w: usize) -> Self {
         let (th, tw) = (h.div_ceil(M), w.div_ceil(M));
         let qs = tw + LANES;
-        Self { c_in, c_out, h, w, th, tw, qs, row: 4 * qs }
+        Self { c_in, c_out, h, w, th, tw, qs, row: 4 * qs, relu: false }
     }
 }
 
@@ -182,17 +185,36 @@ fn split_row(row: &mut [f32], input: &StridedInput, b: usize, c: usize, y: usize
         // Exact lengths, so that the deinterleave compiles to vector shuffles.
         let src = &src[..4 * quads];
         let (d0, d1, d2, d3) = (&mut q0[1..=quads], &mut q1[..quads], &mut q2[..quads], &mut q3[..quads]);
-        for l in 0..quads {
-            d1[l] = src[4 * l];
-            d2[l] = src[4 * l + 1];
-            d3[l] = src[4 * l + 2];
-            d0[l] = src[4 * l + 3];
+        if g.relu {
+            for l in 0..quads {
+                d1[l] = relu(src[4 * l]);
+                d2[l] = relu(src[4 * l + 1]);
+                d3[l] = relu(src[4 * l + 2]);
+                d0[l] = relu(src[4 * l + 3]);
+            }
+        } else {
+            for l in 0..quads {
+                d1[l] = src[4 * l];
+                d2[l] = src[4 * l + 1];
+                d3[l] = src[4 * l + 2];
+                d0[l] = src[4 * l + 3];
+            }
         }
     }
     for x in 4 * quads..g.w {
-        let v = src[x * sw];
+        let v = if g.relu { relu(src[x * sw]) } else { src[x * sw] };
         let x = x + 1;
         [&mut *q0, &mut *q1, &mut *q2, &mut *q3][x % 4][x / 4] = v;
+    }
+}
+
+/// `max(v, 0)`, NaN kept (as PyTorch's and Burn's ReLU).
+#[inline(always)]
+fn relu(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
     }
 }
 
@@ -541,7 +563,7 @@ mod tests {
             let truth = conv_f64(&x.clone().into_data().to_vec::<f32>().unwrap(), &wt, &bias, shape, co);
             let flex = into_flex(x).ok().unwrap();
             let input = StridedInput::of(&flex).unwrap();
-            let wino = super::conv3x3(&input, &super::transform_filters(&wt, co, ci), Some(&bias), shape, co);
+            let wino = super::conv3x3(&input, &super::transform_filters(&wt, co, ci), Some(&bias), shape, co, false);
             let direct = crate::kernels::conv::shifted_gemm(&input, &wt, Some(&bias), shape, co, 3);
             assert_eq!((wino.len(), direct.len()), (truth.len(), truth.len()));
             let (err, direct_err) = (rel_l2(&wino, &truth), rel_l2(&direct, &truth));
