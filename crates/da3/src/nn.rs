@@ -144,11 +144,16 @@ impl ConvSpec {
 }
 
 impl<B: Backend> Conv2d<B> {
+    /// A convolution with the given kernel [out, in, k, k], bias [out], stride and padding.
+    pub fn new(weight: Tensor<B, 4>, bias: Option<Tensor<B, 1>>, stride: usize, padding: usize) -> Self {
+        Self { weight: Param::from_tensor(weight), bias: bias.map(Param::from_tensor), stride, padding, filters: FilterCache::default() }
+    }
+
     /// Loads `{prefix}.weight` (and `{prefix}.bias`) for the given shape.
     pub fn load(w: &mut WeightLoader<B>, prefix: &str, s: ConvSpec) -> Self {
         let weight = w.tensor(&format!("{prefix}.weight"), [s.c_out, s.c_in, s.kernel, s.kernel]);
-        let bias = s.bias.then(|| Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [s.c_out])));
-        Self { weight: Param::from_tensor(weight), bias, stride: s.stride, padding: s.padding, filters: FilterCache::default() }
+        let bias = s.bias.then(|| w.tensor(&format!("{prefix}.bias"), [s.c_out]));
+        Self::new(weight, bias, s.stride, s.padding)
     }
 
     /// [N, C_in, H, W] -> [N, C_out, H', W'], in the weight's float format (see

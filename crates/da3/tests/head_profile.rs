@@ -92,12 +92,7 @@ fn head_pieces_da3_small_504x378() {
     // 3×3 convolutions at the head's largest sizes.
     let device = Default::default();
     for (c_in, c_out, h, w) in [(64, 64, 108, 144), (64, 32, 216, 288), (32, 64, 216, 288), (32, 32, 378, 504)] {
-        let conv = Conv2d::<Flex> {
-            weight: burn::module::Param::from_tensor(random([c_out, c_in, 3, 3])),
-            bias: Some(burn::module::Param::from_tensor(Tensor::zeros([c_out], &device))),
-            stride: 1,
-            padding: 1,
-        };
+        let conv = Conv2d::<Flex>::new(random([c_out, c_in, 3, 3]), Some(Tensor::zeros([c_out], &device)), 1, 1);
         let _ = ConvSpec::same(c_in, c_out, 3);
         let x = random([1, c_in, h, w]);
         let (min, med) = time(3, || conv.forward(x.clone()).into_data());
