@@ -49,6 +49,14 @@ pub(crate) unsafe fn parallel_gemm(out: &mut Vec<f32>, m: usize, k: usize, n: us
     if m * n == 0 {
         return;
     }
+    if k > 0 && m * n * k >= SERIAL_BELOW && super::sgemm::available() {
+        // SAFETY: the caller's guarantees; the m·n spare elements are all written.
+        unsafe {
+            super::sgemm::gemm(out.spare_capacity_mut().as_mut_ptr().cast(), m, k, n, lhs, rhs, bias);
+            out.set_len(len + m * n);
+        }
+        return;
+    }
     let threads = rayon::current_num_threads().max(1);
     let blocks = if m * n * k < SERIAL_BELOW { 1 } else { threads * BLOCKS_PER_THREAD };
     // Rows when there are enough of them, else columns.
