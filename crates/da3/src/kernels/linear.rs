@@ -49,7 +49,11 @@ pub(crate) unsafe fn parallel_gemm(out: &mut Vec<f32>, m: usize, k: usize, n: us
     if m * n == 0 {
         return;
     }
-    if k > 0 && m * n * k >= SERIAL_BELOW && super::sgemm::available() {
+    // Our AVX-512 kernel where it was measured faster: enough rows for its 12-row panels and
+    // a right operand with contiguous rows (weights, NCHW maps); the `gemm` crate otherwise
+    // (the heads' output convolutions have 1–2 rows, their permuted token maps strided
+    // columns, which our packing would gather element by element).
+    if k > 0 && m * n * k >= SERIAL_BELOW && m >= super::sgemm::MIN_ROWS && rhs.col == 1 && super::sgemm::available() {
         // SAFETY: the caller's guarantees; the m·n spare elements are all written.
         unsafe {
             super::sgemm::gemm(out.spare_capacity_mut().as_mut_ptr().cast(), m, k, n, lhs, rhs, bias);

@@ -20,7 +20,10 @@
 //!
 //! Measured alternatives (2 threads, same shapes): 6×64 and 8×48 microkernels (96 and 72
 //! GFLOP/s in L1); k slices of 256 and 384 (1.07× and 1.04× the time of 128 with these loops);
-//! column panels outer (1.04–1.07×).
+//! column panels outer (1.04–1.07×). The same kernel, serial, for the products inside the
+//! attention and Winograd kernels (`flex::gemm_serial`) took 1.5× and 1.2× the `gemm` crate's
+//! time there: at their sizes, packing per call (and gathering the transposed keys element by
+//! element) outweighs the faster microkernel, so they keep the `gemm` crate.
 //!
 //! Chosen at run time where the CPU has AVX-512F ([`available`]; `DA3_NO_AVX512_GEMM=1`
 //! turns it off, for comparisons); elsewhere the callers keep the `gemm` crate. Sums run in
@@ -47,6 +50,9 @@ const KC: usize = 128;
 const MC_TARGET: usize = 192;
 /// Target task width (columns), rounded to whole column panels.
 const NC_TARGET: usize = 384;
+/// Fewest rows for which callers use [`gemm`] (four full row panels): with fewer, most of the
+/// 12-row microkernel's accumulators are idle.
+pub(crate) const MIN_ROWS: usize = 4 * MR;
 /// Tasks per thread at least, where the shape allows: a thread slowed by another process then
 /// does not hold back the whole product.
 const TASKS_PER_THREAD: usize = 3;
