@@ -49,18 +49,6 @@ pub(crate) unsafe fn parallel_gemm(out: &mut Vec<f32>, m: usize, k: usize, n: us
     if m * n == 0 {
         return;
     }
-    // Our AVX-512 kernel where it was measured faster: enough rows for its 12-row panels and
-    // a right operand with contiguous rows (weights, NCHW maps); the `gemm` crate otherwise
-    // (the heads' output convolutions have 1–2 rows, their permuted token maps strided
-    // columns, which our packing would gather element by element).
-    if k > 0 && m * n * k >= SERIAL_BELOW && m >= super::sgemm::MIN_ROWS && rhs.col == 1 && super::sgemm::available() {
-        // SAFETY: the caller's guarantees; the m·n spare elements are all written.
-        unsafe {
-            super::sgemm::gemm(out.spare_capacity_mut().as_mut_ptr().cast(), m, k, n, lhs, rhs, bias);
-            out.set_len(len + m * n);
-        }
-        return;
-    }
     let threads = rayon::current_num_threads().max(1);
     let blocks = if m * n * k < SERIAL_BELOW { 1 } else { threads * BLOCKS_PER_THREAD };
     // Rows when there are enough of them, else columns.

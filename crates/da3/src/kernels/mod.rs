@@ -20,8 +20,6 @@ pub(crate) mod linear;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod resize;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
-pub(crate) mod sgemm;
-#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod winograd;
 
 /// `a [m×k] · w [k×n] (+ bias [n])`, row-major and contiguous, on rayon's pool: the CPU
