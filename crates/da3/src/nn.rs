@@ -180,6 +180,11 @@ impl<B: Backend> Conv2d<B> {
             if let Some(y) = crate::kernels::conv::try_conv2d_same(&x, &weight, bias.as_ref(), self.padding, Some(&self.filters), relu_input) {
                 return y;
             }
+        } else if !relu_input {
+            // Strided (the heads' stride-2 down-projection): parallel im2col + GEMM.
+            if let Some(y) = crate::kernels::conv_im2col::try_conv2d_im2col(&x, &weight, bias.as_ref(), self.stride, self.padding) {
+                return y;
+            }
         }
         let x = if relu_input { burn::tensor::activation::relu(x) } else { x };
         conv2d(x, weight, bias, options)
@@ -207,6 +212,12 @@ impl<B: Backend> ConvTranspose2d<B> {
 
     /// [N, C, H, W] -> [N, C, kH, kW].
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+        if self.weight.dims()[2..] == [self.stride; 2] {
+            if let Some(y) = crate::kernels::conv_transpose::try_conv_transpose_k_eq_s(&x, &self.weight.val(), Some(&self.bias.val())) {
+                return y; // flex: one parallel product + a parallel scatter (burn-flex's op is serial)
+            }
+        }
         let options = ConvTransposeOptions::new([self.stride; 2], [0, 0], [0, 0], [1, 1], 1);
         conv_transpose2d(x, self.weight.val(), Some(self.bias.val()), options)
     }

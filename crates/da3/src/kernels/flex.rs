@@ -93,6 +93,19 @@ impl SharedOut {
     }
 }
 
+/// `len` f32 (a multiple of `row`) written row by row in parallel by `fill(row_index, row)`,
+/// which must write every element of its row; no serial zero-fill first (what `vec![0.0; len]`
+/// costs on the calling thread while the pool waits).
+pub(crate) fn par_rows(len: usize, row: usize, fill: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    assert!(row > 0 && len % row == 0, "par_rows: {len} values in rows of {row}");
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(row).enumerate().for_each(|(i, r)| fill(i, r));
+    // SAFETY: every row was written by `fill` (its contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// A strided f32 matrix operand: its first element and its row and column strides (elements).
 #[derive(Clone, Copy)]
 pub(crate) struct Strided {

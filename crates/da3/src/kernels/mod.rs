@@ -14,6 +14,10 @@ pub mod attention;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod conv;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod conv_im2col;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+pub(crate) mod conv_transpose;
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod layer_norm;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod linear;

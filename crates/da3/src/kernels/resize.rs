@@ -10,7 +10,6 @@
 
 use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
-use rayon::prelude::*;
 
 /// Source indices and weights along one axis, PyTorch's `compute_source_index_and_lambda`
 /// for `align_corners=True`: (i0, i1, λ0, λ1) per output index.
@@ -50,14 +49,14 @@ pub(crate) fn resize_bilinear_aligned(x: &FlexTensor, [out_h, out_w]: [usize; 2]
         }
     };
     let (rows, cols) = (axis_table(in_h, out_h), axis_table(in_w, out_w));
-    let mut out = vec![0f32; n * c * out_h * out_w]; // [N, C, h, w]
-    out.par_chunks_mut(out_w).enumerate().for_each(|(r, dst)| {
+    let out = super::flex::par_rows(n * c * out_h * out_w, out_w, |r, dst| {
+        // [N, C, h, w], one output row per call
         let (plane, oh) = (r / out_h, r % out_h);
         let (h0, h1, wh0, wh1) = rows[oh];
         let base = plane * in_h * in_w;
         let (row0, row1) = (&src[base + h0 * in_w..][..in_w], &src[base + h1 * in_w..][..in_w]);
         for (o, &(w0, w1, ww0, ww1)) in dst.iter_mut().zip(&cols) {
-            *o = (row0[w0] * ww0 + row0[w1] * ww1) * wh0 + (row1[w0] * ww0 + row1[w1] * ww1) * wh1;
+            o.write((row0[w0] * ww0 + row0[w1] * ww1) * wh0 + (row1[w0] * ww0 + row1[w1] * ww1) * wh1);
         }
     });
     Some(FlexTensor::from_data(TensorData::new(out, [n, c, out_h, out_w])))

@@ -9,7 +9,6 @@
 
 use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
-use rayon::prelude::*;
 
 /// `x·cos + rot(x)·sin` for f32 x [B, H, T, hd] (any non-negative strides) and contiguous f32
 /// tables [T, hd] -> contiguous [B, H, T, hd]; `rot` is `cat(−x1, x0, −x3, x2)` over the four
@@ -30,16 +29,16 @@ pub(crate) fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> 
     let data = x.storage::<f32>();
     let (offset, sb, sh, st) = (layout.start_offset(), s[0] as usize, s[1] as usize, s[2] as usize);
     let q = hd / 4;
-    let mut out = vec![0f32; b * h * t * hd]; // [B, H, T, hd]
-    out.par_chunks_mut(hd).enumerate().for_each(|(row, dst)| {
+    let out = super::flex::par_rows(b * h * t * hd, hd, |row, dst| {
+        // [B, H, T, hd], one (b, h, t) row per call
         let (bi, hi, ti) = (row / (h * t), row / t % h, row % t);
         let src = &data[offset + bi * sb + hi * sh + ti * st..][..hd];
         let (c, sn) = (&cos[ti * hd..][..hd], &sin[ti * hd..][..hd]);
         for half in [0, 2 * q] {
             for j in 0..q {
                 let (lo, hi_) = (half + j, half + q + j);
-                dst[lo] = src[lo] * c[lo] + (-src[hi_]) * sn[lo];
-                dst[hi_] = src[hi_] * c[hi_] + src[lo] * sn[hi_];
+                dst[lo].write(src[lo] * c[lo] + (-src[hi_]) * sn[lo]);
+                dst[hi_].write(src[hi_] * c[hi_] + src[lo] * sn[hi_]);
             }
         }
     });
