@@ -168,6 +168,11 @@ def main():
     ap.add_argument("--autogroup-nice", type=int, help="run each measured process in its own autogroup with this nice")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per process")
     ap.add_argument("--json", help="write every run's raw result here")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "fp16", "bf16"], help="da3-bench --precision")
+    ap.add_argument("--unfused", action="store_true", help="da3-bench --unfused (cuda/wgpu without Burn's op fusion)")
+    ap.add_argument("--peak-tflops", type=float,
+                    help="the device's peak TFLOP/s at the compared precision: also prints each side's achieved "
+                         "TFLOP/s (FLOPs of one pass counted by torch.utils.flop_counter) and its fraction of the peak")
     args = ap.parse_args()
     ref_device = args.ref_device or ("cpu" if args.device in ("flex", "ndarray") else "cuda")
 
@@ -178,8 +183,10 @@ def main():
         weights = os.path.join(args.weights_dir, f"{model}.weights.safetensors")
         common = ["--model", model, "--weights", weights, "--views", str(views), "--size", size,
                   "--iters", str(iters), "--threads", str(args.threads)] + (["--profile"] if args.profile else [])
-        ours_cmd = [args.bin, *common, "--device", args.device]
+        ours_cmd = [args.bin, *common, "--device", args.device, "--precision", args.precision] + (["--unfused"] if args.unfused else [])
         ref_cmd = [sys.executable, os.path.join(HERE, "reference.py"), *common, "--device", ref_device, "--dtype", args.ref_dtype]
+        if args.peak_tflops:
+            ref_cmd.append("--flops")
         ours, ref = [], []
         for r in range(args.rounds):
             t0 = time.time()
@@ -213,7 +220,17 @@ def main():
               f"| {a['peak_rss_mb']:.0f} | {b['peak_rss_mb']:.0f} | {a['peak_rss_mb'] / b['peak_rss_mb']:.2f} "
               + gpu_cells
               + f"| {a['load_s']:.2f} | {b['load_s']:.2f} |")
-    print(f"\n(da3 --device {args.device} vs reference {ref_device} {args.ref_dtype}; {args.threads} thread(s) "
+    if args.peak_tflops:
+        print(f"\nachieved TFLOP/s at the median pass (FLOPs per pass from the reference's flop counter; "
+              f"peak {args.peak_tflops:g} TFLOP/s):")
+        for (model, views, size, a, b), case in zip(rows, raw):
+            flops = next((r["flops"] for r in case["reference"] if r.get("flops")), None)
+            if not flops:
+                continue
+            fa, fb = flops * a["views_per_s"] / views / 1e12, flops * b["views_per_s"] / views / 1e12
+            print(f"  {model} {views}x{size}: {flops / 1e9:.0f} GFLOP per pass; da3 {fa:.1f} TFLOP/s "
+                  f"({fa / args.peak_tflops:.1%} of peak), reference {fb:.1f} ({fb / args.peak_tflops:.1%})")
+    print(f"\n(da3 --device {args.device} --precision {args.precision}{' --unfused' if args.unfused else ''} vs reference {ref_device} {args.ref_dtype}; {args.threads} thread(s) "
           f"[reported: da3 {rows[0][3]['threads']}, reference {rows[0][4]['threads']}]; {args.rounds} rounds, "
           f"passes per process as in each case; load = min over rounds, page cache warm)")
     for model, views, size, a, b in rows:

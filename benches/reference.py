@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--profile", action="store_true", help="also time backbone / head / cam_dec per pass")
     ap.add_argument("--op-profile", type=int, metavar="N",
                     help="after the timed passes, one pass under torch.profiler; its top N ops (self CPU time) go to stderr")
+    ap.add_argument("--flops", action="store_true",
+                    help="count the FLOPs of one pass (torch.utils.flop_counter: matmuls, convolutions, attention)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -118,6 +120,13 @@ def main():
     times, cpu = [], []
     with torch.inference_mode():
         forward(images(0))  # warm-up
+        flops = None
+        if args.flops:  # an extra untimed pass: the counter's dispatch hooks slow it down
+            from torch.utils.flop_counter import FlopCounterMode
+            counter = FlopCounterMode(display=False)
+            with counter:
+                forward(images(0))
+            flops = counter.get_total_flops()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         for it in range(args.iters):
@@ -156,7 +165,7 @@ def main():
         "load_s": load_s, "times_s": times, "cpu_s": cpu,
         "rss_start_kb": rss_start, "rss_loaded_kb": rss_loaded, "peak_rss_kb": peak,
         "device_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-        "profile": profile,
+        "profile": profile, "flops": flops,
     }))
 
 

@@ -14,8 +14,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::Parser;
-use da3::{Da3, Da3Config, PredictOptions, Views};
-use da3_cli::device::{dispatch, BackendJob, DeviceKind};
+use da3::{Da3, Da3Config, PredictOptions, Precision, Views};
+use da3_cli::device::{dispatch_with, BackendJob, DeviceKind};
 
 /// Command line of `da3-bench`.
 #[derive(Debug, Clone, Parser)]
@@ -45,6 +45,27 @@ struct Args {
     /// Backend.
     #[arg(long, default_value = "flex")]
     device: DeviceKind,
+    /// Precision of the backbone's matrix products: auto, fp32, fp16 or bf16 (as the CLI's
+    /// `--precision`).
+    #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+    precision: Precision,
+    /// cuda/wgpu: run on the backend without Burn's op fusion (even in a `fast` build), where
+    /// our CubeCL/WGSL attention kernels can run; compares fusion against our kernels.
+    #[arg(long)]
+    unfused: bool,
+}
+
+fn cuda_memory_mb(device: DeviceKind) -> Option<(f64, f64)> {
+    #[cfg(feature = "cuda")]
+    if device == DeviceKind::Cuda {
+        return da3::schedule::device::cuda_memory(0).map(|(free, total)| (free as f64 / 1048576.0, total as f64 / 1048576.0));
+    }
+    let _ = device;
+    None
+}
+
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    Precision::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| format!("unknown precision `{s}` (auto, fp32, fp16, bf16)"))
 }
 
 struct Bench(Args);
@@ -62,7 +83,7 @@ impl BackendJob for Bench {
         };
         let rss_start_kb = proc_status_kb("VmRSS");
         let start = Instant::now();
-        let model = Da3::<B>::from_file(config, &args.weights, &device)?;
+        let model = Da3::<B>::from_file(config, &args.weights, &device)?.with_precision(args.precision)?;
         B::sync(&device).map_err(|e| anyhow::anyhow!("device sync after loading: {e:?}"))?;
         let load_s = start.elapsed().as_secs_f64();
         let rss_loaded_kb = proc_status_kb("VmRSS");
@@ -74,13 +95,20 @@ impl BackendJob for Bench {
             Views::from_normalized(data, args.views, h, w)
         };
         let options = PredictOptions::default();
+        // Progress on stderr (compare.py reads the JSON line on stdout): on a GPU the warm-up
+        // pass compiles and autotunes every kernel, and a run cut by a timeout still says where
+        // its time went.
+        eprintln!("da3-bench: loaded in {load_s:.2} s");
+        let warm = Instant::now();
         model.predict_with(&input(0)?, &options)?; // warm-up
+        eprintln!("da3-bench: warm-up pass {:.2} s", warm.elapsed().as_secs_f64());
         let (mut times, mut cpu) = (Vec::with_capacity(args.iters), Vec::with_capacity(args.iters));
         for i in 0..args.iters {
             let views = input(i + 1)?;
             let (start, cpu_start) = (Instant::now(), cpu_time_s());
             let prediction = model.predict_with(&views, &options)?;
             times.push(start.elapsed().as_secs_f64());
+            eprintln!("da3-bench: pass {} {:.4} s", i + 1, times[i]);
             cpu.push(cpu_time_s() - cpu_start);
             anyhow::ensure!(prediction.depth.iter().all(|d| d.is_finite()), "non-finite depth");
         }
@@ -88,6 +116,10 @@ impl BackendJob for Bench {
         Ok(serde_json::json!({
             "impl": "da3",
             "device": args.device.to_string(),
+            "backend": B::name(&device),
+            "unfused": args.unfused,
+            "precision": args.precision.name(),
+            "compute_dtype": format!("{:?}", model.compute_dtype()),
             "model": args.model,
             "views": args.views,
             "size": args.size,
@@ -99,6 +131,9 @@ impl BackendJob for Bench {
             "rss_loaded_kb": rss_loaded_kb,
             "peak_loaded_kb": peak_loaded_kb,
             "peak_rss_kb": proc_status_kb("VmHWM"),
+            // CUDA: the driver's free / total device memory after the timed passes (the
+            // scheduler's input; checks da3::schedule::device::cuda_memory on a GPU).
+            "cuda_memory_mb": cuda_memory_mb(args.device),
             "profile": profile,
         }))
     }
@@ -179,7 +214,7 @@ fn main() -> Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up the thread pool")?;
     }
-    let result = dispatch(args.device, Bench(args.clone()))?;
+    let result = dispatch_with(args.device, args.unfused, Bench(args.clone()))?;
     println!("{result}");
     Ok(())
 }

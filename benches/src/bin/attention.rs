@@ -16,7 +16,7 @@ use anyhow::Result;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use clap::Parser;
 use da3::kernels::attention::{attend_with, default_path, AttentionPath};
-use da3_cli::device::{dispatch, BackendJob, DeviceKind};
+use da3_cli::device::{dispatch_with, BackendJob, DeviceKind};
 
 /// Command line of `attention`.
 #[derive(Debug, Clone, Parser)]
@@ -33,6 +33,10 @@ struct Args {
     /// Skip the plain path at shapes whose [B, H, T, T] scores exceed this many MiB.
     #[arg(long, default_value_t = 2048)]
     plain_max_mib: usize,
+    /// cuda/wgpu: the backend without Burn's op fusion (as a `fast` build's would otherwise
+    /// be), where our CubeCL/WGSL kernels can run.
+    #[arg(long)]
+    unfused: bool,
 }
 
 /// The model's attention shapes [B, heads, T, hd] (da3-small heads at hd 64).
@@ -65,7 +69,8 @@ impl BackendJob for Bench {
                 .collect::<Result<_>>()?
         };
         println!("device: {}; default path: {}", args.device, default_path::<B>().name());
-        println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9}", "case", "shape", "path", "min ms", "median ms", "vs burn");
+        println!("device: {} ({})", args.device, B::name(&device));
+        println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9} {:>17}", "case", "shape", "path", "min ms", "median ms", "vs burn", "max |err| vs f64");
         for (name, shape) in shapes {
             let mut burn_min = None;
             let mut rows = Vec::new();
@@ -79,9 +84,15 @@ impl BackendJob for Bench {
                 if path == AttentionPath::Burn {
                     burn_min = times.map(|t| t.0);
                 }
-                rows.push((path, times));
+                let err = if times.is_some() { max_err_vs_exact::<B>(path, shape, &device) } else { None };
+                rows.push((path, times.map(|t| (t, err))));
             }
-            for (path, times) in rows {
+            for (path, timed) in rows {
+                let times = timed.map(|(t, _)| t);
+                let err = match timed.and_then(|(_, e)| e) {
+                    Some(e) => format!("{e:.1e}"),
+                    None => "-".into(),
+                };
                 let (min, median) = match times {
                     Some(t) => (format!("{:.2}", t.0 * 1e3), format!("{:.2}", t.1 * 1e3)),
                     None => ("n/a".into(), "n/a".into()),
@@ -90,7 +101,7 @@ impl BackendJob for Bench {
                     (Some(t), Some(burn)) => format!("{:.2}x", t.0 / burn),
                     _ => "-".into(),
                 };
-                println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9}", name, format!("{shape:?}"), path.name(), min, median, ratio);
+                println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9} {:>17}", name, format!("{shape:?}"), path.name(), min, median, ratio, err);
             }
         }
         Ok(())
@@ -121,7 +132,41 @@ fn time_path<B: Backend>(path: AttentionPath, shape: [usize; 4], iters: usize, d
     Ok(Some((times[0], times[times.len() / 2])))
 }
 
+/// Largest absolute error of `path` against exact attention computed in f64 on the host, over
+/// 64 sampled query rows of random inputs (the parity check that goes with each timing; `None`
+/// where the path does not serve `B`). Exact rather than against Burn's op: on CUDA both Burn's
+/// op and the plain path may run their matrix products in TF32.
+fn max_err_vs_exact<B: Backend>(path: AttentionPath, shape: [usize; 4], device: &B::Device) -> Option<f64> {
+    let [b, h, t, hd] = shape;
+    let input = || Tensor::<B, 4>::random([b, t, h, hd], Distribution::Normal(0.0, 1.0), device).swap_dims(1, 2);
+    let (q, k, v) = (input(), input(), input());
+    let host = |x: &Tensor<B, 4>| x.clone().into_data().convert::<f32>().into_vec::<f32>().expect("f32 data"); // [B, H, T, hd]
+    let (qh, kh, vh) = (host(&q), host(&k), host(&v));
+    let ours = host(&attend_with(path, q, k, v).ok()?);
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut worst = 0f64;
+    for sample in 0..64usize {
+        let row = (sample * 7_919 + 13) % (b * h * t); // (b, h, t) flattened
+        let head = row / t; // b * H + h
+        let qr = &qh[row * hd..(row + 1) * hd];
+        let scores: Vec<f64> = (0..t)
+            .map(|j| {
+                let kr = &kh[(head * t + j) * hd..(head * t + j + 1) * hd];
+                qr.iter().zip(kr).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale
+            })
+            .collect();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        for d in 0..hd {
+            let exact: f64 = (0..t).map(|j| weights[j] * vh[(head * t + j) * hd + d] as f64).sum::<f64>() / total;
+            worst = worst.max((ours[row * hd + d] as f64 - exact).abs());
+        }
+    }
+    Some(worst)
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
-    dispatch(args.device, Bench(args.clone()))
+    dispatch_with(args.device, args.unfused, Bench(args.clone()))
 }

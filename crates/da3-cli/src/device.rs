@@ -70,6 +70,13 @@ pub trait BackendJob {
 /// A backend that is not compiled in is a [`UsageError`] naming the cargo feature to enable;
 /// a panic inside the backend (e.g. no GPU adapter) becomes an error instead of an abort.
 pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
+    dispatch_with(kind, false, job)
+}
+
+/// [`dispatch`], with `unfused` choosing, for cuda and wgpu, the backend without Burn's op
+/// fusion even in a build with the `fast` feature (where our own GPU attention kernels run);
+/// benchmarks use it to compare the two. CPU backends ignore it.
+pub fn dispatch_with<J: BackendJob>(kind: DeviceKind, unfused: bool, job: J) -> Result<J::Output> {
     if !kind.is_compiled() {
         let compiled: Vec<String> = DeviceKind::compiled().iter().map(|k| k.to_string()).collect();
         return Err(UsageError(format!(
@@ -80,7 +87,7 @@ pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
         ))
         .into());
     }
-    let outcome = catch_unwind(AssertUnwindSafe(|| run_compiled(kind, job)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| if unfused { run_unfused(kind, job) } else { run_compiled(kind, job) }));
     match outcome {
         Ok(result) => result,
         Err(payload) => {
@@ -106,6 +113,17 @@ fn run_compiled<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => job.run::<da3::backends::Cuda>(burn::backend::cuda::CudaDevice::default()),
         _ => unreachable!("checked by is_compiled"),
+    }
+}
+
+#[allow(unreachable_patterns)]
+fn run_unfused<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
+    match kind {
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => job.run::<da3::backends::WgpuUnfused>(burn::backend::wgpu::WgpuDevice::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => job.run::<da3::backends::CudaUnfused>(burn::backend::cuda::CudaDevice::default()),
+        _ => run_compiled(kind, job),
     }
 }
 

@@ -110,6 +110,8 @@ pub struct StreamJob<'a> {
     /// Whether the backend computes in host memory (flex, ndarray): the budget is then the
     /// process's resident memory, bounded by the available RAM.
     pub host_memory: bool,
+    /// Whether the backend is CUDA (device 0): its free memory is asked of the driver.
+    pub cuda_memory: bool,
     /// Where outputs go: checked (created, probed) once the first images are decoded.
     pub export_dir: &'a Path,
     /// Draw progress bars.
@@ -137,6 +139,16 @@ pub struct Streamed {
     pub decode: Duration,
     /// Time from the start of inference to the end (later chunks' decoding overlapped).
     pub inference: Duration,
+}
+
+/// Free device memory of a CUDA job (`cuda`: the driver's count, now); `None` elsewhere.
+fn gpu_free_memory(cuda: bool) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    if cuda {
+        return da3::schedule::device::cuda_memory(0).map(|(free, _total)| free);
+    }
+    let _ = cuda;
+    None
 }
 
 impl StreamJob<'_> {
@@ -179,12 +191,13 @@ impl StreamJob<'_> {
             if let Some(c) = cameras {
                 opts.cameras = input_cameras(c, &loader);
             }
-            // GPUs: Burn exposes no free-memory query, so the budget is --max-memory alone (see
-            // da3::schedule::device); out-of-memory errors that surface split the chunk.
+            // GPUs: CUDA's free memory comes from the driver; wgpu has no free-memory query, so
+            // its budget is --max-memory alone (see da3::schedule::device). Out-of-memory
+            // errors that surface split the chunk either way.
             let memory = if self.host_memory {
                 DeviceMemory::host()
             } else {
-                DeviceMemory::gpu(None, model.memory_model(h, w).weights, None)
+                DeviceMemory::gpu(gpu_free_memory(self.cuda_memory), model.memory_model(h, w).weights, None)
             };
             let plan = model.plan(count, h, w, &opts, &schedule, &memory).context("inference failed")?;
             let first = plan.chunks.first().cloned().unwrap_or(0..count);
@@ -476,6 +489,7 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         predict,
         schedule: common.schedule(),
         host_memory: matches!(common.device, DeviceKind::Flex | DeviceKind::Ndarray),
+        cuda_memory: common.device == DeviceKind::Cuda,
         export_dir: &common.export_dir,
         show_progress: show,
         quiet: common.quiet,

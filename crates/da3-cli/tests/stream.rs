@@ -130,6 +130,7 @@ fn paced_run(model: &Da3<B>, paths: &[PathBuf], name: &str) -> (da3_cli::scene::
         predict: PredictOptions::default(),
         schedule: schedule(),
         host_memory: true,
+        cuda_memory: false,
         export_dir: &export_dir,
         show_progress: false,
         quiet: true,

@@ -12,3 +12,11 @@ pub type Wgpu = burn::backend::Wgpu;
 /// CUDA backend.
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda;
+/// CUDA without Burn's op fusion, whatever the `fast` feature says: the backend on which our
+/// CubeCL kernels run (a fusion-wrapped tensor cannot be handed to a custom kernel), so that
+/// benchmarks can compare the fused backend with the unfused one plus our kernels.
+#[cfg(feature = "cuda")]
+pub type CudaUnfused = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
+/// wgpu without Burn's op fusion (see [`CudaUnfused`]); the same type as the engine's backend.
+#[cfg(feature = "wgpu")]
+pub type WgpuUnfused = burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;

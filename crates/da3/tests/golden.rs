@@ -147,6 +147,20 @@ mod wgpu {
 #[test]
 #[ignore = "needs real-size fixtures: run tools/golden/real_parity.sh"]
 fn real_size_parity() {
+    real_size_parity_on::<da3::backends::Flex>(&Default::default());
+}
+
+/// The same on CUDA (the GPU machine: `tools/bench/gpu_session.sh`).
+#[cfg(feature = "cuda")]
+#[test]
+#[ignore = "needs a CUDA GPU and real-size fixtures in DA3_REAL_GOLDENS"]
+fn real_size_parity_cuda() {
+    real_size_parity_on::<da3::backends::Cuda>(&Default::default());
+}
+
+/// Every `*.golden.safetensors` case in `DA3_REAL_GOLDENS` on backend `B`.
+#[allow(dead_code)] // unused in a build with neither flex nor cuda
+fn real_size_parity_on<B: Backend>(device: &B::Device) {
     let dir = std::path::PathBuf::from(std::env::var("DA3_REAL_GOLDENS").expect("DA3_REAL_GOLDENS = the generator's --out dir"));
     let mut cases: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -156,7 +170,16 @@ fn real_size_parity() {
     assert!(!cases.is_empty(), "no *.golden.safetensors in {}", dir.display());
     for case in cases {
         let start = std::time::Instant::now();
-        check_case::<da3::backends::Flex>(&dir, &case, &Default::default());
+        check_case::<B>(&dir, &case, device);
         println!("{case}: {:.1} s", start.elapsed().as_secs_f64());
     }
+}
+
+/// The tiny goldens on CUDA (built and run only on a GPU machine: `tools/bench/gpu_session.sh`).
+#[cfg(feature = "cuda")]
+mod cuda {
+    golden_tests!(da3::backends::Cuda, burn::backend::cuda::CudaDevice::default(), [
+        tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
+        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
+    ]);
 }

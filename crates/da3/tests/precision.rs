@@ -149,3 +149,47 @@ mod wgpu {
         println!("wgpu auto: {auto:?}");
     }
 }
+
+/// Every mode on CUDA (built and run only on a GPU machine: `tools/bench/gpu_session.sh`).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+    use da3::backends::Cuda;
+
+    #[test]
+    fn fp16_matches_fp32_goldens_within_half_precision() {
+        check_mode::<Cuda>(Precision::Fp16, FP16_TOL, &CASES, &Default::default());
+    }
+
+    #[test]
+    fn bf16_matches_fp32_goldens_within_bfloat_precision() {
+        check_mode::<Cuda>(Precision::Bf16, BF16_TOL, &CASES, &Default::default());
+    }
+
+    /// `auto` on a GPU with tensor-core bf16 (every CUDA GPU since Ampere) is bf16.
+    #[test]
+    fn auto_resolves_to_a_half_format_on_cuda() {
+        let resolved = Precision::Auto.resolve::<Cuda>(&Default::default()).unwrap();
+        println!("auto on {}: {resolved:?}", <Cuda as Backend>::name(&Default::default()));
+        assert_ne!(resolved, FloatDType::F32, "auto stayed fp32 on a CUDA GPU");
+    }
+
+    /// Real-size da3-small and da3-base per mode against their fp32 reference goldens.
+    #[test]
+    #[ignore = "needs a CUDA GPU and the real-size fixtures in DA3_REAL_GOLDENS"]
+    fn real_size_per_mode() {
+        let dir = std::path::PathBuf::from(std::env::var("DA3_REAL_GOLDENS").expect("DA3_REAL_GOLDENS"));
+        let device = Default::default();
+        for case in ["da3-small_s2_280x378", "da3-base_s2_280x378"] {
+            if !dir.join(format!("{case}.golden.safetensors")).exists() {
+                continue;
+            }
+            for (p, tol) in [(Precision::Fp32, 1e-4), (Precision::Fp16, FP16_TOL), (Precision::Bf16, BF16_TOL)] {
+                for (name, e) in errors::<Cuda>(&dir, case, p, &device) {
+                    println!("cuda {case} {name}: {p} {e:.2e}");
+                    assert!(e <= tol, "{case} {name}: {p} {e:.2e} > {tol:.0e}");
+                }
+            }
+        }
+    }
+}

@@ -233,14 +233,8 @@ pub(crate) fn try_conv2d_same<B: burn::tensor::backend::Backend>(
     filters: Option<&FilterCache>,
     relu_input: bool,
 ) -> Option<burn::tensor::Tensor<B, 4>> {
-    use super::flex::{from_flex, into_flex};
-    let x = into_flex(x.clone()).ok()?;
-    let weight = into_flex(weight.clone()).ok()?;
-    let bias = match bias {
-        Some(b) => Some(into_flex(b.clone()).ok()?),
-        None => None,
-    };
-    conv2d_same(&x, &weight, bias.as_ref(), padding, filters, relu_input).map(from_flex)
+    let (x, weight, bias) = super::flex::conv_operands(x, weight, bias)?;
+    conv2d_same(&x, &weight, bias.as_ref(), padding, filters, relu_input).map(super::flex::from_flex)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
 use super::conv::StridedInput;
-use super::flex::{par_rows, values, Strided};
+use super::flex::{par_rows, weights_and_bias, Strided};
 use super::linear::{parallel_gemm, Bias};
 
 /// x [N, C_in, H, W] ⊛ w [C_out, C_in, k, k] (+ bias [C_out]) with the given stride and
@@ -31,11 +31,7 @@ pub(crate) fn conv2d_im2col(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTe
     if n * c_in * c_out * out_h * out_w == 0 {
         return None;
     }
-    let weights = values(w)?;
-    let bias = match bias {
-        Some(b) => Some(values(b).filter(|b| b.len() == c_out)?),
-        None => None,
-    };
+    let (weights, bias) = weights_and_bias(w, bias, c_out)?;
     let input = StridedInput::of(x)?;
     let (plane, depth) = (out_h * out_w, c_in * k * k);
     let mut out = Vec::with_capacity(n * c_out * plane); // [N, C_out, H', W']
@@ -75,14 +71,8 @@ pub(crate) fn try_conv2d_im2col<B: burn::tensor::backend::Backend>(
     stride: usize,
     padding: usize,
 ) -> Option<burn::tensor::Tensor<B, 4>> {
-    use super::flex::{from_flex, into_flex};
-    let x = into_flex(x.clone()).ok()?;
-    let weight = into_flex(weight.clone()).ok()?;
-    let bias = match bias {
-        Some(b) => Some(into_flex(b.clone()).ok()?),
-        None => None,
-    };
-    conv2d_im2col(&x, &weight, bias.as_ref(), stride, padding).map(from_flex)
+    let (x, weight, bias) = super::flex::conv_operands(x, weight, bias)?;
+    conv2d_im2col(&x, &weight, bias.as_ref(), stride, padding).map(super::flex::from_flex)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 
 use super::conv::StridedInput;
-use super::flex::{par_rows, values, Strided};
+use super::flex::{par_rows, weights_and_bias, Strided};
 use super::linear::{parallel_gemm, Bias};
 
 /// x [N, C_in, H, W] with weight [C_in, C_out, k, k] (PyTorch's layout for transposed
@@ -30,11 +30,7 @@ pub(crate) fn conv_transpose_k_eq_s(x: &FlexTensor, w: &FlexTensor, bias: Option
     if w_in != c_in || k != k2 || n * c_in * c_out * h * wid * k == 0 {
         return None;
     }
-    let weights = values(w)?;
-    let bias = match bias {
-        Some(b) => Some(values(b).filter(|b| b.len() == c_out)?),
-        None => None,
-    };
+    let (weights, bias) = weights_and_bias(w, bias, c_out)?;
     let input = StridedInput::of(x)?;
     if h > 1 && input.strides[2] != wid * input.strides[3] {
         return None;
@@ -73,14 +69,8 @@ pub(crate) fn try_conv_transpose_k_eq_s<B: burn::tensor::backend::Backend>(
     weight: &burn::tensor::Tensor<B, 4>,
     bias: Option<&burn::tensor::Tensor<B, 1>>,
 ) -> Option<burn::tensor::Tensor<B, 4>> {
-    use super::flex::{from_flex, into_flex};
-    let x = into_flex(x.clone()).ok()?;
-    let weight = into_flex(weight.clone()).ok()?;
-    let bias = match bias {
-        Some(b) => Some(into_flex(b.clone()).ok()?),
-        None => None,
-    };
-    conv_transpose_k_eq_s(&x, &weight, bias.as_ref()).map(from_flex)
+    let (x, weight, bias) = super::flex::conv_operands(x, weight, bias)?;
+    conv_transpose_k_eq_s(&x, &weight, bias.as_ref()).map(super::flex::from_flex)
 }
 
 #[cfg(test)]

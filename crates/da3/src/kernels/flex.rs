@@ -93,6 +93,32 @@ impl SharedOut {
     }
 }
 
+/// A convolution's operands (input, weight, optional bias) as flex tensors, or `None` unless `B`
+/// is flex.
+pub(crate) fn conv_operands<B: Backend>(
+    x: &Tensor<B, 4>,
+    weight: &Tensor<B, 4>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Option<(FlexTensor, FlexTensor, Option<FlexTensor>)> {
+    let x = into_flex(x.clone()).ok()?;
+    let weight = into_flex(weight.clone()).ok()?;
+    let bias = match bias {
+        Some(b) => Some(into_flex(b.clone()).ok()?),
+        None => None,
+    };
+    Some((x, weight, bias))
+}
+
+/// A convolution's f32 weights and its bias of exactly `c_out` values; `None` for other dtypes
+/// or another bias length.
+pub(crate) fn weights_and_bias<'a>(w: &'a FlexTensor, bias: Option<&'a FlexTensor>, c_out: usize) -> Option<(&'a [f32], Option<&'a [f32]>)> {
+    let bias = match bias {
+        Some(b) => Some(values(b).filter(|b| b.len() == c_out)?),
+        None => None,
+    };
+    Some((values(w)?, bias))
+}
+
 /// `len` f32 (a multiple of `row`) written row by row in parallel by `fill(row_index, row)`,
 /// which must write every element of its row; no serial zero-fill first (what `vec![0.0; len]`
 /// costs on the calling thread while the pool waits).

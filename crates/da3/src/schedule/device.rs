@@ -1,12 +1,12 @@
 //! What memory the device offers: system RAM and this process's resident set for the CPU
 //! backends (Linux `/proc`), caller-supplied numbers for GPUs.
 //!
-//! GPUs: Burn 0.21's `Backend` trait exposes no free-memory query. CubeCL reports a wgpu
-//! adapter's `max_storage_buffer_binding_size` as `DeviceProperties::memory.max_page_size`
-//! (the largest single buffer), and CUDA's free memory is reachable through cudarc, but both
-//! need the concrete runtime; a caller that has them fills [`DeviceMemory::gpu`]. Without them
-//! the budget is `--max-memory` alone, and errors that surface (a panic or `sync` error whose
-//! message speaks of memory) are recovered by splitting the chunk.
+//! GPUs: Burn 0.21's `Backend` trait exposes no free-memory query. On CUDA [`cuda_memory`]
+//! asks the driver (`cuMemGetInfo` through cudarc, the library Burn's CUDA runtime links);
+//! wgpu has no free-memory query at all (CubeCL reports only the adapter's largest single
+//! buffer, `DeviceProperties::memory.max_page_size`). A caller fills [`DeviceMemory::gpu`] with
+//! what it has; without a number the budget is `--max-memory` alone, and errors that surface (a
+//! panic or `sync` error whose message speaks of memory) are recovered by splitting the chunk.
 
 /// The memory a device offers to one job.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,28 @@ impl DeviceMemory {
             (m, o) => m.or(o),
         }
     }
+}
+
+/// Free and total memory of CUDA device `ordinal` in bytes, from the driver (`cuMemGetInfo` on
+/// the device's primary context, the one Burn's CUDA runtime uses, so memory its pool holds
+/// counts as used); `None` where the driver cannot be loaded or the device does not exist.
+/// The calling thread's current CUDA context is restored afterwards.
+#[cfg(all(feature = "cuda", not(target_arch = "wasm32")))]
+pub fn cuda_memory(ordinal: usize) -> Option<(u64, u64)> {
+    use cudarc::driver::{result::ctx, CudaContext};
+    // cudarc panics (rather than erring) when libcuda cannot be loaded: a machine without the
+    // driver answers None.
+    std::panic::catch_unwind(|| {
+        let previous = ctx::get_current().ok().flatten();
+        let info = CudaContext::new(ordinal).ok().and_then(|c| c.mem_get_info().ok());
+        if let Some(previous) = previous {
+            // SAFETY: a context that was current on this thread a moment ago, still alive.
+            let _ = unsafe { ctx::set_current(previous) };
+        }
+        info.map(|(free, total)| (free as u64, total as u64))
+    })
+    .ok()
+    .flatten()
 }
 
 /// `MemAvailable` of `/proc/meminfo` in bytes (Linux); `None` elsewhere.
