@@ -24,5 +24,7 @@ if ! command -v ffmpeg >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/
 fi
 
 # One build for everything: the workspace with the flex and wgpu backends (the CLI's defaults;
-# da3-cli also turns on da3's `image` API, so its tests run here too).
-cargo test --workspace --features da3/wgpu "$@"
+# da3-cli also turns on da3's `image` API, so its tests run here too), and da3's
+# `fusion-kernels` (our attention kernel as a custom op on Burn's fusion-wrapped wgpu, tested
+# through `backends::WgpuFusion`; Burn's own `Wgpu` alias stays unfused).
+cargo test --workspace --features da3/wgpu,da3/fusion-kernels "$@"

@@ -2,16 +2,20 @@
 # Builds what tools/bench/gpu_session.sh runs on the GPU machine (which has no Rust toolchain
 # and no network) and packs it into the ignored folders that the `device` tool carries:
 #   .gpu/  da3-bench, attention and the golden/precision test binaries (release, features
-#          cuda + wgpu + fast), stripped and xz-compressed (the carried tree is limited to 64 MiB)
+#          cuda + wgpu + $GPU_FEATURES), stripped and xz-compressed (the carried tree is limited
+#          to 64 MiB)
 #   .whl/  depth-anything-3 0.1.1 and the pure-Python packages the GPU image lacks
 # Add `/.gpu/`, `/.whl/` and `/.gl/` to .git/info/exclude first; .gl/ is the device README's
 # loader recipe.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/da3-release-target}"
-features=da3-bench/cuda,da3-bench/wgpu,da3-bench/fast
-cargo build --release -p da3-bench --features "$features"
-tests=$(cargo test --release -p da3 --features cuda,wgpu,fast,image --test golden --test precision --no-run \
+# Fusion without Burn's autotune by default: with autotune the first CUDA pass on an H100 did
+# not finish in 4 minutes (every matmul shape JIT-compiles ~20 candidate kernels; README
+# "GPU (H100)"). GPU_FEATURES=fast puts autotune back for a comparison.
+extra="${GPU_FEATURES:-fusion}"
+cargo build --release -p da3-bench --features "da3-bench/cuda,da3-bench/wgpu,da3-bench/$extra"
+tests=$(cargo test --release -p da3 --features "cuda,wgpu,$extra,image" --test golden --test precision --no-run \
   --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:

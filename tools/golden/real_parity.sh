@@ -23,5 +23,5 @@ gen da3-small 3 280x378   # three views: reference-view selection and reordering
 gen da3-base 2 280x378
 gen da3mono-large 1 280x378   # plain DINOv2 vitl + DPT + sky head
 gen da3-giant-d5 2 280x378    # vitg widths, SwiGLU, alternation, DualDPT 256 + GSDPT
-DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu --test golden --test gaussians -- \
+DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu,da3/fusion-kernels --test golden --test gaussians -- \
   --ignored real_size_parity real_size_gaussians --nocapture

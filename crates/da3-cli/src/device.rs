@@ -74,7 +74,7 @@ pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
 }
 
 /// [`dispatch`], with `unfused` choosing, for cuda and wgpu, the backend without Burn's op
-/// fusion even in a build with the `fast` feature (where our own GPU attention kernels run);
+/// fusion even in a build with the `fusion` feature (our GPU attention kernels run on both);
 /// benchmarks use it to compare the two. CPU backends ignore it.
 pub fn dispatch_with<J: BackendJob>(kind: DeviceKind, unfused: bool, job: J) -> Result<J::Output> {
     if !kind.is_compiled() {

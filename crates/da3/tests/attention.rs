@@ -270,3 +270,46 @@ mod wgpu {
         }
     }
 }
+
+/// Our kernels on Burn's fusion-wrapped wgpu backend, recorded as a custom fusion op: the
+/// default path there, parity at the model's shapes, and inputs/outputs that fusion produces
+/// and consumes lazily (element-wise ops before and after, which it must flush around the op).
+#[cfg(all(feature = "wgpu", feature = "fusion-kernels"))]
+mod wgpu_fusion {
+    use super::*;
+    use burn::backend::wgpu::WgpuDevice;
+    use da3::backends::WgpuFusion;
+
+    #[test]
+    fn default_path_is_our_kernel() {
+        assert_eq!(da3::kernels::attention::default_path::<WgpuFusion>(), AttentionPath::Wgsl);
+    }
+
+    #[test]
+    fn kernels_match_reference_through_fusion() {
+        let device = WgpuDevice::default();
+        for (shape, contiguous) in [([2, 6, 973, 64], false), ([3, 6, 101, 64], false), ([2, 3, 65, 64], true), ([1, 16, 8, 48], false)] {
+            let inputs = Inputs::new(shape, 11, contiguous);
+            let reference = inputs.reference();
+            for path in [AttentionPath::Wgsl, AttentionPath::Cube] {
+                check_path::<WgpuFusion>(path, &inputs, &reference, &device);
+            }
+        }
+    }
+
+    #[test]
+    fn lazy_inputs_and_outputs() {
+        // q, k, v come out of pending fused element-wise ops (x * 2 - x = x) and the output goes
+        // into one (y * 3 - 2y = y): the custom op must see the values, not unwritten buffers.
+        let device = WgpuDevice::default();
+        let inputs = Inputs::new([2, 6, 130, 64], 3, false);
+        let reference = inputs.reference();
+        let (q, k, v) = inputs.qkv::<WgpuFusion>(&device);
+        let pending = |x: Tensor<WgpuFusion, 4>| x.clone().mul_scalar(2.0) - x;
+        let out = da3::backbone::attention::attend(pending(q), pending(k), pending(v));
+        let out = out.clone().mul_scalar(3.0) - out.mul_scalar(2.0);
+        let ours: Vec<f32> = out.into_data().to_vec().unwrap();
+        let err = rel_err(&ours, &reference);
+        assert!(err < TOL, "through fusion: rel L2 err {err:.2e}");
+    }
+}

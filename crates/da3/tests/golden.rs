@@ -141,6 +141,16 @@ mod wgpu {
     ]);
 }
 
+/// The model through Burn's op fusion on wgpu (what `--features fusion` builds run): every op
+/// recorded lazily and fused where Burn can, our attention kernel as a custom fusion op.
+#[cfg(all(feature = "wgpu", feature = "fusion-kernels"))]
+mod wgpu_fusion {
+    golden_tests!(da3::backends::WgpuFusion, burn::backend::wgpu::WgpuDevice::default(), [
+        tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
+        tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
+    ]);
+}
+
 /// Real-size parity (da3-small, da3-base at their true widths): the fixtures are hundreds of
 /// MB, so they are generated outside git by `tools/golden/real_parity.sh`, which runs this.
 #[cfg(feature = "flex")]

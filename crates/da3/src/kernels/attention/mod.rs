@@ -13,15 +13,18 @@
 //!
 //! The model stays generic over `B: Backend`. The custom kernels are reached by a localized
 //! runtime specialization: the tensor primitive is downcast (`Any`) to CubeCL's tensor type of
-//! a runtime we have a kernel for; any other backend (flex, ndarray, and Burn's fusion-wrapped
-//! backends, whose primitive is a lazy `FusionTensor`) keeps Burn's op. Downcasting, rather
-//! than a backend extension trait, keeps every `B: Backend` bound in the model as it is and
-//! needs no per-backend impls in downstream crates.
+//! a runtime we have a kernel for, or to Burn's lazy `FusionTensor` over one (then the kernel
+//! is recorded as a custom fusion op, `fusion.rs`, with the `fusion-kernels` feature); any
+//! other backend (flex's own kernels aside: ndarray, and fusion without that feature) keeps
+//! Burn's op. Downcasting, rather than a backend extension trait, keeps every `B: Backend`
+//! bound in the model as it is and needs no per-backend impls in downstream crates.
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 mod cpu;
+#[cfg(all(feature = "fusion-kernels", any(feature = "wgpu", feature = "cuda")))]
+mod fusion;
 #[cfg(feature = "wgpu")]
 mod wgsl;
 
@@ -121,26 +124,41 @@ CubeCL flash kernel (H100, attention --device cuda --unfused, 2026-11-22: max er
 view's 973 tokens (0.45 vs 0.36-0.39 ms), 0.36-0.45x for 8 views' local attention, 0.11-0.12x for global \
 attention over 7,784 and 31,136 tokens: 4.5 vs 42.6 ms at 6 heads, 13.3 vs 116 ms and 184 vs 1545 ms at \
 16). Its exactness at long sequences rests on the same kernel's wgpu parity tests up to 8,000 tokens; \
-the f64 check of the long CUDA shapes was cut by the GPU time limit. Fusion-wrapped backends and all \
-others: Burn's attention op (a fused tensor cannot reach a custom kernel).";
+the f64 check of the long CUDA shapes was cut by the GPU time limit. Fusion-wrapped wgpu/CUDA backends: \
+the same kernels, recorded as a custom fusion op (with the fusion-kernels feature). All others: Burn's attention op.";
 
 /// The default path on the CubeCL runtimes we have kernels for, `None` on other backends.
 ///
-/// - Burn's wgpu backend (no fusion): [`AttentionPath::Wgsl`], verified correct at every model
-///   shape and through the model goldens on lavapipe. Speed against Burn's op: not measured yet.
-/// - CUDA without fusion: [`AttentionPath::Cube`], exact against f64 on an H100 and 8-9x
-///   faster than Burn's op at the global-attention shapes (see [`DEFAULT_REASON`]).
+/// - Burn's wgpu backend, with or without fusion: [`AttentionPath::Wgsl`], verified correct at
+///   every model shape and through the model goldens on lavapipe. Speed against Burn's op: not
+///   measured yet.
+/// - CUDA, with or without fusion: [`AttentionPath::Cube`], exact against f64 on an H100 and
+///   8-9x faster than Burn's op at the global-attention shapes (see [`DEFAULT_REASON`]).
+///
+/// The fusion-wrapped backends run the same kernels as a custom fusion op (`fusion.rs`), where
+/// the `fusion-kernels` feature (part of `fusion` and `fast`) is on.
 #[allow(unused_variables)]
 fn cube_runtime_default<B: Backend>() -> Option<AttentionPath> {
     #[cfg(feature = "wgpu")]
-    if is_primitive_of::<B, burn::backend::wgpu::CubeTensor<burn::backend::wgpu::WgpuRuntime>>() {
+    if is_cube_runtime::<B, burn::backend::wgpu::WgpuRuntime>() {
         return Some(AttentionPath::Wgsl);
     }
     #[cfg(feature = "cuda")]
-    if is_primitive_of::<B, burn_cubecl::tensor::CubeTensor<burn_cubecl::cubecl::cuda::CudaRuntime>>() {
+    if is_cube_runtime::<B, burn_cubecl::cubecl::cuda::CudaRuntime>() {
         return Some(AttentionPath::Cube);
     }
     None
+}
+
+/// Whether `B`'s float tensors are CubeCL tensors on runtime `R`, directly or (with the
+/// `fusion-kernels` feature) through Burn's fusion.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn is_cube_runtime<B: Backend, R: burn_cubecl::CubeRuntime>() -> bool {
+    #[cfg(feature = "fusion-kernels")]
+    if is_primitive_of::<B, burn_fusion::FusionTensor<burn_cubecl::fusion::FusionCubeRuntime<R>>>() {
+        return true;
+    }
+    is_primitive_of::<B, burn_cubecl::tensor::CubeTensor<R>>()
 }
 
 /// Whether `B`'s float tensor primitive is `T`.
@@ -208,7 +226,7 @@ fn launch_cpu<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> 
 #[cfg(feature = "wgpu")]
 fn launch_wgsl<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Result<Tensor<B, 4>, Qkv<B>> {
     use burn::backend::wgpu::WgpuRuntime;
-    launch_on::<B, WgpuRuntime>(q, k, v, wgsl::flash_attention)
+    launch_on::<B, WgpuRuntime>(q, k, v, "da3_attention_wgsl", wgsl::flash_attention)
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -222,7 +240,7 @@ fn launch_cube<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) ->
     #[cfg(feature = "wgpu")]
     {
         use burn::backend::wgpu::WgpuRuntime;
-        qkv = match launch_on::<B, WgpuRuntime>(qkv.0, qkv.1, qkv.2, cube::flash_attention::<WgpuRuntime>) {
+        qkv = match launch_on::<B, WgpuRuntime>(qkv.0, qkv.1, qkv.2, "da3_attention_cube", cube::flash_attention::<WgpuRuntime>) {
             Ok(out) => return Ok(out),
             Err(back) => back,
         };
@@ -230,7 +248,7 @@ fn launch_cube<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) ->
     #[cfg(feature = "cuda")]
     {
         use burn_cubecl::cubecl::cuda::CudaRuntime;
-        qkv = match launch_on::<B, CudaRuntime>(qkv.0, qkv.1, qkv.2, cube::flash_attention::<CudaRuntime>) {
+        qkv = match launch_on::<B, CudaRuntime>(qkv.0, qkv.1, qkv.2, "da3_attention_cube", cube::flash_attention::<CudaRuntime>) {
             Ok(out) => return Ok(out),
             Err(back) => back,
         };
@@ -238,14 +256,18 @@ fn launch_cube<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) ->
     Err(qkv)
 }
 
-/// Runs `kernel` when `B`'s float primitive is CubeCL's tensor on runtime `R`; gives the
-/// inputs back otherwise. The kernel returns contiguous [B, Tq, H, hd], seen here as
-/// [B, H, Tq, hd] (a stride view: the attention's `swap_dims(1, 2)` back to tokens-major is free).
+/// Runs `kernel` when `B`'s float primitive is CubeCL's tensor on runtime `R` (or, with the
+/// `fusion-kernels` feature, Burn's fusion over it: the kernel is recorded as the custom fusion
+/// op `name`); gives the inputs back otherwise. The kernel returns contiguous [B, Tq, H, hd],
+/// seen here as [B, H, Tq, hd] (a stride view: the attention's `swap_dims(1, 2)` back to
+/// tokens-major is free).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
+#[allow(unused_variables)]
 fn launch_on<B: Backend, R: burn_cubecl::CubeRuntime>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
+    name: &'static str,
     kernel: fn(
         burn_cubecl::tensor::CubeTensor<R>,
         burn_cubecl::tensor::CubeTensor<R>,
@@ -254,20 +276,28 @@ fn launch_on<B: Backend, R: burn_cubecl::CubeRuntime>(
 ) -> Result<Tensor<B, 4>, Qkv<B>> {
     use burn_cubecl::tensor::CubeTensor;
     if !is_primitive_of::<B, CubeTensor<R>>() {
+        #[cfg(feature = "fusion-kernels")]
+        return fusion::launch_fused_on::<B, R>(q, k, v, name, kernel);
+        #[cfg(not(feature = "fusion-kernels"))]
         return Err((q, k, v));
     }
-    // Unit stride on the last dim (the kernels index rows by stride, elements contiguously).
     let prepare = |t: Tensor<B, 4>| -> CubeTensor<R> {
-        let p: CubeTensor<R> = downcast(t.into_primitive().tensor()).expect("primitive type checked above");
-        if p.meta.strides()[3] == 1 {
-            p
-        } else {
-            burn_cubecl::kernel::into_contiguous(p)
-        }
+        contiguous_rows(downcast(t.into_primitive().tensor()).expect("primitive type checked above"))
     };
     let out = kernel(prepare(q), prepare(k), prepare(v)); // [B, Tq, H, hd]
     let out: B::FloatTensorPrimitive = downcast(out).expect("primitive type checked above");
     Ok(Tensor::<B, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(out)).swap_dims(1, 2)) // [B, H, Tq, hd]
+}
+
+/// `t` with unit stride on the last dim (the kernels index rows by stride, elements
+/// contiguously): as it is when it has one, else a contiguous copy.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn contiguous_rows<R: burn_cubecl::CubeRuntime>(t: burn_cubecl::tensor::CubeTensor<R>) -> burn_cubecl::tensor::CubeTensor<R> {
+    if t.meta.strides()[3] == 1 {
+        t
+    } else {
+        burn_cubecl::kernel::into_contiguous(t)
+    }
 }
 
 /// `x` as a `U` when `T` is `U` (a move, no copy).
