@@ -139,11 +139,10 @@ pub struct Prediction {
     /// The nested model's least-squares factor from the any-view branch's scale to metres
     /// (already applied to `depth` and the translations of `extrinsics`).
     pub scale_factor: Option<f32>,
-    /// The nested model's least-squares sums per view, `[⟨metric, depth⟩, ⟨depth, depth⟩]`
-    /// over its alignment mask in the units of `depth` (see
-    /// [`crate::nested::MetricScaling::view_sums`]); a chunked job re-fits one metric factor
-    /// over all its views from them. Empty for the other models.
-    pub metric_view_sums: Vec<[f64; 2]>,
+    /// The nested model's metric branch depth in metres, [views, height, width] (see
+    /// [`crate::nested::MetricScaling::metric_depth`]): what `depth` is fitted to; a chunked
+    /// job re-fits one metric factor over all its views from it. Empty for the other models.
+    pub metric_depth: Vec<f32>,
     /// Normed backbone features of the blocks asked for in
     /// [`PredictOptions::export_feat_layers`], in that order.
     pub aux_features: Vec<FeatureLayer>,
@@ -403,7 +402,7 @@ impl<B: Backend> Da3<B> {
                 options.seed,
             )?;
             prediction.scale_factor = Some(fit.scale);
-            prediction.metric_view_sums = fit.view_sums;
+            prediction.metric_depth = fit.metric_depth;
             prediction.is_metric = true;
             prediction.sky = Some(sky);
         }
@@ -453,7 +452,7 @@ impl<B: Backend> Da3<B> {
             sky,
             is_metric,
             scale_factor: None,
-            metric_view_sums: Vec::new(),
+            metric_depth: Vec::new(),
             aux_features,
             gaussians: None,
         }

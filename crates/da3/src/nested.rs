@@ -54,11 +54,11 @@ pub struct NestedOutputs<'a> {
 pub struct MetricScaling {
     /// The least-squares factor `s` applied to depth and translations.
     pub scale: f32,
-    /// Per view, `[⟨metric, depth⟩, ⟨depth, depth⟩]` over the align mask (step 4), in the units
-    /// of the returned (scaled) depth, so that `Σ first / Σ second` over all views is 1. A
-    /// chunked job re-fits one factor over all its views from them
+    /// The metric branch's depth in metres (step 1: focal-normalized depth · focal / 300 with
+    /// the any-view intrinsics), [S, H, W]. A chunked job keeps it per view and re-fits one
+    /// factor over all its views, confidence median included
     /// ([`crate::schedule::stitch::refit_metric_scale`]).
-    pub view_sums: Vec<[f64; 2]>,
+    pub metric_depth: Vec<f32>,
 }
 
 /// Makes the any-view outputs metric (steps 1–6 above) and returns the scale factor `s`.
@@ -66,7 +66,7 @@ pub fn apply_metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<f32, Da
     metric_scaling(out, seed).map(|m| m.scale)
 }
 
-/// [`apply_metric_scaling`], also returning the per-view least-squares sums.
+/// [`apply_metric_scaling`], also returning the metric depth in metres.
 pub fn metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<MetricScaling, Da3Error> {
     let views = out.intrinsics.len();
     let pixels = out.depth.len();
@@ -78,17 +78,43 @@ pub fn metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<MetricScaling
             out.sky.len()
         )));
     }
-    let per_view = pixels / views;
-    let metric: Vec<f32> = out
-        .metric_depth
-        .chunks_exact(per_view)
-        .zip(out.intrinsics)
+    let metric = metric_depth_in_metres(out.metric_depth, out.intrinsics);
+    let non_sky: Vec<bool> = out.sky.iter().map(|s| *s < NON_SKY_THRESHOLD).collect();
+    let mut rng = SplitMix64::new(seed);
+    let scale = fit_metric_factor(out.depth, out.conf, &metric, &non_sky, &mut rng)? as f32;
+    for d in out.depth.iter_mut() {
+        *d *= scale;
+    }
+    for e in out.extrinsics.iter_mut() {
+        for row in e.iter_mut() {
+            row[3] *= scale;
+        }
+    }
+    fill_sky(out.depth, out.conf, &non_sky, &mut rng);
+    Ok(MetricScaling { scale, metric_depth: metric })
+}
+
+/// Step 1: the metric branch's focal-normalized depth [S, H, W] in metres, with each view's
+/// focal length `(fx + fy) / 2` from `intrinsics` [S].
+pub fn metric_depth_in_metres(metric_depth: &[f32], intrinsics: &[[[f32; 3]; 3]]) -> Vec<f32> {
+    let per_view = metric_depth.len() / intrinsics.len().max(1);
+    metric_depth
+        .chunks_exact(per_view.max(1))
+        .zip(intrinsics)
         .flat_map(|(d, k)| {
             let focal = (k[0][0] + k[1][1]) / 2.0;
             d.iter().map(move |v| v * (focal / METRIC_FOCAL_UNIT))
         })
-        .collect();
-    let non_sky: Vec<bool> = out.sky.iter().map(|s| *s < NON_SKY_THRESHOLD).collect();
+        .collect()
+}
+
+/// Steps 2–5 over every pixel given: the least-squares factor from `depth` to `metric` (both
+/// [S, H, W], metric in metres) over the align mask (confidence at least the median of the
+/// non-sky pixels' confidence, sampled with `rng` above 100k pixels; non-sky; both depths
+/// positive). Errors where the reference asserts (too few non-sky pixels) or would silently
+/// return zero (an empty mask).
+pub fn fit_metric_factor(depth: &[f32], conf: &[f32], metric: &[f32], non_sky: &[bool], rng: &mut SplitMix64) -> Result<f64, Da3Error> {
+    let pixels = depth.len();
     let non_sky_count = non_sky.iter().filter(|m| **m).count();
     if non_sky_count <= MIN_CLASS_PIXELS {
         return Err(Da3Error::Input(format!(
@@ -97,24 +123,18 @@ pub fn metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<MetricScaling
              depth of such images"
         )));
     }
-
-    let mut rng = SplitMix64::new(seed);
-    let conf_non_sky: Vec<f32> = out.conf.iter().zip(&non_sky).filter(|(_, m)| **m).map(|(c, _)| *c).collect();
-    let mut conf_sample = sample_without_replacement(conf_non_sky, &mut rng);
+    let conf_non_sky: Vec<f32> = conf.iter().zip(non_sky).filter(|(_, m)| **m).map(|(c, _)| *c).collect();
+    let mut conf_sample = sample_without_replacement(conf_non_sky, rng);
     let median_conf = quantile(&mut conf_sample, 0.5);
 
     let (mut num, mut den) = (0f64, 0f64);
     let mut used = 0usize;
-    let mut view_sums = vec![[0f64; 2]; views];
     for i in 0..pixels {
-        let (d, m) = (out.depth[i], metric[i]);
-        if out.conf[i] >= median_conf && non_sky[i] && m > MIN_METRIC_DEPTH && d > MIN_DEPTH {
+        let (d, m) = (depth[i], metric[i]);
+        if conf[i] >= median_conf && non_sky[i] && m > MIN_METRIC_DEPTH && d > MIN_DEPTH {
             num += m as f64 * d as f64;
             den += d as f64 * d as f64;
             used += 1;
-            let v = &mut view_sums[i / per_view];
-            v[0] += m as f64 * d as f64;
-            v[1] += d as f64 * d as f64;
         }
     }
     if used == 0 {
@@ -124,21 +144,7 @@ pub fn metric_scaling(out: NestedOutputs<'_>, seed: u64) -> Result<MetricScaling
                 .into(),
         ));
     }
-    let scale = (num / den.max(1e-12)) as f32;
-    for d in out.depth.iter_mut() {
-        *d *= scale;
-    }
-    // In the units of the scaled depth: ⟨m, s·d⟩ and ⟨s·d, s·d⟩.
-    let s64 = scale as f64;
-    view_sums.iter_mut().for_each(|v| *v = [v[0] * s64, v[1] * s64 * s64]);
-    for e in out.extrinsics.iter_mut() {
-        for row in e.iter_mut() {
-            row[3] *= scale;
-        }
-    }
-
-    fill_sky(out.depth, out.conf, &non_sky, &mut rng);
-    Ok(MetricScaling { scale, view_sums })
+    Ok(num / den.max(1e-12))
 }
 
 /// Step 6: sky pixels (`!non_sky`) get depth `min(q0.99(non-sky depth), 200)` and

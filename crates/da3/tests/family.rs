@@ -131,16 +131,19 @@ fn synthetic_views(s: usize, h: usize, w: usize) -> Views {
 }
 
 /// The nested model on 6 views in chunks of 4 (0..4, 2..6) ends in one metric scale fitted
-/// over all views, as the reference's single pass fits it: the re-fitted factor is
-/// Σ⟨metric, depth⟩ / Σ⟨depth, depth⟩ over every view once, from the separate passes' own sums
-/// (chunk 1's new views moved by its fitted scale, ×s and ×s²); the first chunk's depth is its
-/// separate pass's times that factor, the job's scale factor is chunk 0's times it, and the
-/// sky holds one depth for the whole job.
+/// over all views, as the reference's single pass fits it: the re-fitted factor is the
+/// reference's least squares Σ⟨metric, depth⟩ / Σ⟨depth, depth⟩ over the align mask of the
+/// whole job (confidence at least the median over every non-sky pixel of all views, non-sky,
+/// both depths positive), computed here from the separate passes' outputs (chunk 1's new views
+/// moved by its fitted scale s); the first chunk's depth is its separate pass's times that
+/// factor, the job's scale factor is chunk 0's times it, and the sky holds one depth for the
+/// whole job.
 #[test]
 fn nested_chunks_end_in_one_metric_scale() {
     use da3::schedule::{DeviceMemory, ScheduleOptions};
     let model = nested_model();
     let (h, w) = (42, 56);
+    let n = h * w;
     let views = synthetic_views(6, h, w);
     let options = PredictOptions { ref_view_strategy: RefViewStrategy::First, ..Default::default() };
     let sched = ScheduleOptions { chunk_size: Some(4), ..Default::default() };
@@ -148,11 +151,48 @@ fn nested_chunks_end_in_one_metric_scale() {
     assert_eq!(report.chunks, vec![0..4, 2..6]);
     let first = model.predict_with(&views.select(0..4).unwrap(), &options).unwrap();
     let second = model.predict_with(&views.select(2..6).unwrap(), &options).unwrap();
-    assert_eq!((first.metric_view_sums.len(), second.metric_view_sums.len()), (4, 4));
-    let s = report.alignments[0].as_ref().expect("aligned").sim3.scale;
-    let moved = second.metric_view_sums[2..].iter().map(|v| [v[0] * s, v[1] * s * s]);
-    let (num, den) = first.metric_view_sums.iter().copied().chain(moved).fold((0.0, 0.0), |(a, b), v| (a + v[0], b + v[1]));
+    assert_eq!((first.metric_depth.len(), second.metric_depth.len()), (4 * n, 4 * n));
+    let s = report.alignments[0].as_ref().expect("aligned").sim3.scale as f32;
+    // The stitched job before the re-fit: views 0..4 of the first pass, 4..6 of the second
+    // moved by s. (depth, conf, metric depth, non-sky) per pixel.
+    let pixels: Vec<(f32, f32, f32, bool)> = (0..6 * n)
+        .map(|i| {
+            let (p, j, scale) = if i < 4 * n { (&first, i, 1.0) } else { (&second, i - 2 * n, s) };
+            (p.depth[j] * scale, p.conf[j], p.metric_depth[j], p.sky.as_ref().unwrap()[j] < 0.3)
+        })
+        .collect();
+    // torch.quantile(·, 0.5) of the non-sky confidences (linear interpolation; < 100k pixels,
+    // so the reference does not sample).
+    let median = |px: &[(f32, f32, f32, bool)]| {
+        let mut conf: Vec<f64> = px.iter().filter(|p| p.3).map(|p| p.1 as f64).collect();
+        conf.sort_by(f64::total_cmp);
+        let pos = 0.5 * (conf.len() - 1) as f64;
+        let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+        (conf[lo] + frac * (conf[(lo + 1).min(conf.len() - 1)] - conf[lo])) as f32
+    };
+    // Least-squares sums over the align mask with confidence threshold `t`.
+    let sums = |px: &[(f32, f32, f32, bool)], t: f32| {
+        let (mut num, mut den) = (0f64, 0f64);
+        for &(d, c, m, non_sky) in px {
+            if c >= t && non_sky && m > 0.01 && d > 0.001 {
+                num += m as f64 * d as f64;
+                den += d as f64 * d as f64;
+            }
+        }
+        (num, den)
+    };
+    let (num, den) = sums(&pixels, median(&pixels));
     let g = num / den;
+    // With each chunk's own median (chunk 1's taken over its 4 views, summed over its 2 new
+    // ones), as the job fitted before it kept the metric depth: a different factor.
+    let chunk1: Vec<(f32, f32, f32, bool)> = (0..4 * n)
+        .map(|j| (second.depth[j] * s, second.conf[j], second.metric_depth[j], second.sky.as_ref().unwrap()[j] < 0.3))
+        .collect();
+    let (n0, d0) = sums(&pixels[..4 * n], median(&pixels[..4 * n]));
+    let (n1, d1) = sums(&pixels[4 * n..], median(&chunk1));
+    let per_chunk = (n0 + n1) / (d0 + d1);
+    println!("nested chunks: all-view median ×{g:.7}; per-chunk medians ×{per_chunk:.7}");
+    assert!((per_chunk / g - 1.0).abs() > 1e-4, "the test needs the two medians to select different pixels");
     let refit = report.metric_refit.expect("a chunked nested job is re-fitted");
     let (m0, m1) = (first.scale_factor.unwrap(), second.scale_factor.unwrap());
     println!("nested chunks: factors {m0} and {m1} per chunk; all-view re-fit ×{refit:.6}");

@@ -171,7 +171,7 @@ impl<B: Backend> Da3<B> {
         let (mut prediction, mut report) =
             runner::run_chunked(&plan, pose_frame, schedule.overlap, source, run_chunk, on_event)?;
         if pose_frame && report.chunks.len() > 1 {
-            report.metric_refit = stitch::refit_metric_scale(&mut prediction, options.seed);
+            report.metric_refit = stitch::refit_metric_scale(&mut prediction, options.seed)?;
         }
         Ok((prediction, report))
     }

@@ -22,13 +22,13 @@
 //! any-view depth to the metric branch's, and the chunk similarity then re-scales chunk k to
 //! chunk 0, so the stitched job would carry chunk 0's factor alone, fitted on its views only.
 //! The reference fits one factor over all views of its (single) pass, so a chunked job does
-//! too: each view's least-squares sums (`Prediction::metric_view_sums`) are carried into the
-//! job's frame (×s, ×s²) and [`refit_metric_scale`] applies `g = Σ⟨metric, depth⟩ / Σ⟨depth,
-//! depth⟩` over all views to depth and translations once the chunks are stitched, then fills
-//! the sky again from all views. What remains per chunk is the confidence median that selects
-//! each chunk's pixels (the reference takes it over all views). Sky pixels (sky score ≥ 0.3)
-//! are left out of the depth ratio that fits the chunk scale, since each pass fills its sky
-//! with its own constant.
+//! too: each view keeps the metric branch's depth in metres (`Prediction::metric_depth`, which
+//! no similarity moves), and once the chunks are stitched [`refit_metric_scale`] runs the
+//! reference's fit again over all views (the confidence median over every non-sky pixel of the
+//! job, the align mask, `g = Σ⟨metric, depth⟩ / Σ⟨depth, depth⟩`), applies `g` to depth and
+//! translations, and fills the sky again from all views. Sky pixels (sky score ≥ 0.3) are left
+//! out of the depth ratio that fits the chunk scale, since each pass fills its sky with its
+//! own constant.
 //!
 //! 3D Gaussians (`infer_gs`) are moved by the same similarity ([`crate::Gaussians::transform`]),
 //! with one correction for the nested model: as in the reference, a pass's Gaussians are
@@ -195,8 +195,6 @@ impl Assembly {
             }
             let s = fit.sim3.scale as f32;
             chunk.depth.iter_mut().for_each(|d| *d *= s);
-            let s64 = fit.sim3.scale;
-            chunk.metric_view_sums.iter_mut().for_each(|v| *v = [v[0] * s64, v[1] * s64 * s64]);
             let to_job = gaussian_sim3(&fit.sim3, chunk.scale_factor, self.prediction.scale_factor);
             if let Some(g) = chunk.gaussians.as_mut() {
                 g.transform(&to_job);
@@ -228,7 +226,9 @@ impl Assembly {
         }
         p.extrinsics.extend_from_slice(chunk.extrinsics.get(skip..).unwrap_or(&[]));
         p.intrinsics.extend_from_slice(chunk.intrinsics.get(skip..).unwrap_or(&[]));
-        p.metric_view_sums.extend_from_slice(chunk.metric_view_sums.get(skip..).unwrap_or(&[]));
+        if !chunk.metric_depth.is_empty() {
+            p.metric_depth.extend_from_slice(&chunk.metric_depth[skip * n..]);
+        }
         if let (Some(sky), Some(more)) = (p.sky.as_mut(), chunk.sky.as_ref()) {
             sky.extend_from_slice(&more[skip * n..]);
         }
@@ -255,35 +255,30 @@ fn without_sky(p: &Prediction, i: usize) -> Vec<f32> {
 }
 
 /// Re-fits the nested model's metric factor over all views of a stitched job, as the
-/// reference's single pass fits it over all its views (see the module docs): with the per-view
-/// sums in the job's frame, `g = Σ⟨metric, depth⟩ / Σ⟨depth, depth⟩`; depth, the translations,
-/// the sums and [`Prediction::scale_factor`] are multiplied by `g` (the Gaussians, which the
-/// reference computes before the metric scaling, stay in the frame `cameras / scale_factor`),
-/// and the sky pixels get `min(q0.99(non-sky depth), 200)` of all views (sampled with `seed`).
-/// Returns `g`, or `None` when the prediction has no sums for every view (not the nested model).
-pub fn refit_metric_scale(p: &mut Prediction, seed: u64) -> Option<f64> {
-    if p.metric_view_sums.len() != p.views || p.views == 0 {
-        return None;
+/// reference's single pass fits it over all its views (see the module docs): the reference's
+/// steps 2–5 ([`crate::nested::fit_metric_factor`]: confidence median of every non-sky pixel,
+/// sampled with `seed` above 100k pixels; align mask; least squares) over the stitched depth
+/// and the kept metric depth give `g`; depth, the translations and
+/// [`Prediction::scale_factor`] are multiplied by `g` (the Gaussians, which the reference
+/// computes before the metric scaling, stay in the frame `cameras / scale_factor`), and the sky
+/// pixels get `min(q0.99(non-sky depth), 200)` of all views.
+/// Returns `g`, or `None` when the prediction has no metric depth (not the nested model).
+pub fn refit_metric_scale(p: &mut Prediction, seed: u64) -> Result<Option<f64>, Da3Error> {
+    let Some(sky) = &p.sky else { return Ok(None) };
+    if p.views == 0 || p.metric_depth.len() != p.depth.len() || p.conf.len() != p.depth.len() || sky.len() != p.depth.len() {
+        return Ok(None);
     }
-    let (num, den) = p.metric_view_sums.iter().fold((0.0, 0.0), |(a, b), v| (a + v[0], b + v[1]));
-    if !(den > 0.0 && num > 0.0 && (num / den).is_finite()) {
-        return None;
-    }
-    let g = num / den;
+    let non_sky: Vec<bool> = sky.iter().map(|s| *s < NON_SKY_THRESHOLD).collect();
+    let mut rng = SplitMix64::new(seed);
+    let g = crate::nested::fit_metric_factor(&p.depth, &p.conf, &p.metric_depth, &non_sky, &mut rng)?;
     let g32 = g as f32;
     p.depth.iter_mut().for_each(|d| *d *= g32);
     for e in p.extrinsics.iter_mut() {
         e.iter_mut().for_each(|row| row[3] *= g32);
     }
-    p.metric_view_sums.iter_mut().for_each(|v| *v = [v[0] * g, v[1] * g * g]);
     p.scale_factor = p.scale_factor.map(|m| (m as f64 * g) as f32);
-    if let Some(sky) = &p.sky {
-        if p.conf.len() == p.depth.len() {
-            let non_sky: Vec<bool> = sky.iter().map(|s| *s < NON_SKY_THRESHOLD).collect();
-            crate::nested::fill_sky(&mut p.depth, &mut p.conf, &non_sky, &mut SplitMix64::new(seed));
-        }
-    }
-    Some(g)
+    crate::nested::fill_sky(&mut p.depth, &mut p.conf, &non_sky, &mut rng);
+    Ok(Some(g))
 }
 
 /// The similarity that takes a chunk's Gaussians into the job's Gaussian frame, given the
