@@ -40,6 +40,46 @@ pub struct Sim3 {
     pub scale: f64,
 }
 
+impl Sim3 {
+    /// The identity.
+    pub fn identity() -> Self {
+        Sim3 { rotation: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], translation: [0.0; 3], scale: 1.0 }
+    }
+
+    /// A pure scaling `x ↦ s·x`.
+    pub fn scaling(s: f64) -> Self {
+        Sim3 { scale: s, ..Self::identity() }
+    }
+
+    /// The inverse `x ↦ (1/s)·Rᵀ·(x − t)`.
+    pub fn inverse(&self) -> Self {
+        let rt = transpose3(&self.rotation);
+        let inv_t = mul3v(&rt, &self.translation);
+        Sim3 { rotation: rt, translation: inv_t.map(|v| -v / self.scale), scale: 1.0 / self.scale }
+    }
+
+    /// `self` first, then `next`: `x ↦ next(self(x))`.
+    pub fn then(&self, next: &Sim3) -> Self {
+        let rt = mul3v(&next.rotation, &self.translation);
+        Sim3 {
+            rotation: mul3(&next.rotation, &self.rotation),
+            translation: std::array::from_fn(|k| next.scale * rt[k] + next.translation[k]),
+            scale: next.scale * self.scale,
+        }
+    }
+}
+
+/// How a pass with input cameras was aligned to them ([`align_to_input_cameras`]); a chunked
+/// job brings its chunks into one frame with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputFrame {
+    /// The fitted similarity from the user's camera frame into the pass's predicted frame.
+    pub sim3: Sim3,
+    /// Whether the outputs were put in the user's frame (`align_to_input_ext_scale`: the
+    /// user's extrinsics, depth divided by the scale) rather than in the predicted frame.
+    pub user_frame: bool,
+}
+
 /// Why Umeyama's method has no unique answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Degenerate;
@@ -253,7 +293,8 @@ pub fn camera_centre(ext: &Extrinsics) -> [f64; 3] {
     std::array::from_fn(|c| -(0..3).map(|r| ext[r][c] * ext[r][3]).sum::<f64>())
 }
 
-fn transform_point(sim3: &Sim3, p: &[f64; 3]) -> [f64; 3] {
+/// `sim3` applied to the point `p`.
+pub fn transform_point(sim3: &Sim3, p: &[f64; 3]) -> [f64; 3] {
     let rp = mul3v(&sim3.rotation, p);
     std::array::from_fn(|k| sim3.scale * rp[k] + sim3.translation[k])
 }
@@ -281,5 +322,31 @@ fn median(mut v: Vec<f64>) -> f64 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn some_sim3() -> Sim3 {
+        let (a, b) = (0.7f64, -0.3f64);
+        let rz = [[a.cos(), -a.sin(), 0.0], [a.sin(), a.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let rx = [[1.0, 0.0, 0.0], [0.0, b.cos(), -b.sin()], [0.0, b.sin(), b.cos()]];
+        Sim3 { rotation: mul3(&rz, &rx), translation: [0.4, -1.2, 2.5], scale: 1.7 }
+    }
+
+    #[test]
+    fn inverse_and_composition_act_on_points_as_written() {
+        let (a, b) = (some_sim3(), Sim3 { scale: 0.6, translation: [1.0, 0.0, -0.5], ..Sim3::identity() });
+        let p = [0.3, -0.8, 1.9];
+        let back = transform_point(&a.inverse(), &transform_point(&a, &p));
+        let both = transform_point(&a.then(&b), &p);
+        let step = transform_point(&b, &transform_point(&a, &p));
+        for k in 0..3 {
+            assert!((back[k] - p[k]).abs() < 1e-12, "{back:?} vs {p:?}");
+            assert!((both[k] - step[k]).abs() < 1e-12, "{both:?} vs {step:?}");
+        }
+        assert!((a.then(&Sim3::scaling(2.0)).scale - 3.4).abs() < 1e-12);
     }
 }

@@ -149,6 +149,13 @@ pub struct Prediction {
     /// World-space 3D Gaussians (one per pixel, in the predicted cameras' frame) when
     /// [`PredictOptions::infer_gs`] was set.
     pub gaussians: Option<crate::Gaussians>,
+    /// The GS adapter's pose scale when [`Self::gaussians`] were computed (with input cameras
+    /// the Umeyama scale towards them, else 1): the Gaussians live in the network's predicted
+    /// frame times this ([`crate::gaussians::pose_scale`]).
+    pub gaussian_pose_scale: Option<f64>,
+    /// With input cameras: how this pass was aligned to them (the similarity from the user's
+    /// frame into the predicted one); a chunked job brings its chunks into one frame with it.
+    pub input_frame: Option<crate::align::InputFrame>,
 }
 
 /// The normed output of one backbone block (the reference's `aux["feat_layer_{layer}"]`).
@@ -384,6 +391,7 @@ impl<B: Backend> Da3<B> {
                 .as_ref()
                 .map_or(1.0, |cams| crate::gaussians::pose_scale(&cams.world_to_camera, &prediction.extrinsics));
             prediction.gaussians = Some(gaussians_of(&prediction, gs, pose_scale)?);
+            prediction.gaussian_pose_scale = Some(pose_scale);
         }
         // 3. Nested model: the metric branch gives the any-view output metric scale.
         if let Some(metric_model) = &self.metric_branch {
@@ -408,7 +416,8 @@ impl<B: Backend> Da3<B> {
         }
         // 4. The API aligns whichever cameras were predicted to the user's.
         if let Some(cameras) = &options.cameras {
-            crate::align::align_to_input_cameras(&mut prediction, cameras, options.align_to_input_ext_scale, options.seed)?;
+            let fit = crate::align::align_to_input_cameras(&mut prediction, cameras, options.align_to_input_ext_scale, options.seed)?;
+            prediction.input_frame = Some(crate::align::InputFrame { sim3: fit.sim3, user_frame: options.align_to_input_ext_scale });
         }
         Ok(prediction)
     }
@@ -455,6 +464,8 @@ impl<B: Backend> Da3<B> {
             metric_depth: Vec::new(),
             aux_features,
             gaussians: None,
+            gaussian_pose_scale: None,
+            input_frame: None,
         }
     }
 }

@@ -571,6 +571,110 @@ fn memory_model_counts_gaussians_only_when_inferred() {
     assert_eq!(small.clone().with_gaussians(true), small);
 }
 
+/// Six user cameras (identity rotations but one, centres not on a line) for the posed tests.
+fn posed_cameras() -> da3::InputCameras {
+    da3::InputCameras {
+        world_to_camera: (0..6)
+            .map(|v| {
+                let mut m = [[0.0; 4]; 4];
+                (0..4).for_each(|k| m[k][k] = 1.0);
+                let a = if v == 3 { 0.2f64 } else { 0.0 }; // a turn about y
+                (m[0][0], m[0][2], m[2][0], m[2][2]) = (a.cos(), a.sin(), -a.sin(), a.cos());
+                m[0][3] = 0.1 * v as f64;
+                m[1][3] = 0.04 * (v % 2) as f64;
+                m[2][3] = 0.02 * (v * v) as f64;
+                m
+            })
+            .collect(),
+        intrinsics: vec![[[40.0, 0.0, 21.0], [0.0, 40.0, 14.0], [0.0, 0.0, 1.0]]; 6],
+    }
+}
+
+/// The tiny GS model with input cameras, 6 views in chunks of 4 (0..4, 2..6; the shared views
+/// are not needed to align, the last chunk is only kept full): each pass fits its own similarity from the user's cameras into its
+/// predicted frame, and the job places chunk 1 in chunk 0's frame through them. Views 0..4 are
+/// the first pass's exactly; views 4..6 have the user's cameras as chunk 0's fit places them
+/// (one rigid set of cameras in one frame, ≤ 1e-5), the second pass's depth times the frame
+/// change's scale, and its Gaussians moved into chunk 0's Gaussian frame (≤ 1e-5, and near
+/// their depth along the job's rays). With `align_to_input_ext_scale` (the default) every chunk
+/// is in the user's frame already: the user's cameras and each pass's depth, unmoved, and the
+/// Gaussians moved as before.
+#[test]
+fn tiny_gs_model_with_input_cameras_in_chunks_ends_in_one_frame() {
+    use da3::align::transform_point;
+    let model = tiny_gs();
+    let (h, w) = (28, 42);
+    let n = h * w;
+    let views = tiny_views(6, h, w);
+    let cams = posed_cameras();
+    // The predicted frame (the user's cameras aligned into it), not the default user frame.
+    let options = PredictOptions { infer_gs: true, cameras: Some(cams.clone()), align_to_input_ext_scale: false, ..Default::default() };
+    let sched = ScheduleOptions { chunk_size: Some(4), ..Default::default() };
+    let (pred, report) = model.predict_scheduled(&views, &options, &sched, &DeviceMemory::host()).unwrap();
+    assert_eq!(report.chunks, vec![0..4, 2..6]); // the last chunk kept full: views 2, 3 done twice
+    let pass = |r: Range<usize>, o: &PredictOptions| {
+        let sub = da3::InputCameras { world_to_camera: cams.world_to_camera[r.clone()].to_vec(), intrinsics: cams.intrinsics[r.clone()].to_vec() };
+        model.predict_with(&views.select(r).unwrap(), &PredictOptions { cameras: Some(sub), ..o.clone() }).unwrap()
+    };
+    let (first, second) = (pass(0..4, &options), pass(2..6, &options));
+    assert_eq!(pred.depth[..4 * n], first.depth[..]);
+    assert_eq!(pred.extrinsics[..4], first.extrinsics[..]);
+    let g = pred.gaussians.as_ref().expect("chunked posed infer_gs returns Gaussians");
+    assert_eq!(g.means[..4 * n], first.gaussians.as_ref().unwrap().means[..]);
+    // Views 4..6: the user's cameras placed by chunk 0's fit T_0.
+    let t0 = &first.input_frame.as_ref().expect("posed pass").sim3;
+    let t1 = &second.input_frame.as_ref().expect("posed pass").sim3;
+    for v in 4..6 {
+        let m = &cams.world_to_camera[v];
+        let want = apply_sim3(t0, &[m[0], m[1], m[2]]);
+        let got = pred.extrinsics[v].map(|r| r.map(f64::from));
+        let err = (0..3).flat_map(|r| (0..4).map(move |c| (r, c))).map(|(r, c)| (got[r][c] - want[r][c]).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-5, "view {v}: {got:?} vs {want:?}");
+    }
+    // Depth: the second pass's times the frame change's scale s_0 / s_1.
+    let s = (t0.scale / t1.scale) as f32;
+    for (a, b) in pred.depth[4 * n..].iter().zip(&second.depth[2 * n..]) {
+        assert!((a - b * s).abs() <= 1e-5 * (b * s).abs(), "{a} vs {}", b * s);
+    }
+    // Gaussian means: x ↦ c_0·T_0(T_1⁻¹(x / c_1)), c = pose scale (no metric factor here),
+    // composed point by point here.
+    let (c0, c1) = (first.gaussian_pose_scale.unwrap(), second.gaussian_pose_scale.unwrap());
+    let worst = second.gaussians.as_ref().unwrap().means[2 * n..].iter().zip(&g.means[4 * n..]).map(|(x, got)| {
+        let p = transform_point(&t1.inverse(), &x.map(|v| v as f64 / c1));
+        let want = transform_point(t0, &p).map(|v| v * c0);
+        (0..3).map(|k| (got[k] as f64 - want[k]).abs()).fold(0.0, f64::max)
+    }).fold(0.0, f64::max);
+    println!("posed chunks: scale s0/s1 = {s}, pose scales {c0} {c1}, Gaussian means ≤ {worst:.1e}");
+    assert!(worst < 1e-5, "{worst}");
+    let near = (4 * n..6 * n).filter(|&i| {
+        let (v, p) = (i / n, i % n);
+        let c = da3::align::camera_centre(&pred.extrinsics[v].map(|r| r.map(f64::from)));
+        let dist = (0..3).map(|k| (g.means[i][k] as f64 - c[k]).powi(2)).sum::<f64>().sqrt();
+        let d = pred.depth_of(v)[p] as f64 * c0; // the Gaussian frame is the job's times c_0
+        dist >= 0.5 * d && dist <= 3.0 * d
+    });
+    assert!(near.count() > n, "most moved Gaussians lie near their depth along the job's rays");
+    assert!(report.alignments[0].is_some(), "chunk 1 is reported as placed");
+
+    // In the user's frame: nothing to move for depth and cameras.
+    let user = PredictOptions { align_to_input_ext_scale: true, ..options.clone() };
+    let (pred, _) = model.predict_scheduled(&views, &user, &sched, &DeviceMemory::host()).unwrap();
+    let second = pass(2..6, &user);
+    assert_eq!(pred.depth[4 * n..], second.depth[2 * n..]);
+    let (t0, t1) = (&pass(0..4, &user).input_frame.unwrap().sim3, &second.input_frame.as_ref().unwrap().sim3);
+    let g = pred.gaussians.as_ref().unwrap();
+    let worst = second.gaussians.as_ref().unwrap().means[2 * n..].iter().zip(&g.means[4 * n..]).map(|(x, got)| {
+        let want = transform_point(t0, &transform_point(&t1.inverse(), &x.map(|v| v as f64 / c1))).map(|v| v * c0);
+        (0..3).map(|k| (got[k] as f64 - want[k]).abs()).fold(0.0, f64::max)
+    }).fold(0.0, f64::max);
+    assert!(worst < 1e-5, "user frame: Gaussian means {worst}");
+    for v in 0..6 {
+        let m = &cams.world_to_camera[v];
+        let want = [m[0], m[1], m[2]];
+        assert!((0..3).all(|r| (0..4).all(|c| (pred.extrinsics[v][r][c] as f64 - want[r][c]).abs() < 1e-6)), "view {v}");
+    }
+}
+
 fn tiny_gs() -> Da3<B> {
     let dir = common::fixtures();
     let config = Da3Config::from_json(&std::fs::read_to_string(dir.join("tiny-gs.config.json")).unwrap()).unwrap();
@@ -580,7 +684,7 @@ fn tiny_gs() -> Da3<B> {
 /// The tiny GS model through the real scheduler, 6 views in chunks of 4 (0..4, 2..6): the
 /// Gaussians of views 0..4 are exactly those of a separate pass over them; views 4..6 are the
 /// second chunk's separate pass moved by the reported similarity (≤ 1e-5); one Gaussian per
-/// pixel. With input cameras a chunked `infer_gs` job is refused with advice.
+/// pixel.
 #[test]
 fn tiny_gs_model_in_chunks_returns_the_chunks_gaussians_in_one_frame() {
     let model = tiny_gs();
@@ -624,19 +728,6 @@ fn tiny_gs_model_in_chunks_returns_the_chunks_gaussians_in_one_frame() {
         dist >= 0.5 * d && dist <= 3.0 * d
     });
     assert!(near.count() > n, "most moved Gaussians lie near their depth along the ray");
-    // Input cameras: chunks are not aligned to each other, so chunked Gaussians are refused.
-    let cams = da3::InputCameras {
-        world_to_camera: (0..6).map(|v| {
-            let mut m = [[0.0; 4]; 4];
-            (0..4).for_each(|k| m[k][k] = 1.0);
-            m[0][3] = 0.1 * v as f64;
-            m
-        }).collect(),
-        intrinsics: vec![[[40.0, 0.0, 21.0], [0.0, 40.0, 14.0], [0.0, 0.0, 1.0]]; 6],
-    };
-    let posed = PredictOptions { cameras: Some(cams), ..options.clone() };
-    let e = model.predict_scheduled(&views, &posed, &sched, &DeviceMemory::host()).unwrap_err().to_string();
-    assert!(e.contains("input cameras") && e.contains("--max-memory"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------

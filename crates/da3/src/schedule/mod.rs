@@ -114,15 +114,6 @@ impl<B: Backend> Da3<B> {
         let model = self.memory_model(height, width).with_gaussians(options.infer_gs);
         let pose_frame = self.needs_pose_frame(options);
         let plan = plan::plan(&model, device_memory, count, schedule, pose_frame)?;
-        if !plan.is_single_pass() && options.infer_gs && !pose_frame {
-            // Chunks conditioned on input cameras are not aligned to each other, and each keeps
-            // its Gaussians in its own predicted frame (see `stitch`).
-            return Err(Da3Error::Input(format!(
-                "3D Gaussians (infer_gs) with input cameras need all {count} views in one pass, but the \
-                 memory budget allows {} per pass; raise --max-memory (or turn Gaussians off)",
-                plan.chunk_size
-            )));
-        }
         if let Some(c) = &options.cameras {
             if c.world_to_camera.len() != count || c.intrinsics.len() != count {
                 return Err(Da3Error::Input(format!(
@@ -170,7 +161,11 @@ impl<B: Backend> Da3<B> {
         };
         let (mut prediction, mut report) =
             runner::run_chunked(&plan, pose_frame, schedule.overlap, source, run_chunk, on_event)?;
-        if pose_frame && report.chunks.len() > 1 {
+        // One metric factor for the nested model over all chunks, in one frame: the predicted
+        // one, or with input cameras the first chunk's (not when the outputs are in the user's
+        // units, which the reference's alignment puts them in after the metric scaling).
+        let one_frame = pose_frame || (options.cameras.is_some() && !options.align_to_input_ext_scale);
+        if one_frame && report.chunks.len() > 1 {
             report.metric_refit = stitch::refit_metric_scale(&mut prediction, options.seed)?;
         }
         Ok((prediction, report))

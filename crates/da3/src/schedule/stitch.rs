@@ -18,6 +18,11 @@
 //! The chunk's extrinsics are then moved with `align::apply_sim3` and its depth multiplied by
 //! `s`; the shared views keep the values of the chunk that produced them first.
 //!
+//! With input cameras the chunks share no views: each pass has fitted the similarity from the
+//! user's cameras into its own predicted frame, and that places chunk k in chunk 0's frame
+//! (`T_0 ∘ T_k⁻¹`, see `place_by_input_cameras`), so the user's cameras come out as one rigid
+//! set in one frame, as from a single pass.
+//!
 //! The nested model's metric scale: every pass fits its own least-squares factor from the
 //! any-view depth to the metric branch's, and the chunk similarity then re-scales chunk k to
 //! chunk 0, so the stitched job would carry chunk 0's factor alone, fitted on its views only.
@@ -39,7 +44,7 @@
 //! are kept as they are, so a job's Gaussians are those of a single pass over the first chunk
 //! followed by the later chunks' new views, in the first chunk's frame.
 
-use crate::align::{apply_sim3, camera_centre, umeyama, Extrinsics, Sim3};
+use crate::align::{apply_sim3, camera_centre, umeyama, Extrinsics, InputFrame, Sim3};
 use crate::rng::SplitMix64;
 use crate::sky::NON_SKY_THRESHOLD;
 use crate::linalg::{mul3, signed_svd3, transpose3, M3};
@@ -53,10 +58,11 @@ pub struct ChunkAlignment {
     /// Umeyama's scale on the shared camera centres, when ≥ 3 of them span a plane.
     pub umeyama_scale: Option<f64>,
     /// Largest angle (degrees) between a shared view's rotation in the job and its aligned
-    /// rotation from the chunk.
+    /// rotation from the chunk (0 for a chunk placed by input cameras: no shared views).
     pub max_rotation_error_deg: f64,
     /// Largest distance between a shared view's centre in the job and its aligned centre
-    /// from the chunk, relative to the shared views' median depth in the job.
+    /// from the chunk, relative to the shared views' median depth in the job (0 for a chunk
+    /// placed by input cameras).
     pub max_centre_error: f64,
 }
 
@@ -168,17 +174,23 @@ impl Assembly {
             self.prediction = chunk;
             return Ok(());
         }
-        if chunk.gaussians.is_some() && !(align && chunk.has_cameras()) {
-            // Without a common pose frame (input cameras) every chunk's Gaussians stay in that
-            // chunk's own predicted frame, as the reference leaves them: they do not fit together.
+        let input_frames = match (&self.prediction.input_frame, &chunk.input_frame) {
+            (Some(job), Some(this)) if !align => Some((job.clone(), this.clone())),
+            _ => None,
+        };
+        if chunk.gaussians.is_some() && !(align && chunk.has_cameras()) && input_frames.is_none() {
+            // Without a common pose frame every chunk's Gaussians stay in that chunk's own
+            // predicted frame, as the reference leaves them: they do not fit together.
             return Err(Da3Error::Input(
                 "3D Gaussians (infer_gs) of separate chunks can only be merged when the chunks are \
-                 aligned into one predicted pose frame, not with input cameras; run them in one pass \
+                 brought into one pose frame (by predicted or input cameras); run them in one pass \
                  (raise --max-memory or the chunk size)"
                     .into(),
             ));
         }
-        let alignment = if align && chunk.has_cameras() {
+        let alignment = if let Some((job_frame, chunk_frame)) = input_frames {
+            Some(place_by_input_cameras(&mut chunk, &job_frame, &chunk_frame, &self.prediction))
+        } else if align && chunk.has_cameras() {
             if shared == 0 {
                 return Err(Da3Error::Input("chunks share no view, so their poses cannot be aligned".into()));
             }
@@ -239,6 +251,31 @@ impl Assembly {
         p.views += chunk.views - skip;
         Ok(())
     }
+}
+
+/// Brings a chunk predicted with input cameras into the job's frame, the first chunk's: each
+/// pass fitted the similarity `T_k` from the user's cameras into its own predicted frame, so
+/// `T_k⁻¹` then `T_0` takes chunk k's frame into chunk 0's. Extrinsics and depth move by it
+/// unless the outputs are in the user's frame already (`align_to_input_ext_scale`). The
+/// Gaussians, which every pass computes before any alignment in its network frame times
+/// `c = pose scale / metric factor`, move by `x ↦ c_0·T_0(T_k⁻¹(x / c_k))`.
+fn place_by_input_cameras(chunk: &mut Prediction, job_frame: &InputFrame, chunk_frame: &InputFrame, job: &Prediction) -> ChunkAlignment {
+    let to_job = chunk_frame.sim3.inverse().then(&job_frame.sim3); // chunk frame -> job frame
+    if !chunk_frame.user_frame {
+        let to64 = |e: &[[f32; 4]; 3]| e.map(|r| r.map(f64::from));
+        for e in chunk.extrinsics.iter_mut() {
+            *e = apply_sim3(&to_job, &to64(e)).map(|r| r.map(|v| v as f32));
+        }
+        let s = to_job.scale as f32;
+        chunk.depth.iter_mut().for_each(|d| *d *= s);
+    }
+    let gaussian_unit = |p: &Prediction| p.gaussian_pose_scale.unwrap_or(1.0) / p.scale_factor.map_or(1.0, f64::from);
+    let sim = Sim3::scaling(1.0 / gaussian_unit(chunk)).then(&to_job).then(&Sim3::scaling(gaussian_unit(job)));
+    if let Some(g) = chunk.gaussians.as_mut() {
+        g.transform(&sim);
+    }
+    chunk.input_frame = Some(job_frame.clone());
+    ChunkAlignment { sim3: to_job, umeyama_scale: None, max_rotation_error_deg: 0.0, max_centre_error: 0.0 }
 }
 
 /// Depth of view `i` with sky pixels (sky score ≥ [`NON_SKY_THRESHOLD`]) set to NaN, which
