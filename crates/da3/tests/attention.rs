@@ -100,6 +100,27 @@ fn check_path<B: Backend>(path: AttentionPath, inputs: &Inputs, reference: &[f32
     assert!(err < TOL, "{} at {:?}: rel L2 err {err:.2e} > {TOL:.0e}", path.name(), inputs.shape);
 }
 
+/// Half-precision q/k/v (what the fp16/bf16 modes' backbone makes) through `path` on `B`: the
+/// output comes back in the same format, and its error against the f32 reference is that of
+/// the inputs' rounding, not of a half-precision softmax. Returns (ours, Burn's op on the same
+/// half inputs) relative L2 errors; `None` where the device has no `dtype`.
+#[allow(dead_code)]
+fn half_errors<B: Backend>(path: AttentionPath, inputs: &Inputs, dtype: burn::tensor::DType, device: &B::Device) -> Option<(f64, f64)> {
+    if !B::supports_dtype(device, dtype) {
+        eprintln!("{} has no {dtype:?}: half attention not checked here", B::name(device));
+        return None;
+    }
+    let reference = inputs.reference();
+    let (q, k, v) = inputs.qkv::<B>(device);
+    let half = |t: &Tensor<B, 4>| t.clone().cast(dtype);
+    let (q, k, v) = (half(&q), half(&k), half(&v));
+    let out = attend_with(path, q.clone(), k.clone(), v.clone()).unwrap_or_else(|_| panic!("{} declined {dtype:?}", path.name()));
+    assert_eq!((out.dims(), out.dtype()), (inputs.shape, dtype));
+    let ours: Vec<f32> = out.cast(burn::tensor::DType::F32).into_data().to_vec().unwrap();
+    let burn: Vec<f32> = burn_attention(q, k, v).cast(burn::tensor::DType::F32).into_data().to_vec().unwrap();
+    Some((rel_err(&ours, &reference), rel_err(&burn, &reference)))
+}
+
 /// The f64 loop that anchors the flex reference itself.
 fn naive_f64(inputs: &Inputs) -> Vec<f32> {
     let [b, h, t, hd] = inputs.shape;
@@ -253,6 +274,29 @@ mod wgpu {
         check_all([1, 1, 8000, 64], false, &[AttentionPath::Wgsl]);
     }
 
+    /// fp16 q/k/v through the CubeCL kernel (f32 tiles, softmax and accumulator inside), and
+    /// through the default path, which hands them from the f32-only WGSL kernel to it. The
+    /// error is the inputs' rounding (f16: 2^-11 relative per value): within 2e-3 of the f32
+    /// reference and no worse than Burn's op on the same inputs (+10 %).
+    #[test]
+    fn cube_kernel_takes_half_inputs() {
+        let device = WgpuDevice::default();
+        for shape in [[2, 6, 973, 64], [1, 16, 8, 48], [1, 6, 2 * 973, 64]] {
+            let inputs = Inputs::new(shape, 21, false);
+            let Some((ours, burn)) = half_errors::<Wgpu>(AttentionPath::Cube, &inputs, burn::tensor::DType::F16, &device) else { return };
+            eprintln!("f16 {shape:?}: cube {ours:.2e}, burn {burn:.2e}");
+            assert!(ours < 2e-3 && ours <= 1.1 * burn, "f16 {shape:?}: cube {ours:.2e}, burn {burn:.2e}");
+        }
+        let inputs = Inputs::new([1, 6, 101, 64], 4, false);
+        let (q, k, v) = inputs.qkv::<Wgpu>(&device);
+        let half = |t: Tensor<Wgpu, 4>| t.cast(burn::tensor::DType::F16);
+        assert!(attend_with(AttentionPath::Wgsl, half(q.clone()), half(k.clone()), half(v.clone())).is_err(), "WGSL is f32-only");
+        let out = da3::backbone::attention::attend(half(q), half(k), half(v));
+        let ours: Vec<f32> = out.cast(burn::tensor::DType::F32).into_data().to_vec().unwrap();
+        let err = rel_err(&ours, &inputs.reference());
+        assert!(err < 2e-3, "default path, f16: {err:.2e}");
+    }
+
     #[test]
     fn unsupported_head_dims_fall_back() {
         // hd not a multiple of 4 and hd above the register budget: the kernels decline, and the
@@ -294,6 +338,14 @@ mod wgpu_fusion {
             for path in [AttentionPath::Wgsl, AttentionPath::Cube] {
                 check_path::<WgpuFusion>(path, &inputs, &reference, &device);
             }
+        }
+    }
+
+    #[test]
+    fn half_inputs_through_fusion() {
+        let inputs = Inputs::new([2, 6, 130, 64], 8, false);
+        if let Some((ours, burn)) = half_errors::<WgpuFusion>(AttentionPath::Cube, &inputs, burn::tensor::DType::F16, &WgpuDevice::default()) {
+            assert!(ours < 2e-3 && ours <= 1.1 * burn, "f16 through fusion: cube {ours:.2e}, burn {burn:.2e}");
         }
     }
 

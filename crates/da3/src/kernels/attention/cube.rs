@@ -28,11 +28,11 @@ use burn_cubecl::CubeRuntime;
 use super::{block_k, QUERY_ROWS};
 
 #[cube(launch)]
-fn flash_attention_kernel<F: Float + cubecl::CubeElement>(
-    q: &Tensor<F>,    // [B, heads, Tq, hd]
-    k: &Tensor<F>,    // [B, heads, Tk, hd]
-    v: &Tensor<F>,    // [B, heads, Tk, hd]
-    out: &mut Tensor<F>, // [B, Tq, heads, hd], contiguous
+fn flash_attention_kernel<E: Float + cubecl::CubeElement, F: Float + cubecl::CubeElement>(
+    q: &Tensor<E>,    // [B, heads, Tq, hd]
+    k: &Tensor<E>,    // [B, heads, Tk, hd]
+    v: &Tensor<E>,    // [B, heads, Tk, hd]
+    out: &mut Tensor<E>, // [B, Tq, heads, hd], contiguous
     scale: F,
     #[comptime] hd: usize,
     #[comptime] rows: usize,
@@ -57,7 +57,7 @@ fn flash_attention_kernel<F: Float + cubecl::CubeElement>(
     for d in 0..hd {
         let mut x = F::new(0.0);
         if valid {
-            x = q[q_base + d] * scale;
+            x = F::cast_from(q[q_base + d]) * scale;
         }
         qr[d] = x;
         acc[d] = F::new(0.0);
@@ -81,8 +81,8 @@ fn flash_attention_kernel<F: Float + cubecl::CubeElement>(
             let mut kx = F::new(0.0);
             let mut vx = F::new(0.0);
             if key < n_k {
-                kx = k[k_base + key * k_step + d];
-                vx = v[v_base + key * v_step + d];
+                kx = F::cast_from(k[k_base + key * k_step + d]);
+                vx = F::cast_from(v[v_base + key * v_step + d]);
             }
             k_tile[i] = kx;
             v_tile[i] = vx;
@@ -132,34 +132,34 @@ fn flash_attention_kernel<F: Float + cubecl::CubeElement>(
         let o_base = b * out.stride(0) + row * out.stride(1) + h * out.stride(2);
         #[unroll]
         for d in 0..hd {
-            out[o_base + d] = acc[d] * inv;
+            out[o_base + d] = E::cast_from(acc[d] * inv);
         }
     }
 }
 
-/// Runs the CubeCL kernel: q [B, heads, Tq, hd], k and v [B, heads, Tk, hd] (f32, unit stride
-/// on the last dim) -> contiguous [B, Tq, heads, hd]. The caller checks the preconditions
-/// ([`super::supported`]).
+/// Runs the CubeCL kernel: q [B, heads, Tq, hd], k and v [B, heads, Tk, hd] (f32, f16 or
+/// bf16, all three alike, unit stride on the last dim) -> contiguous [B, Tq, heads, hd] in
+/// their format. Half inputs are widened to f32 as they are read: the K/V tiles in shared
+/// memory, the scores, the online softmax and the accumulator are f32 whatever the input
+/// (the precision modes keep attention's accumulation in f32, see `crate::precision`). The
+/// caller checks the preconditions ([`super::supported`]).
 pub(super) fn flash_attention<R: CubeRuntime>(q: CubeTensor<R>, k: CubeTensor<R>, v: CubeTensor<R>) -> CubeTensor<R> {
     let dims = q.meta.shape();
     let (b, heads, n_q, hd) = (dims[0], dims[1], dims[2], dims[3]);
+    let dtype = q.dtype;
     let client = q.client.clone();
     let out_shape = Shape::new([b, n_q, heads, hd]);
-    let out_handle = client.empty(out_shape.num_elements() * core::mem::size_of::<f32>());
-    let out = CubeTensor::new_contiguous(client.clone(), q.device.clone(), out_shape, out_handle, DType::F32);
+    let out_handle = client.empty(out_shape.num_elements() * dtype.size());
+    let out = CubeTensor::new_contiguous(client.clone(), q.device.clone(), out_shape, out_handle, dtype);
     let count = CubeCount::Static(n_q.div_ceil(QUERY_ROWS) as u32, heads as u32, b as u32);
-    flash_attention_kernel::launch::<f32, R>(
-        &client,
-        count,
-        CubeDim::new_1d(QUERY_ROWS as u32),
-        q.into_tensor_arg(),
-        k.into_tensor_arg(),
-        v.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
-        1.0 / (hd as f32).sqrt(),
-        hd,
-        QUERY_ROWS,
-        block_k(hd),
-    );
+    let dim = CubeDim::new_1d(QUERY_ROWS as u32);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let (qa, ka, va, oa) = (q.into_tensor_arg(), k.into_tensor_arg(), v.into_tensor_arg(), out.clone().into_tensor_arg());
+    let (rows, bk) = (QUERY_ROWS, block_k(hd));
+    match dtype {
+        DType::F16 => flash_attention_kernel::launch::<half::f16, f32, R>(&client, count, dim, qa, ka, va, oa, scale, hd, rows, bk),
+        DType::BF16 => flash_attention_kernel::launch::<half::bf16, f32, R>(&client, count, dim, qa, ka, va, oa, scale, hd, rows, bk),
+        _ => flash_attention_kernel::launch::<f32, f32, R>(&client, count, dim, qa, ka, va, oa, scale, hd, rows, bk),
+    }
     out
 }

@@ -10,7 +10,7 @@
 //! (a custom op is never fused into a neighbour), so the kernel sees materialized inputs with
 //! their strides.
 
-use burn::tensor::{backend::Backend, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{backend::Backend, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeRuntime};
@@ -60,11 +60,12 @@ pub(super) fn launch_fused_on<B: Backend, R: CubeRuntime>(
         return Err((q, k, v));
     }
     let [b, h, tq, hd] = q.dims();
+    let dtype = q.dtype(); // the kernels write their input's format
     let primitive = |t: Tensor<B, 4>| -> Fused<R> { downcast(t.into_primitive().tensor()).expect("primitive type checked above") };
     let (q, k, v) = (primitive(q), primitive(k), primitive(v));
     let client = q.client.clone();
     let streams = OperationStreams::with_inputs([&q, &k, &v]);
-    let out = TensorIr::uninit(client.create_empty_handle(), Shape::new([b, tq, h, hd]), DType::F32);
+    let out = TensorIr::uninit(client.create_empty_handle(), Shape::new([b, tq, h, hd]), dtype);
     let desc = CustomOpIr::new(name, &[q.into_ir(), k.into_ir(), v.into_ir()], &[out]);
     let out: Fused<R> = client.register(streams, OperationIr::Custom(desc.clone()), FusedAttention { desc, kernel }).output();
     let out: B::FloatTensorPrimitive = downcast(out).expect("primitive type checked above");

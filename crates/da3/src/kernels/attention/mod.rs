@@ -78,13 +78,20 @@ impl AttentionPath {
     }
 }
 
-/// Whether our kernels take these inputs: f32, q [B, H, Tq, hd] and k, v [B, H, Tk, hd] with
-/// matching B, H, hd, Tk ≥ 1, and hd a multiple of 4 (vec4 lanes of the WGSL kernel) ≤
-/// [`MAX_HEAD_DIM`].
-fn supported<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) -> bool {
+/// Whether our GPU kernel `path` takes these inputs: q [B, H, Tq, hd] and k, v [B, H, Tk, hd]
+/// with matching B, H, hd, Tk ≥ 1, hd a multiple of 4 (vec4 lanes of the WGSL kernel) ≤
+/// [`MAX_HEAD_DIM`], all three in one format: f32 for the WGSL kernel; f32, f16 or bf16 for the
+/// CubeCL kernel (which widens half inputs to f32 as it reads them).
+fn supported<B: Backend>(path: AttentionPath, q: &Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>) -> bool {
     let ([b, h, _, hd], kd, vd) = (q.dims(), k.dims(), v.dims());
-    let all_f32 = [q.dtype(), k.dtype(), v.dtype()].iter().all(|d| *d == DType::F32);
-    all_f32 && kd == vd && kd[0] == b && kd[1] == h && kd[3] == hd && kd[2] > 0 && hd % 4 == 0 && hd <= MAX_HEAD_DIM
+    let dtype = q.dtype();
+    let formats = k.dtype() == dtype
+        && v.dtype() == dtype
+        && match path {
+            AttentionPath::Cube => matches!(dtype, DType::F32 | DType::F16 | DType::BF16),
+            _ => dtype == DType::F32,
+        };
+    formats && kd == vd && kd[0] == b && kd[1] == h && kd[3] == hd && kd[2] > 0 && hd % 4 == 0 && hd <= MAX_HEAD_DIM
 }
 
 /// The path [`crate::backbone::attention::attend`] takes on backend `B`: the fastest correct
@@ -170,12 +177,23 @@ fn is_primitive_of<B: Backend, T: 'static>() -> bool {
 /// q, k and v, given back by [`attend_with`] when its path cannot run them.
 pub type Qkv<B> = (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>);
 
-/// Softmax attention on the default path of `B` (see [`default_path`]).
+/// Softmax attention on the default path of `B` (see [`default_path`]). Where the WGSL
+/// kernel declines (half-precision q/k/v of the fp16 mode) the CubeCL twin takes them, with its
+/// f32 accumulation; whatever neither takes goes to Burn's op.
 pub fn attend_default<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
-    match attend_with(default_path::<B>(), q, k, v) {
-        Ok(out) => out,
-        Err((q, k, v)) => burn_attention(q, k, v),
-    }
+    let default = default_path::<B>();
+    let (q, k, v) = match attend_with(default, q, k, v) {
+        Ok(out) => return out,
+        Err(back) => back,
+    };
+    let (q, k, v) = match default {
+        AttentionPath::Wgsl => match attend_with(AttentionPath::Cube, q, k, v) {
+            Ok(out) => return out,
+            Err(back) => back,
+        },
+        _ => (q, k, v),
+    };
+    burn_attention(q, k, v)
 }
 
 /// Softmax attention `softmax(q kᵀ / sqrt(hd)) v` through `path`: q [B, H, Tq, hd], k and v
@@ -185,7 +203,7 @@ pub fn attend_with<B: Backend>(path: AttentionPath, q: Tensor<B, 4>, k: Tensor<B
     match path {
         AttentionPath::Burn => Ok(burn_attention(q, k, v)),
         AttentionPath::Plain => Ok(plain_attention(q, k, v)),
-        AttentionPath::Wgsl | AttentionPath::Cube if !supported(&q, &k, &v) => Err((q, k, v)),
+        AttentionPath::Wgsl | AttentionPath::Cube if !supported(path, &q, &k, &v) => Err((q, k, v)),
         AttentionPath::Cpu => launch_cpu(q, k, v),
         AttentionPath::Wgsl => launch_wgsl(q, k, v),
         AttentionPath::Cube => launch_cube(q, k, v),
