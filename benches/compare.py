@@ -153,20 +153,25 @@ def print_profile(case, ours, ref):
     print(f"  ratio da3/reference: backbone {o['backbone_s'] / r['backbone_s']:.2f}, heads {o['heads_s'] / r['heads_s']:.2f}")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_args(ap):
+    """The arguments every benchmark driver here shares (compare.py, size_cache.py)."""
     ap.add_argument("--bin", required=True, help="the da3-bench binary")
     ap.add_argument("--weights-dir", required=True, help="holds <preset>.weights.safetensors")
     ap.add_argument("--case", action="append", required=True, help="MODEL:VIEWS:HxW[:ITERS]")
     ap.add_argument("--device", default="flex", help="da3-bench --device: flex, ndarray, wgpu, cuda")
-    ap.add_argument("--ref-device", help="reference.py --device (default: cpu for flex/ndarray, else cuda)")
-    ap.add_argument("--ref-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="reference autocast dtype (GPU)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=3, help="timed passes per process (a case's :ITERS overrides)")
-    ap.add_argument("--profile", action="store_true", help="also time the stages of both")
     ap.add_argument("--autogroup-nice", type=int, help="run each measured process in its own autogroup with this nice")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per process")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(ap)
+    ap.add_argument("--ref-device", help="reference.py --device (default: cpu for flex/ndarray, else cuda)")
+    ap.add_argument("--ref-dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="reference autocast dtype (GPU)")
+    ap.add_argument("--profile", action="store_true", help="also time the stages of both")
     ap.add_argument("--json", help="write every run's raw result here")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "fp16", "bf16"], help="da3-bench --precision")
     ap.add_argument("--unfused", action="store_true", help="da3-bench --unfused (cuda/wgpu without Burn's op fusion)")

@@ -53,6 +53,10 @@ struct Args {
     /// our CubeCL/WGSL attention kernels can run; compares fusion against our kernels.
     #[arg(long)]
     unfused: bool,
+    /// Turn the per-resolution cache off (positional-embedding interpolation, RoPE tables, UV
+    /// embeddings rebuilt on every pass): `benches/size_cache.py` measures what it saves.
+    #[arg(long)]
+    no_size_cache: bool,
 }
 
 fn cuda_memory_mb(device: DeviceKind) -> Option<(f64, f64)> {
@@ -84,6 +88,7 @@ impl BackendJob for Bench {
         let rss_start_kb = proc_status_kb("VmRSS");
         let start = Instant::now();
         let model = Da3::<B>::from_file(config, &args.weights, &device)?.with_precision(args.precision)?;
+        model.model().set_size_cache_enabled(!args.no_size_cache);
         B::sync(&device).map_err(|e| anyhow::anyhow!("device sync after loading: {e:?}"))?;
         let load_s = start.elapsed().as_secs_f64();
         let rss_loaded_kb = proc_status_kb("VmRSS");
@@ -118,6 +123,7 @@ impl BackendJob for Bench {
             "device": args.device.to_string(),
             "backend": B::name(&device),
             "unfused": args.unfused,
+            "size_cache": !args.no_size_cache,
             "precision": args.precision.name(),
             "compute_dtype": format!("{:?}", model.compute_dtype()),
             "model": args.model,
