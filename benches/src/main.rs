@@ -49,8 +49,8 @@ struct Args {
     /// `--precision`).
     #[arg(long, default_value = "fp32", value_parser = parse_precision)]
     precision: Precision,
-    /// cuda/wgpu: run on the backend without Burn's op fusion (even in a `fast` build), where
-    /// our CubeCL/WGSL attention kernels can run; compares fusion against our kernels.
+    /// cuda/wgpu: run on the backend without Burn's op fusion (even in a `fusion` build);
+    /// compares the fused backend with the unfused one (our attention kernels run on both).
     #[arg(long)]
     unfused: bool,
     /// Turn the per-resolution cache off (positional-embedding interpolation, RoPE tables, UV

@@ -5,7 +5,7 @@
 # The GPU machine has no Rust toolchain and no network, so everything is built here and
 # carried (see tools/bench/gpu_pack.sh, which fills .gpu/ and .whl/):
 #   .gpu/*.xz   x86-64 release binaries: da3-bench, attention, and the golden/precision test
-#               binaries, built with `cuda,wgpu,fast`
+#               binaries, built with `cuda,wgpu,fusion` (no autotune; see gpu_pack.sh)
 #   .whl/       depth-anything-3 0.1.1 and the pure-Python packages the image lacks
 #   .gl/        Vulkan/EGL loaders (device README) for the wgpu steps
 # Usage (on the GPU machine, from the repository root): tools/bench/gpu_session.sh STEP...

@@ -33,8 +33,8 @@ struct Args {
     /// Skip the plain path at shapes whose [B, H, T, T] scores exceed this many MiB.
     #[arg(long, default_value_t = 2048)]
     plain_max_mib: usize,
-    /// cuda/wgpu: the backend without Burn's op fusion (as a `fast` build's would otherwise
-    /// be), where our CubeCL/WGSL kernels can run.
+    /// cuda/wgpu: the backend without Burn's op fusion (as a `fusion` build's would otherwise
+    /// be); our kernels run on both, on the fused one as a custom fusion op.
     #[arg(long)]
     unfused: bool,
 }
