@@ -9,6 +9,9 @@
 //! Each measurement: one untimed warm-up call (compilation, autotune), then `--iters` calls on
 //! inputs that differ per call, each followed by a device sync; min and median are printed.
 //! A path that does not serve the backend (our kernels on flex) prints `n/a`.
+//! `--json` prints one JSON line per (shape, path) instead of the table:
+//! `benches/attention_compare.py` drives it to time our CPU kernel against the reference's
+//! `scaled_dot_product_attention` in the same run.
 
 use std::time::Instant;
 
@@ -37,6 +40,12 @@ struct Args {
     /// be); our kernels run on both, on the fused one as a custom fusion op.
     #[arg(long)]
     unfused: bool,
+    /// Only these paths (cpu, wgsl, cube, burn, plain), separated by commas; default: all.
+    #[arg(long, value_delimiter = ',')]
+    paths: Vec<String>,
+    /// One JSON line per (shape, path) that serves the backend, instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The model's attention shapes [B, heads, T, hd] (da3-small heads at hd 64).
@@ -68,13 +77,22 @@ impl BackendJob for Bench {
                 })
                 .collect::<Result<_>>()?
         };
-        println!("device: {}; default path: {}", args.device, default_path::<B>().name());
-        println!("device: {} ({})", args.device, B::name(&device));
-        println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9} {:>17}", "case", "shape", "path", "min ms", "median ms", "vs burn", "max |err| vs f64");
+        for wanted in &args.paths {
+            if !AttentionPath::ALL.iter().any(|p| p.name() == wanted) {
+                anyhow::bail!("--paths: unknown path `{wanted}` (cpu, wgsl, cube, burn, plain)");
+            }
+        }
+        let paths: Vec<AttentionPath> =
+            AttentionPath::ALL.into_iter().filter(|p| args.paths.is_empty() || args.paths.iter().any(|w| w == p.name())).collect();
+        if !args.json {
+            println!("device: {}; default path: {}", args.device, default_path::<B>().name());
+            println!("device: {} ({})", args.device, B::name(&device));
+            println!("{:<24} {:<18} {:<6} {:>10} {:>10} {:>9} {:>17}", "case", "shape", "path", "min ms", "median ms", "vs burn", "max |err| vs f64");
+        }
         for (name, shape) in shapes {
             let mut burn_min = None;
             let mut rows = Vec::new();
-            for path in AttentionPath::ALL {
+            for &path in &paths {
                 let [b, h, t, _] = shape;
                 if path == AttentionPath::Plain && b * h * t * t * 4 > args.plain_max_mib << 20 {
                     rows.push((path, None));
@@ -86,6 +104,18 @@ impl BackendJob for Bench {
                 }
                 let err = if times.is_some() { max_err_vs_exact::<B>(path, shape, &device) } else { None };
                 rows.push((path, times.map(|t| (t, err))));
+            }
+            if args.json {
+                for (path, timed) in rows {
+                    if let Some(((min, median), err)) = timed {
+                        let row = serde_json::json!({
+                            "impl": "da3", "path": path.name(), "shape": shape, "min_s": min, "median_s": median,
+                            "max_err_vs_f64": err, "threads": rayon::current_num_threads(),
+                        });
+                        println!("{row}");
+                    }
+                }
+                continue;
             }
             for (path, timed) in rows {
                 let times = timed.map(|(t, _)| t);

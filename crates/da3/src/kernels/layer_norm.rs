@@ -9,10 +9,13 @@
 //! (gathered when the normalized dim is not unit-stride) and the rows are normalized in
 //! parallel into a contiguous output.
 //!
-//! Numerics: a two-pass mean and variance (biased, as PyTorch's) accumulated in f64 per row,
+//! Numerics: a two-pass mean and variance (biased, as PyTorch's) accumulated in f64 per row
+//! (in 8 lane sums, vectorized for AVX-512 / AVX2 at run time),
 //! `(x − mean) / √(var + eps)` in f64, then `· γ + β` in f32: within 1e-6 relative L2 of an
 //! f64 LayerNorm even for rows with a large mean and a small spread, and of burn-flex's op
 //! elsewhere (test below).
+
+use std::mem::MaybeUninit;
 
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
@@ -70,17 +73,46 @@ pub(crate) fn layer_norm(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, 
                 gathered.iter_mut().enumerate().for_each(|(j, g)| *g = data[start + j * step]);
                 &gathered
             };
-            let mean = src.iter().map(|v| *v as f64).sum::<f64>() / d as f64;
-            let var = src.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
-            let inv_std = 1.0 / (var + eps).sqrt();
-            for (((o, x), g), b) in dst.iter_mut().zip(src).zip(gamma).zip(beta) {
-                o.write(((*x as f64 - mean) * inv_std) as f32 * g + b);
-            }
+            normalize_row(src, gamma, beta, eps, dst);
         }
     });
     // SAFETY: the tasks above wrote every one of the rows·d elements.
     unsafe { out.set_len(rows * d) };
     Some(FlexTensor::from_data(TensorData::new(out, dims)))
+}
+
+multiversion! {
+    /// One row: `dst = (src − mean) / √(var + eps) · γ + β`.
+    fn normalize_row(src: &[f32], gamma: &[f32], beta: &[f32], eps: f64, dst: &mut [MaybeUninit<f32>]) = normalize_row_generic
+}
+
+/// Independent f64 accumulators of the row statistics: sums over lanes let LLVM use vector
+/// adds without reassociating one serial sum (which it may not do for floats).
+const LANES: usize = 8;
+
+/// Sum of `f(x)` over the row, in [`LANES`] f64 partial sums.
+#[inline(always)]
+fn lane_sum(src: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = src.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for j in 0..LANES {
+            acc[j] += f(c[j]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail.iter().map(|v| f(*v)).sum::<f64>()
+}
+
+#[inline(always)]
+fn normalize_row_generic(src: &[f32], gamma: &[f32], beta: &[f32], eps: f64, dst: &mut [MaybeUninit<f32>]) {
+    let d = src.len() as f64;
+    let mean = lane_sum(src, |v| v as f64) / d;
+    let var = lane_sum(src, |v| (v as f64 - mean) * (v as f64 - mean)) / d;
+    let inv_std = 1.0 / (var + eps).sqrt();
+    for (((o, x), g), b) in dst.iter_mut().zip(src).zip(gamma).zip(beta) {
+        o.write(((*x as f64 - mean) * inv_std) as f32 * g + b);
+    }
 }
 
 /// [`layer_norm`] on Burn tensors when `B` is flex and the kernel applies, else `None`.

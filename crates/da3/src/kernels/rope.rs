@@ -7,6 +7,8 @@
 //! `x·cos + rot(x)·sin` with the same float operations (a product, a product, a sum; no fused
 //! multiply-add), so its results are bit-identical to the generic path.
 
+use std::mem::MaybeUninit;
+
 use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 
@@ -28,21 +30,38 @@ pub(crate) fn rope_apply(x: &FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> 
     let (cos, sin) = (table(cos, t, hd)?, table(sin, t, hd)?);
     let data = x.storage::<f32>();
     let (offset, sb, sh, st) = (layout.start_offset(), s[0] as usize, s[1] as usize, s[2] as usize);
-    let q = hd / 4;
     let out = super::flex::par_rows(b * h * t * hd, hd, |row, dst| {
         // [B, H, T, hd], one (b, h, t) row per call
         let (bi, hi, ti) = (row / (h * t), row / t % h, row % t);
         let src = &data[offset + bi * sb + hi * sh + ti * st..][..hd];
-        let (c, sn) = (&cos[ti * hd..][..hd], &sin[ti * hd..][..hd]);
-        for half in [0, 2 * q] {
-            for j in 0..q {
-                let (lo, hi_) = (half + j, half + q + j);
-                dst[lo].write(src[lo] * c[lo] + (-src[hi_]) * sn[lo]);
-                dst[hi_].write(src[hi_] * c[hi_] + src[lo] * sn[hi_]);
-            }
-        }
+        rotate_row(src, &cos[ti * hd..][..hd], &sin[ti * hd..][..hd], dst);
     });
     Some(FlexTensor::from_data(TensorData::new(out, [b, h, t, hd])))
+}
+
+multiversion! {
+    /// One row: `dst = src·cos + rot(src)·sin` (all of length hd, a multiple of 4).
+    fn rotate_row(src: &[f32], cos: &[f32], sin: &[f32], dst: &mut [MaybeUninit<f32>]) = rotate_row_generic
+}
+
+/// [`rotate_row`] as four unit-stride loops over the quarters, which LLVM vectorizes:
+/// `x0·c − x1·s` equals the generic path's `x0·c + (−x1)·s` exactly (IEEE negation and
+/// subtraction are exact sign flips), so the result stays bit-identical.
+#[inline(always)]
+fn rotate_row_generic(src: &[f32], cos: &[f32], sin: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    let q = src.len() / 4;
+    for half in [0, 2 * q] {
+        let (x0, x1) = (&src[half..half + q], &src[half + q..half + 2 * q]);
+        let (c0, c1) = (&cos[half..half + q], &cos[half + q..half + 2 * q]);
+        let (s0, s1) = (&sin[half..half + q], &sin[half + q..half + 2 * q]);
+        let (d0, d1) = dst[half..half + 2 * q].split_at_mut(q);
+        for ((((d, a), b), c), s) in d0.iter_mut().zip(x0).zip(x1).zip(c0).zip(s0) {
+            d.write(a * c - b * s);
+        }
+        for ((((d, a), b), c), s) in d1.iter_mut().zip(x1).zip(x0).zip(c1).zip(s1) {
+            d.write(a * c + b * s);
+        }
+    }
 }
 
 /// The contiguous [t, hd] values of a table, `None` for another shape or layout.
