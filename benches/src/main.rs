@@ -57,7 +57,14 @@ struct Args {
     /// embeddings rebuilt on every pass): `benches/size_cache.py` measures what it saves.
     #[arg(long)]
     no_size_cache: bool,
+    /// Leave glibc malloc at its defaults instead of `da3_cli::alloc::keep_freed_memory` (what
+    /// the `da3` command sets): measures what keeping freed memory saves.
+    #[arg(long)]
+    default_malloc: bool,
 }
+
+/// Whether `main` applied `da3_cli::alloc::keep_freed_memory` (reported in the JSON line).
+static MALLOC_TUNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn cuda_memory_mb(device: DeviceKind) -> Option<(f64, f64)> {
     #[cfg(feature = "cuda")]
@@ -124,6 +131,7 @@ impl BackendJob for Bench {
             "backend": B::name(&device),
             "unfused": args.unfused,
             "size_cache": !args.no_size_cache,
+            "malloc_keeps_freed": MALLOC_TUNED.load(std::sync::atomic::Ordering::Relaxed),
             "precision": args.precision.name(),
             "compute_dtype": format!("{:?}", model.compute_dtype()),
             "model": args.model,
@@ -217,6 +225,8 @@ fn cpu_time_s() -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let malloc_tuned = !args.default_malloc && da3_cli::alloc::keep_freed_memory();
+    MALLOC_TUNED.store(malloc_tuned, std::sync::atomic::Ordering::Relaxed);
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up the thread pool")?;
     }

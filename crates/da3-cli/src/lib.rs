@@ -7,6 +7,7 @@ use std::fmt;
 #[macro_use]
 mod help;
 
+pub mod alloc;
 pub mod args;
 pub mod auto;
 pub mod batch;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    da3_cli::alloc::keep_freed_memory();
     let cli = da3_cli::Cli::parse();
     match da3_cli::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
