@@ -12,14 +12,19 @@ import re
 import sys
 
 FAMILIES = [
-    ("GEMM kernels (matmul, linear, conv)", r"^gemm|gemm_common|gemm_f32"),
-    ("flex attention loop (scores, online softmax)", r"burn_flex::ops::attention|FnMut<A> for &F>::call_mut"),
-    ("exp (softmax)", r"__expf|expf"),
+    ("GEMM microkernels (linear, 1x1 conv, attention, Winograd products)", r"^gemm_f32::microkernel"),
+    ("GEMM packing and driver (gemm-common)", r"^gemm_common|^gemm::|gemm_f32::gemm"),
+    ("Winograd transforms (da3 3x3 conv)", r"da3::kernels::winograd"),
+    ("attention softmax (da3: max, exp)", r"da3::kernels::attention"),
+    ("LayerNorm (da3)", r"da3::kernels::layer_norm"),
+    ("GELU (da3)", r"da3::kernels::activation"),
+    ("RoPE, resize, broadcast, concat (da3)", r"da3::kernels::(rope|resize|broadcast|concat|conv)"),
+    ("burn-flex attention loop (scores, online softmax)", r"burn_flex::ops::attention"),
+    ("exp / erf (libm)", r"__expf|expf|erff|erfc"),
     ("layout copies (to_contiguous, strided iteration)", r"to_contiguous|StridedIter|strided_index"),
-    ("GELU (scalar libm erf)", r"erff|erfc"),
-    ("conv im2col / direct loops", r"burn_flex::ops::conv"),
     ("memset / memmove", r"__memset|__memmove|__memcpy"),
     ("other burn-flex ops", r"burn_flex::"),
+    ("unnamed closures (rayon tasks, inlined kernels)", r"FnMut<A> for &F>::call_mut|ForEachConsumer|LocalKey"),
     ("kernel (page faults, scheduling)", r"^\[k\]"),
 ]
 
