@@ -15,12 +15,12 @@ in f64 on 64 sampled query rows.
     cargo build --release -p da3-bench --no-default-features --features flex
     python3 benches/attention_compare.py --bin $CARGO_TARGET_DIR/release/attention --threads 2 --autogroup-nice -20
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+import same_run
 
 # [B, H, T, hd]: da3-small (6 heads) and da3-large (16 heads) at 504x378 (973 tokens a view):
 # one view, 8 views' local attention, 8 views' global attention.
@@ -73,21 +73,9 @@ def run_reference(shapes, threads, iters):
     return out
 
 
-def wrap(cmd, nice):
-    if nice is None:
-        return cmd
-    return ["setsid", "bash", "-c", f"echo {nice} > /proc/self/autogroup; exec \"$@\"", "_"] + cmd
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", help="the attention binary (benches/src/bin/attention.rs)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=5)
+    ap = same_run.parser(__doc__, "attention", 5)
     ap.add_argument("--shapes", nargs="+", help="B,H,T,hd shapes (default: the model's)")
-    ap.add_argument("--autogroup-nice", type=int, help="run each side in its own autogroup with this nice (root)")
-    ap.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
 
@@ -98,30 +86,12 @@ def main():
     if not args.bin:
         ap.error("--bin is required")
 
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
     shape_args = [",".join(map(str, s)) for s in shapes]
     ours_cmd = [args.bin, "--device", "flex", "--paths", "cpu", "--json", "--iters", str(args.iters),
                 "--shapes", *shape_args]
     ref_cmd = [sys.executable, os.path.abspath(__file__), "--reference-child", "--threads", str(args.threads),
                "--iters", str(args.iters), "--shapes", *shape_args]
-    best = {}
-    for r in range(args.rounds):
-        order = [("da3", ours_cmd), ("reference", ref_cmd)]
-        if r % 2:
-            order.reverse()
-        for name, cmd in order:
-            done = subprocess.run(wrap(cmd, args.autogroup_nice), env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"{name} failed:\n{done.stderr}")
-            for line in done.stdout.splitlines():
-                if not line.startswith("{"):
-                    continue
-                row = json.loads(line)
-                key = (row["impl"], tuple(row["shape"]))
-                if key not in best or row["min_s"] < best[key]["min_s"]:
-                    best[key] = row
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    best = same_run.best_rows(args, ours_cmd, ref_cmd)
 
     print("| B, H, T, hd | da3 ms (min) | reference ms (min) | da3 GFLOP/s | reference GFLOP/s | "
           "time ratio da3 / reference | da3 max err vs f64 | reference max err vs f64 |")
@@ -135,10 +105,7 @@ def main():
         print(f"| {b}, {h}, {t}, {hd} | {ours['min_s'] * 1e3:.2f} | {ref['min_s'] * 1e3:.2f} | "
               f"{flop / ours['min_s'] / 1e9:.0f} | {flop / ref['min_s'] / 1e9:.0f} | {ratios[-1]:.2f} | "
               f"{ours['max_err_vs_f64']:.1e} | {ref['max_err_vs_f64']:.1e} |")
-    geo = 1.0
-    for x in ratios:
-        geo *= x
-    geo **= 1 / len(ratios)
+    geo = same_run.geometric_mean(ratios)
     threads = {best[("da3", shapes[0])]["threads"], best[("reference", shapes[0])]["threads"]}
     print(f"\n(geometric mean of the ratios {geo:.2f}; best of {args.rounds} rounds x {args.iters} calls; "
           f"threads reported: {sorted(threads)})")

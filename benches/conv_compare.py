@@ -12,12 +12,12 @@ the ratios to the reference.
     cargo build --release -p da3-bench --no-default-features --features flex
     python3 benches/conv_compare.py --bin $CARGO_TARGET_DIR/release/conv --threads 2 --autogroup-nice -20
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+import same_run
 
 # (C_in, C_out, H, W) of the 3x3 convolutions of da3-small's DualDPT head at one 504x378 view
 # (patch grid 27x36; F = 64 features), and how many times one pass runs each (per view):
@@ -59,20 +59,8 @@ def run_reference(shapes, threads, iters):
     return out
 
 
-def wrap(cmd, nice):
-    if nice is None:
-        return cmd
-    return ["setsid", "bash", "-c", f"echo {nice} > /proc/self/autogroup; exec \"$@\"", "_"] + cmd
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", help="the conv binary (benches/src/bin/conv.rs)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--autogroup-nice", type=int, help="run each side in its own autogroup with this nice (root)")
-    ap.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
+    ap = same_run.parser(__doc__, "conv", 10)
     args = ap.parse_args()
 
     if args.reference_child:
@@ -82,27 +70,11 @@ def main():
     if not args.bin:
         ap.error("--bin is required")
 
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
     shape_args = [",".join(map(str, s)) for s in SHAPES]
     ours_cmd = [args.bin, "--iters", str(args.iters), "--shapes", *shape_args]
     ref_cmd = [sys.executable, os.path.abspath(__file__), "--reference-child", "--threads", str(args.threads),
                "--iters", str(args.iters)]
-    best = {}
-    for r in range(args.rounds):
-        order = [("da3", ours_cmd), ("reference", ref_cmd)]
-        if r % 2:
-            order.reverse()
-        for name, cmd in order:
-            done = subprocess.run(wrap(cmd, args.autogroup_nice), env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"{name} failed:\n{done.stderr}")
-            for line in done.stdout.splitlines():
-                row = json.loads(line)
-                key = (row["impl"], tuple(row["shape"]))
-                if key not in best or row["min_s"] < best[key]["min_s"]:
-                    best[key] = row
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    best = same_run.best_rows(args, ours_cmd, ref_cmd)
 
     # The same operands on both sides: the outputs must agree (checksums within rounding).
     for s in SHAPES:

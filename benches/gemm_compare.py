@@ -11,12 +11,12 @@ table gives the best time over all rounds and the ratio da3 / reference.
     cargo build --release -p da3-bench --no-default-features --features flex
     python3 benches/gemm_compare.py --bin $CARGO_TARGET_DIR/release/gemm --threads 2 --autogroup-nice -20
 """
-import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+import same_run
 
 # [M, K, N] of the backbone's linear layers at one 504x378 view (974 tokens): qkv, proj,
 # fc1, fc2 of da3-small (D=384) and da3-base (D=768).
@@ -49,20 +49,8 @@ def run_reference(shapes, threads, iters):
     return out
 
 
-def wrap(cmd, nice):
-    if nice is None:
-        return cmd
-    return ["setsid", "bash", "-c", f"echo {nice} > /proc/self/autogroup; exec \"$@\"", "_"] + cmd
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", help="the gemm binary (benches/src/bin/gemm.rs)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--autogroup-nice", type=int, help="run each side in its own autogroup with this nice (root)")
-    ap.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
+    ap = same_run.parser(__doc__, "gemm", 20)
     args = ap.parse_args()
 
     if args.reference_child:
@@ -72,27 +60,11 @@ def main():
     if not args.bin:
         ap.error("--bin is required")
 
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
-               MKL_NUM_THREADS=str(args.threads))
     shape_args = [",".join(map(str, s)) for s in SHAPES]
     ours_cmd = [args.bin, "--iters", str(args.iters), "--shapes", *shape_args]
     ref_cmd = [sys.executable, os.path.abspath(__file__), "--reference-child", "--threads", str(args.threads),
                "--iters", str(args.iters)]
-    best = {}
-    for r in range(args.rounds):
-        order = [("da3", ours_cmd), ("reference", ref_cmd)]
-        if r % 2:
-            order.reverse()
-        for name, cmd in order:
-            done = subprocess.run(wrap(cmd, args.autogroup_nice), env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"{name} failed:\n{done.stderr}")
-            for line in done.stdout.splitlines():
-                row = json.loads(line)
-                key = (row["impl"], tuple(row["shape"]))
-                if key not in best or row["min_s"] < best[key]["min_s"]:
-                    best[key] = row
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    best = same_run.best_rows(args, ours_cmd, ref_cmd)
 
     print("| M, K, N | da3 ms (min) | reference ms (min) | da3 GFLOP/s | reference GFLOP/s | time ratio da3 / reference |")
     print("|---|---|---|---|---|---|")
@@ -103,10 +75,7 @@ def main():
         ratios.append(ours["min_s"] / ref["min_s"])
         print(f"| {s[0]}, {s[1]}, {s[2]} | {ours['min_s'] * 1e3:.2f} | {ref['min_s'] * 1e3:.2f} | "
               f"{flop / ours['min_s'] / 1e9:.0f} | {flop / ref['min_s'] / 1e9:.0f} | {ratios[-1]:.2f} |")
-    geo = 1.0
-    for x in ratios:
-        geo *= x
-    geo **= 1 / len(ratios)
+    geo = same_run.geometric_mean(ratios)
     threads = {best[("da3", SHAPES[0])]["threads"], best[("reference", SHAPES[0])]["threads"]}
     print(f"\n(geometric mean of the ratios {geo:.2f}; best of {args.rounds} rounds x {args.iters} calls; "
           f"threads reported: {sorted(threads)})")
