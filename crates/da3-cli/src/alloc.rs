@@ -3,12 +3,13 @@
 //!
 //! Why: with glibc's defaults a CPU pass returns most of its activation buffers to the kernel
 //! when they are freed (trimming the heap top; blocks above the mmap threshold are unmapped)
-//! and takes them back as fresh zero-filled pages on the next op. On da3-small (1 view,
-//! 504×378, flex, 2 threads) that was 160k page faults per run of 6 passes and a few percent
-//! of the samples in the kernel's `clear_page`; with the settings below 75k (the first touch
-//! of the peak memory and the weights) and 0.64 s instead of 0.70 s median per pass in the
-//! same interleaved run (`da3-bench --default-malloc` measures it), at the same peak RSS
-//! (298 vs 302 MB). The price: a process keeps its high-water mark of heap memory until it
+//! and takes them back as fresh zero-filled pages on the next op. On da3-small (504×378,
+//! flex, 2 threads) that was 160k page faults per run of 6 passes; with the settings below
+//! 75k (the first touch of the peak memory and the weights). Same-run A/B
+//! (`tools/bench/ab.sh`, `da3-bench --default-malloc` against the default): 0.92× the median
+//! pass time at 8 views; at 1 view 0.96× in one run and 0.999× in another (within noise).
+//! The price: peak RSS at 8 views 872 MB instead of 737 (1 view: unchanged, 296 MB), and a
+//! process keeps its high-water mark of heap memory until it
 //! exits (as PyTorch's caching allocators do); blocks above 32 MiB are still unmapped when freed.
 
 /// Largest mmap threshold glibc's `mallopt` accepts on 64-bit (half its 64 MiB heap size).

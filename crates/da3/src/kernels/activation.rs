@@ -38,32 +38,9 @@ mod flex {
 /// The vectorized GELU, compiled for AVX-512 and AVX2+FMA and picked at run time.
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod simd {
-    /// x ← GELU(x) for every element.
-    pub fn gelu_in_place(x: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked above).
-                return unsafe { gelu_avx512(x) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                return unsafe { gelu_avx2(x) };
-            }
-        }
-        gelu_generic(x)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn gelu_avx512(x: &mut [f32]) {
-        gelu_generic(x)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn gelu_avx2(x: &mut [f32]) {
-        gelu_generic(x)
+    multiversion! {
+        /// x ← GELU(x) for every element.
+        pub fn gelu_in_place(x: &mut [f32]) = gelu_generic
     }
 
     #[inline(always)]

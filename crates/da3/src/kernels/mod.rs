@@ -1,39 +1,51 @@
 //! da3's own kernels: WGSL sources in `shaders/` and CubeCL kernels for the GPU backends, and
 //! multi-threaded, vectorized CPU kernels for Burn's flex backend.
 
-/// `$vis fn $name(args) -> ret`, running the `#[inline(always)]` function `$generic` compiled
-/// three ways and picked at run time: for AVX-512 (+AVX2, FMA), for AVX2+FMA, and for the
-/// baseline the crate is built for (x86-64's SSE2, or any other architecture). The crate is
-/// built for baseline x86-64, where LLVM vectorizes with SSE2 only; this gives a plain loop
-/// written with independent lanes the wide registers without `unsafe` at the call sites.
+/// `$vis fn $name(args) -> ret` (or `$vis unsafe fn …`), running the `#[inline(always)]`
+/// function `$generic` compiled three ways and picked at run time: for AVX-512 (+AVX2, FMA),
+/// for AVX2+FMA, and for the baseline the crate is built for (x86-64's SSE2, or any other
+/// architecture). The crate is built for baseline x86-64, where LLVM vectorizes with SSE2
+/// only; this gives a plain loop written with independent lanes the wide registers, with the
+/// `unsafe` of `target_feature` kept inside. Every CPU kernel's vectorized loop goes through it
+/// (GELU, attention's max/exp, Winograd, LayerNorm, RoPE, upsampling).
 /// LLVM does not contract `a * b + c` into a fused multiply-add (Rust emits no fast-math
 /// flags), so the three builds compute bit-identical elementwise results; reductions written
 /// with fixed lanes also round the same way in all three.
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $generic:path) => {
-        $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+        multiversion!(@emit [$(#[$meta])*] [$vis] [] $name [$($arg: $ty),*] [$($ret)?] $generic);
+    };
+    ($(#[$meta:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $generic:path) => {
+        multiversion!(@emit [$(#[$meta])*] [$vis] [unsafe] $name [$($arg: $ty),*] [$($ret)?] $generic);
+    };
+    // `$unsafe` is empty for a safe `$generic` (the fallback call is a plain block then).
+    (@emit [$($meta:tt)*] [$vis:vis] [$($unsafe:ident)?] $name:ident [$($arg:ident: $ty:ty),*] [$($ret:ty)?] $generic:path) => {
+        $($meta)*
+        $vis $($unsafe)? fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
                     $generic($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $generic($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked above).
+                    // SAFETY: the CPU has AVX-512F (checked above); `$generic`'s own contract,
+                    // if it is unsafe, is the caller's (this function is unsafe then too).
                     return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    // SAFETY: the CPU has AVX2 and FMA (checked above); as above.
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            $generic($($arg),*)
+            $($unsafe)? { $generic($($arg),*) }
         }
     };
 }

@@ -274,16 +274,7 @@ unsafe fn run_block(g: &Geometry, input: &StridedInput, b: usize, u: &[f32], bia
     let block = Block { input, b, ty0, rows };
     SCRATCH.with(|scratch| {
         let [padded, v, prod] = &mut *scratch.borrow_mut();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return run_block_avx512(g, &block, u, bias, out, padded, v, prod);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return run_block_avx2(g, &block, u, bias, out, padded, v, prod);
-            }
-        }
-        run_block_generic(g, &block, u, bias, out, padded, v, prod)
+        run_block_simd(g, &block, u, bias, out, padded, v, prod)
     })
 }
 
@@ -297,18 +288,10 @@ struct Block<'a, 'b> {
     rows: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_block_avx512(g: &Geometry, block: &Block, u: &[f32], bias: Option<&[f32]>, out: *mut f32, padded: &mut Vec<f32>, v: &mut Vec<f32>, prod: &mut Vec<f32>) {
-    run_block_generic(g, block, u, bias, out, padded, v, prod)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_block_avx2(g: &Geometry, block: &Block, u: &[f32], bias: Option<&[f32]>, out: *mut f32, padded: &mut Vec<f32>, v: &mut Vec<f32>, prod: &mut Vec<f32>) {
-    run_block_generic(g, block, u, bias, out, padded, v, prod)
+multiversion! {
+    /// [`run_block_generic`] for the widest vector unit the CPU has.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_block_simd(g: &Geometry, block: &Block, u: &[f32], bias: Option<&[f32]>, out: *mut f32, padded: &mut Vec<f32>, v: &mut Vec<f32>, prod: &mut Vec<f32>) = run_block_generic
 }
 
 #[inline(always)]

@@ -203,61 +203,15 @@ pub(crate) mod simd {
     /// reassociating a single sum).
     const LANES: usize = 16;
 
-    /// Largest element of `x` (−∞ for an empty slice).
-    pub fn max(x: &[f32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked above).
-                return unsafe { max_avx512(x) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                return unsafe { max_avx2(x) };
-            }
-        }
-        max_generic(x)
+    multiversion! {
+        /// Largest element of `x` (−∞ for an empty slice).
+        pub fn max(x: &[f32]) -> f32 = max_generic
     }
 
-    /// `x[i] = exp(x[i] − m)` in place; returns the sum of the new values. Needs `x[i] ≤ m`
-    /// (softmax rows minus their maximum): results below e^−87.3 are that value, not 0.
-    pub fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked above).
-                return unsafe { exp_sub_sum_avx512(x, m) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                return unsafe { exp_sub_sum_avx2(x, m) };
-            }
-        }
-        exp_sub_sum_generic(x, m)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn max_avx512(x: &[f32]) -> f32 {
-        max_generic(x)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn max_avx2(x: &[f32]) -> f32 {
-        max_generic(x)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn exp_sub_sum_avx512(x: &mut [f32], m: f32) -> f32 {
-        exp_sub_sum_generic(x, m)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp_sub_sum_avx2(x: &mut [f32], m: f32) -> f32 {
-        exp_sub_sum_generic(x, m)
+    multiversion! {
+        /// `x[i] = exp(x[i] − m)` in place; returns the sum of the new values. Needs `x[i] ≤ m`
+        /// (softmax rows minus their maximum): results below e^−87.3 are that value, not 0.
+        pub fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 = exp_sub_sum_generic
     }
 
     #[inline(always)]
