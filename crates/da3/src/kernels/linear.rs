@@ -22,8 +22,9 @@ const BLOCKS_PER_THREAD: usize = 3;
 const MIN_ROWS: usize = 48;
 /// Smallest tile width in columns.
 const MIN_COLS: usize = 64;
-/// Tile heights and widths are rounded up to this (a multiple of the microkernels' 8- and
-/// 16-lane row and column steps), so only the last tile has ragged microkernel edges.
+/// Tile heights and widths are rounded up to a multiple of this: along the columns it is the
+/// `gemm` microkernel's register-tile height on AVX2 (gemm transposes a row-major product, so
+/// its tile rows run along our columns), so inner column tiles have no ragged microkernel edge.
 const TILE_STEP: usize = 16;
 /// Products smaller than this many multiply-adds run as one serial call.
 const SERIAL_BELOW: usize = 1 << 18;
@@ -97,16 +98,17 @@ pub(crate) unsafe fn parallel_gemm(out: &mut Vec<f32>, m: usize, k: usize, n: us
 
 /// The tile height and width of a [`parallel_gemm`] of `m×k · k×n` on `threads` threads.
 ///
-/// Each tile is its own gemm call, and every call packs the parts of both operands it reads:
-/// a grid of `r × c` tiles packs the right operand `r` times (k·n values each) and the left
-/// one `c` times (m·k). So among the grids with the most tiles up to
-/// [`BLOCKS_PER_THREAD`] per thread (tiles no smaller than [`MIN_ROWS`] × [`MIN_COLS`]), the
-/// one with the least `r·n + c·m` is taken. Measured on 2 threads (AVX2 host, `gemm` 0.19,
-/// best of 40 calls): the backbone's products (974 rows) in 2 × 3 tiles took 0.93–0.97× the
-/// time of the 6 row blocks used before (e.g. [974, 384]·[384, 1152] 4.81 vs 5.02 ms), a 1×1
-/// convolution's [384, 384]·[384, 972] 0.96×; row blocks are worst where the right operand
-/// is large: [64, 64]·[64, 62208] in 6 row blocks (each re-packing the whole 16 MB image) took
-/// 2× the time of 1 × 6 tiles. One thread, or a product too small to share, is one call.
+/// Each tile is its own gemm call. `gemm` 0.19 transposes a row-major product and packs what
+/// is then its left operand, our right one (a linear layer's weight), in every call that reads
+/// it: a grid of `r × c` tiles packs k·n values `r` times (6 row blocks, the split used
+/// before, packed every weight 6 times per layer; `pack_lhs` was 6.3 % of a da3-small pass in
+/// `tools/bench/profile.sh`). Each of the `c` column tiles re-reads the whole left operand
+/// (m·k). So among the grids with the most tiles up to [`BLOCKS_PER_THREAD`] per thread
+/// (tiles no smaller than [`MIN_ROWS`] × [`MIN_COLS`]), the one with the least `r·n + c·m` is
+/// taken: 2 × 3 for the backbone's qkv and fc1 on 2 threads, 3 × 2 for fc2, columns only for
+/// a wide 1×1 convolution. Measured end to end (`tools/bench/ab.sh`, da3-small, 1 view, 2
+/// threads, 8 rounds alternated with the binary before): median pass 0.941×, min 0.948×. One
+/// thread, or a product too small to share, is one call.
 pub(crate) fn plan_tiles(m: usize, k: usize, n: usize, threads: usize) -> (usize, usize) {
     let tasks = threads.max(1) * BLOCKS_PER_THREAD;
     if threads <= 1 || m * n * k < SERIAL_BELOW {
@@ -227,8 +229,8 @@ mod tests {
     }
 
     /// The tile grids: the backbone's products split 2 × 3 on 2 threads, a wide 1×1
-    /// convolution only by columns, small or single-threaded products not at all; the tiles
-    /// cover the product.
+    /// convolution only by columns, small or single-threaded products not at all; every tile
+    /// lies within the product.
     #[test]
     fn tile_plans() {
         let grid = |m: usize, k: usize, n: usize, threads: usize| {
