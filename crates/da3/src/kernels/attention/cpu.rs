@@ -1,6 +1,9 @@
 //! Our CPU attention for Burn's `flex` backend: `softmax(q kᵀ / sqrt(hd)) v`, parallel over
-//! (batch, head, query block) with rayon, the two products through the `gemm` crate (AVX-512 or
-//! AVX2/FMA microkernels, picked at run time) and a vectorized `exp`.
+//! (batch, head, query block) with rayon and a vectorized `exp`. The two products run one of
+//! two ways ([`Products`]): on x86-64 CPUs with AVX2 + FMA (and no AVX-512), our register
+//! blocks over keys and values packed once per call (`avx2.rs`); elsewhere, and for head dims
+//! that are not a multiple of 16, through the `gemm` crate (AVX-512 or AVX2/FMA microkernels,
+//! picked at run time).
 //!
 //! Why not burn-flex's own `attention`: it loops over (batch, head) on one thread with 64-key
 //! tiles and calls libm's scalar `expf` per score. Profiled on da3-small (1 view, 504×378, 2
@@ -13,7 +16,8 @@
 //! finally `o / l`. With at most [`BLOCK_K`] keys (one view of da3-small at 504×378 has 973
 //! tokens) there is a single tile and this is the exact two-pass softmax.
 //!
-//! Inputs are read through their strides (no copies of q/k/v views); the output is written
+//! Inputs are read through their strides (no copies of q/k/v views on the gemm path; the AVX2
+//! path copies the keys and values into its panels and each block's queries); the output is written
 //! contiguous as [B, Tq, H, hd], which the caller sees as a [B, H, Tq, hd] stride view, so the
 //! attention's `swap_dims(1, 2)` back to tokens-major and the merge of the heads are free.
 
@@ -74,11 +78,51 @@ impl<'a> View<'a> {
 /// non-negative strides) -> contiguous [B, Tq, H, hd]. `None` (inputs untouched) where this
 /// kernel does not apply: other dtypes, negative strides, mismatched or empty shapes.
 pub(super) fn flash_attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> Option<FlexTensor> {
+    flash_attention_with(q, k, v, Products::for_this_cpu())
+}
+
+/// How a task computes its two products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Products {
+    /// `gemm` crate calls (every CPU).
+    Gemm,
+    /// Our AVX2 + FMA register blocks on keys and values packed once per call (`avx2.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Products {
+    /// [`Products::Avx2`] on x86-64 CPUs with AVX2 and FMA but without AVX-512, else
+    /// [`Products::Gemm`].
+    ///
+    /// Why: on the 2-core AVX2 host of the benchmarks the AVX2 path took 0.93–0.96× the gemm
+    /// path's time at one view's attention [1, 6, 973, 64], 0.94–0.97× at eight views' local
+    /// attention, 0.81–0.82× at their global attention over 7,784 tokens and 0.85–0.87× at
+    /// da3-large's 16 heads (`attention --device flex --paths cpu`, best of 5 calls, two
+    /// rounds, against the gemm-only build of `5dff106`); `gemm` re-packs the key and value
+    /// tiles in every query block's products. On AVX-512 CPUs gemm's 16-lane microkernels have
+    /// twice the arithmetic width of ours, and no such machine was at hand to measure which
+    /// wins, so they keep gemm.
+    fn for_this_cpu() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2::available() && !is_x86_feature_detected!("avx512f") {
+            return Self::Avx2;
+        }
+        Self::Gemm
+    }
+}
+
+/// [`flash_attention`] with the products computed by `products` (tests compare the two).
+fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Products) -> Option<FlexTensor> {
     let (qv, kv, vv) = (View::of(q)?, View::of(k)?, View::of(v)?);
     let [b, h, tq, hd] = qv.shape;
     let tk = kv.shape[2];
     if kv.shape != vv.shape || kv.shape[0] != b || kv.shape[1] != h || kv.shape[3] != hd || tk == 0 || hd == 0 {
         return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if products == Products::Avx2 && hd % super::avx2::NR == 0 && vv.strides[3] == 1 {
+        return Some(flash_attention_avx2(&qv, &kv, &vv));
     }
     // [B, Tq, H, hd], written in full by the tasks (the first tile's product does not read
     // its destination): no serial zero-fill.
@@ -108,12 +152,184 @@ pub(super) fn flash_attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) ->
     Some(FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd])))
 }
 
+/// Most query rows per task of the AVX2 path. Its blocks cost no re-packing, so they are sized
+/// for the caches: 48 rows × 1,024 keys of scores are 192 KiB, which stay in L2 next to the
+/// value panels that the second product streams. 48, 96 and 192 rows measured alike within
+/// the noise (`attention --device flex --paths cpu`, 2 threads, two rounds); 48 was as fast
+/// as the best at every shape and gives the most tasks to balance.
+#[cfg(target_arch = "x86_64")]
+const AVX2_BLOCK_Q: usize = 48;
+
+/// The AVX2 path of [`flash_attention_with`] (`hd` a multiple of 16, `v` rows contiguous):
+/// packs every (batch, head)'s keys and values once, then runs the query blocks in parallel.
+#[cfg(target_arch = "x86_64")]
+fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
+    use super::avx2::{pack_keys, pack_values, NR};
+    let [b, h, tq, hd] = qv.shape;
+    let tk = kv.shape[2];
+    // Per (batch, head): its keys in panels of 16 ([tk_pad / 16, hd, 16], zero past tk), then
+    // its values in panels of 16 columns ([hd / 16, tk, 16]).
+    let tk_pad = tk.next_multiple_of(NR);
+    let head_len = (tk_pad + tk) * hd;
+    let mut packed = vec![0.0f32; b * h * head_len];
+    packed
+        .par_chunks_mut(head_len)
+        .enumerate()
+        .for_each(|(bh, head)| {
+            let (bi, hi) = (bh / h, bh % h);
+            let (kp, vp) = head.split_at_mut(tk_pad * hd);
+            // SAFETY: rows 0..tk of head hi in batch bi are inside k's and v's storage (View::row).
+            unsafe {
+                pack_keys(kv.row(bi, hi, 0), kv.strides[2], kv.strides[3], tk, hd, kp);
+                pack_values(vv.row(bi, hi, 0), vv.strides[2], tk, hd, vp);
+            }
+        });
+    let mut out = Vec::with_capacity(b * tq * h * hd); // [B, Tq, H, hd]
+    let out_ptr = SharedOut::spare(&mut out);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let tasks_wanted = 4 * rayon::current_num_threads().max(1);
+    let block_q = (b * h * tq)
+        .div_ceil(tasks_wanted)
+        .next_multiple_of(super::avx2::MR)
+        .clamp(MIN_BLOCK_Q, AVX2_BLOCK_Q);
+    let q_blocks = tq.div_ceil(block_q);
+    let packed = &packed;
+    (0..b * h * q_blocks).into_par_iter().for_each(|task| {
+        let (bh, qb) = (task / q_blocks, task % q_blocks);
+        let (bi, hi) = (bh / h, bh % h);
+        let q0 = qb * block_q;
+        let rows = block_q.min(tq - q0);
+        // SAFETY: as in flash_attention_with: these output rows belong to this task alone.
+        let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
+        let (kp, vp) = packed[bh * head_len..][..head_len].split_at(tk_pad * hd);
+        SCRATCH.with_borrow_mut(|scratch| unsafe {
+            attend_block_avx2(
+                qv,
+                kp,
+                vp,
+                tk,
+                bi,
+                hi,
+                q0,
+                rows,
+                scale,
+                dst,
+                (h * hd) as isize,
+                scratch,
+            )
+        });
+    });
+    // SAFETY: the tasks cover every (b, query, head) row of hd values.
+    unsafe { out.set_len(b * tq * h * hd) };
+    FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd]))
+}
+
+/// One (batch, head, query block) of the AVX2 path: the online softmax of [`attend_block`]
+/// with the products of `avx2.rs` (`kp`, `vp`: this head's packed keys and values, `tk` keys).
+///
+/// # Safety
+/// As [`attend_block`]; AVX2 and FMA must be available.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_block_avx2(
+    q: &View,
+    kp: &[f32],
+    vp: &[f32],
+    tk: usize,
+    b: usize,
+    h: usize,
+    q0: usize,
+    rows: usize,
+    scale: f32,
+    dst: *mut f32,
+    dst_rs: isize,
+    scratch: &mut Scratch,
+) {
+    use super::avx2::{exp_sub_sum, scores, weighted_values, MR, NR};
+    let hd = q.shape[3];
+    let rows_pad = rows.next_multiple_of(MR);
+    let s_row = BLOCK_K.min(tk).next_multiple_of(NR);
+    scratch.reserve(rows_pad, s_row);
+    let Scratch {
+        scores: s,
+        row_max,
+        row_sum,
+        query,
+        tile_max,
+        keep,
+    } = scratch;
+    // The query rows, scaled (exact for hd = 64: the scale is 1/8), contiguous; the padding
+    // rows zero.
+    query.clear();
+    query.resize(rows_pad * hd, 0.0);
+    for (r, dst_row) in query.chunks_exact_mut(hd).take(rows).enumerate() {
+        let src = q.row(b, h, q0 + r);
+        for (d, value) in dst_row.iter_mut().enumerate() {
+            *value = *src.offset(d as isize * q.strides[3]) * scale;
+        }
+    }
+    row_max[..rows].fill(f32::NEG_INFINITY);
+    let mut k0 = 0;
+    while k0 < tk {
+        let keys = BLOCK_K.min(tk - k0);
+        scores(
+            query.as_ptr(),
+            rows_pad,
+            hd,
+            kp.as_ptr().add(k0 * hd),
+            keys,
+            s.as_mut_ptr(),
+            s_row,
+            tile_max,
+        );
+        let first = k0 == 0;
+        for r in 0..rows {
+            let row = &mut s[r * s_row..][..keys];
+            let m_old = row_max[r];
+            let m_new = m_old.max(tile_max[r]);
+            let sum = exp_sub_sum(row, m_new);
+            if first {
+                row_sum[r] = sum;
+            } else {
+                // What earlier tiles accumulated, rescaled to the new maximum.
+                keep[r] = (m_old - m_new).exp();
+                row_sum[r] = row_sum[r] * keep[r] + sum;
+            }
+            row_max[r] = m_new;
+        }
+        let keep = if first { None } else { Some(&keep[..rows]) };
+        weighted_values(
+            s.as_ptr(),
+            s_row,
+            rows,
+            keys,
+            vp.as_ptr(),
+            tk,
+            k0,
+            hd,
+            dst,
+            dst_rs,
+            keep,
+        );
+        k0 += keys;
+    }
+    for r in 0..rows {
+        let inv = 1.0 / row_sum[r];
+        let out_row = std::slice::from_raw_parts_mut(dst.offset(r as isize * dst_rs), hd);
+        out_row.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
 /// Per-thread buffers of the tasks, kept across calls (no allocation or zeroing per task).
 #[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
     row_max: Vec<f32>,
     row_sum: Vec<f32>,
+    /// AVX2 path: the scaled query rows, each tile's row maxima, the rescaling factors.
+    query: Vec<f32>,
+    tile_max: Vec<f32>,
+    keep: Vec<f32>,
 }
 
 impl Scratch {
@@ -125,6 +341,8 @@ impl Scratch {
         if self.row_max.len() < rows {
             self.row_max.resize(rows, 0.0);
             self.row_sum.resize(rows, 0.0);
+            self.tile_max.resize(rows, 0.0);
+            self.keep.resize(rows, 0.0);
         }
     }
 }
@@ -155,7 +373,7 @@ unsafe fn attend_block(
 ) {
     let hd = q.shape[3];
     let tk = k.shape[2];
-    let Scratch { scores, row_max, row_sum } = scratch;
+    let Scratch { scores, row_max, row_sum, .. } = scratch;
     row_max[..rows].fill(f32::NEG_INFINITY);
     row_sum[..rows].fill(0.0);
     let mut k0 = 0;
@@ -283,7 +501,108 @@ pub(crate) mod simd {
 
 #[cfg(test)]
 mod tests {
-    use super::simd;
+    use super::{flash_attention_with, simd, Products};
+    use crate::kernels::flex::into_flex;
+    use crate::kernels::test_support::{pattern, rel_l2};
+
+    /// softmax(q kᵀ / sqrt(hd)) v in f64 over contiguous [B, H, T, hd] values -> [B, T, H, hd].
+    fn attention_f64(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        [b, h, tq, hd]: [usize; 4],
+        tk: usize,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; b * tq * h * hd];
+        let scale = 1.0 / (hd as f64).sqrt();
+        for bi in 0..b {
+            for hi in 0..h {
+                let head = |x: &[f32], t: usize, rows: usize| {
+                    x[((bi * h + hi) * rows + t) * hd..][..hd].to_vec()
+                };
+                for i in 0..tq {
+                    let qi = head(q, i, tq);
+                    let scores: Vec<f64> = (0..tk)
+                        .map(|j| {
+                            qi.iter()
+                                .zip(head(k, j, tk))
+                                .map(|(a, c)| *a as f64 * c as f64)
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f64 = weights.iter().sum();
+                    for d in 0..hd {
+                        let o: f64 = (0..tk)
+                            .map(|j| weights[j] * v[((bi * h + hi) * tk + j) * hd + d] as f64)
+                            .sum();
+                        out[((bi * tq + i) * h + hi) * hd + d] = (o / total) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Both ways of computing the products against attention in f64: odd query counts (a
+    /// partial register block), key counts that are not a multiple of 16 (zero-padded key
+    /// panels), several key tiles (online-softmax rescaling), q and k read through
+    /// transposed strides, and values with strided columns (the AVX2 path declines those and
+    /// the gemm path runs). Scores up to ±6 so that the exponentials spread.
+    #[test]
+    fn both_product_paths_match_f64() {
+        let cases: [([usize; 4], usize, bool); 5] = [
+            ([1, 2, 37, 64], 53, false),
+            ([2, 3, 7, 32], 1100, false),
+            ([1, 1, 100, 16], 2100, true),
+            ([1, 2, 1, 64], 1, false),
+            ([2, 2, 13, 48], 29, true),
+        ];
+        for ([b, h, tq, hd], tk, transposed) in cases {
+            let q = pattern([b, h, tq, hd], 1, 2.0, 0.1);
+            let k = pattern([b, h, tk, hd], 2, 2.0, -0.1);
+            let v = pattern([b, h, tk, hd], 3, 1.0, 0.2);
+            let want = attention_f64(
+                &q.to_data().to_vec::<f32>().unwrap(),
+                &k.to_data().to_vec::<f32>().unwrap(),
+                &v.to_data().to_vec::<f32>().unwrap(),
+                [b, h, tq, hd],
+                tk,
+            );
+            // Same values through other strides: q and k stored [B, H, hd, T] and viewed back.
+            let restride = |x: burn::tensor::Tensor<crate::backends::Flex, 4>| {
+                if transposed {
+                    let stored = x.swap_dims(2, 3).into_data(); // [B, H, hd, T] values
+                    burn::tensor::Tensor::from_data(stored, &Default::default()).swap_dims(2, 3)
+                } else {
+                    x
+                }
+            };
+            let (qf, kf) = (
+                into_flex(restride(q)).unwrap(),
+                into_flex(restride(k)).unwrap(),
+            );
+            let vf = into_flex(restride(v)).unwrap();
+            let mut paths = vec![Products::Gemm];
+            #[cfg(target_arch = "x86_64")]
+            if super::super::avx2::available() {
+                paths.push(Products::Avx2);
+            }
+            for products in paths {
+                let out =
+                    flash_attention_with(&qf, &kf, &vf, products).expect("f32 inputs are taken");
+                let got = out.storage::<f32>().to_vec();
+                let err = rel_l2(&got, &want);
+                assert!(
+                    err < 2e-6,
+                    "{products:?} at {:?}, {tk} keys: rel L2 {err:.2e}",
+                    [b, h, tq, hd]
+                );
+            }
+        }
+    }
 
     /// The vectorized exp against libm over the softmax range, by relative error.
     #[test]

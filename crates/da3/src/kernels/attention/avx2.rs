@@ -1,0 +1,320 @@
+//! The two products of the CPU attention as register-blocked AVX2 + FMA loops, on operands laid
+//! out once per call instead of packed by `gemm` in every product.
+//!
+//! Why: through the `gemm` crate each query block's `q kᵀ` re-packs the whole key tile and each
+//! `p v` the whole value tile (gemm packs both operands inside every call), and the scores
+//! then take separate passes for the row maximum. Here the keys and values are packed once per
+//! (batch, head) into panels of 16 columns ([`pack_keys`], [`pack_values`]), so that a
+//! register block reads its operand as one contiguous stream, and the row maximum is taken
+//! from the accumulators while the scores are stored.
+//!
+//! Both products use a 6 × 16 register block: 12 accumulators of 8 f32, two vector loads and
+//! six broadcasts per step, which fit AVX2's 16 registers (the shape of `gemm`'s own AVX2
+//! microkernel, transposed).
+
+use std::arch::x86_64::*;
+
+/// Rows of the register block.
+pub(super) const MR: usize = 6;
+/// Columns of the register block (two vectors of 8 f32).
+pub(super) const NR: usize = 16;
+
+/// Whether this CPU has the instructions the kernels here use.
+pub(super) fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Packs the `keys` rows of `k` (element [j, d] at `k + j·row + d·col`) into panels of
+/// [`NR`] keys: `kp[((j / NR) · hd + d) · NR + j % NR] = k[j, d]`, the keys past `keys` (up to
+/// the next multiple of [`NR`]) zero. A register block's operand for one `d` is then 16
+/// contiguous floats, and its whole panel `hd · 64` contiguous bytes.
+///
+/// # Safety
+/// `k` must be readable at every `(j, d)` above; `kp` must hold `keys.next_multiple_of(NR) · hd`
+/// floats.
+pub(super) unsafe fn pack_keys(
+    k: *const f32,
+    row: isize,
+    col: isize,
+    keys: usize,
+    hd: usize,
+    kp: &mut [f32],
+) {
+    debug_assert!(kp.len() >= keys.next_multiple_of(NR) * hd);
+    for (panel, dst) in kp
+        .chunks_exact_mut(hd * NR)
+        .take(keys.div_ceil(NR))
+        .enumerate()
+    {
+        let j0 = panel * NR;
+        let n = NR.min(keys - j0);
+        for (d, lanes) in dst.chunks_exact_mut(NR).enumerate() {
+            for (jj, value) in lanes.iter_mut().enumerate() {
+                *value = if jj < n {
+                    *k.offset((j0 + jj) as isize * row + d as isize * col)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Packs the `keys` rows of `v` (row j: `hd` contiguous floats at `v + j·row`) into panels of
+/// [`NR`] columns: `vp[((c / NR) · keys + j) · NR + c % NR] = v[j, c]` (`hd` a multiple of
+/// [`NR`]). The second product then streams one panel's 64-byte rows in order.
+///
+/// # Safety
+/// `v` must be readable as above; `vp` must hold `keys · hd` floats.
+pub(super) unsafe fn pack_values(
+    v: *const f32,
+    row: isize,
+    keys: usize,
+    hd: usize,
+    vp: &mut [f32],
+) {
+    debug_assert!(hd % NR == 0 && vp.len() >= keys * hd);
+    for (panel, dst) in vp.chunks_exact_mut(keys * NR).take(hd / NR).enumerate() {
+        for (j, lanes) in dst.chunks_exact_mut(NR).enumerate() {
+            let src = std::slice::from_raw_parts(v.offset(j as isize * row).add(panel * NR), NR);
+            lanes.copy_from_slice(src);
+        }
+    }
+}
+
+/// Scores of a query block against a key tile: `s[r, j] = Σ_d q[r, d] · k[k0 + j, d]` for
+/// `r < rows_pad` and `j < keys.next_multiple_of(NR)`, and `row_max[r]` = the largest
+/// `s[r, j]` over `j < keys` (the real keys, not the zero padding).
+///
+/// `q` is [rows_pad, hd] contiguous (the scale already applied; `rows_pad` a multiple of
+/// [`MR`]); `kp` is the tile's first key panel of [`pack_keys`]' layout; `s` is [rows_pad, ·]
+/// with row stride `s_row`.
+///
+/// # Safety
+/// AVX2 and FMA must be available ([`available`]); every pointer must cover the ranges above.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn scores(
+    q: *const f32,
+    rows_pad: usize,
+    hd: usize,
+    kp: *const f32,
+    keys: usize,
+    s: *mut f32,
+    s_row: usize,
+    row_max: &mut [f32],
+) {
+    debug_assert!(rows_pad % MR == 0 && row_max.len() >= rows_pad);
+    let full = keys / NR * NR;
+    for r0 in (0..rows_pad).step_by(MR) {
+        let mut max = [_mm256_set1_ps(f32::NEG_INFINITY); MR];
+        let mut j0 = 0;
+        while j0 < keys {
+            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+            let mut b = kp.add(j0 * hd); // panel j0 / NR
+            let mut a = q.add(r0 * hd);
+            for _ in 0..hd {
+                let (b0, b1) = (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let ai = _mm256_broadcast_ss(&*a.add(i * hd));
+                    acc[0] = _mm256_fmadd_ps(ai, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(ai, b1, acc[1]);
+                }
+                b = b.add(NR);
+                a = a.add(1);
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let dst = s.add((r0 + i) * s_row + j0);
+                _mm256_storeu_ps(dst, acc[0]);
+                _mm256_storeu_ps(dst.add(8), acc[1]);
+                if j0 < full {
+                    max[i] = _mm256_max_ps(max[i], _mm256_max_ps(acc[0], acc[1]));
+                }
+            }
+            j0 += NR;
+        }
+        for (i, max) in max.iter().enumerate() {
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), *max);
+            let row = std::slice::from_raw_parts(s.add((r0 + i) * s_row), keys);
+            // The last, partial column block: its padding columns are not keys.
+            let tail = row[full..].iter();
+            row_max[r0 + i] =
+                lanes
+                    .iter()
+                    .chain(tail)
+                    .fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
+        }
+    }
+}
+
+/// Weighted values of a query block over a key tile, into the output rows:
+/// `o[r, c] = o[r, c] · keep[r] + Σ_{j < keys} p[r, j] · v[j, c]` for `r < rows`, `c < hd`
+/// (`keep`: `None` = the first tile, `o` is written without being read).
+///
+/// `p` is [rows.next_multiple_of(MR), ·] with row stride `p_row` (rows past `rows` are read,
+/// never stored); `vp` holds the values in [`pack_values`]' layout with `panel_keys` keys per
+/// panel, and the tile's first key is `k0`; `o`'s row r is at `o + r·o_row`; `hd` a multiple
+/// of [`NR`].
+///
+/// # Safety
+/// AVX2 and FMA must be available ([`available`]); every pointer must cover the ranges above,
+/// and `o`'s `rows` rows must not be touched by another thread meanwhile.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn weighted_values(
+    p: *const f32,
+    p_row: usize,
+    rows: usize,
+    keys: usize,
+    vp: *const f32,
+    panel_keys: usize,
+    k0: usize,
+    hd: usize,
+    o: *mut f32,
+    o_row: isize,
+    keep: Option<&[f32]>,
+) {
+    debug_assert!(hd % NR == 0);
+    for r0 in (0..rows).step_by(MR) {
+        let live = MR.min(rows - r0);
+        for c0 in (0..hd).step_by(NR) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+            let mut vj = vp.add((c0 / NR * panel_keys + k0) * NR);
+            let pr = p.add(r0 * p_row);
+            for j in 0..keys {
+                let (v0, v1) = (_mm256_loadu_ps(vj), _mm256_loadu_ps(vj.add(8)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let pi = _mm256_broadcast_ss(&*pr.add(i * p_row + j));
+                    acc[0] = _mm256_fmadd_ps(pi, v0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(pi, v1, acc[1]);
+                }
+                vj = vj.add(NR);
+            }
+            for (i, acc) in acc.iter().enumerate().take(live) {
+                let dst = o.offset((r0 + i) as isize * o_row).add(c0);
+                let (mut lo, mut hi) = (acc[0], acc[1]);
+                if let Some(keep) = keep {
+                    let f = _mm256_set1_ps(keep[r0 + i]);
+                    lo = _mm256_fmadd_ps(_mm256_loadu_ps(dst), f, lo);
+                    hi = _mm256_fmadd_ps(_mm256_loadu_ps(dst.add(8)), f, hi);
+                }
+                _mm256_storeu_ps(dst, lo);
+                _mm256_storeu_ps(dst.add(8), hi);
+            }
+        }
+    }
+}
+
+/// `x[i] = exp(x[i] − m)` in place; returns the sum of the new values. Needs `x[i] ≤ m`
+/// (softmax rows minus their maximum); results below e^−87.3 are that value, not 0.
+///
+/// The same reduction and polynomial as `cpu::simd::exp_sub_sum`, written with FMA and four
+/// independent vectors per step: the portable version (no FMA, so that its three builds agree
+/// bit for bit) was latency-bound at about 2.5 cycles per value, a fifth of this path's
+/// attention time at one view. This path's results already differ from the gemm path's by
+/// summation order, so FMA's single rounding costs nothing in agreement.
+///
+/// # Safety
+/// AVX2 and FMA must be available ([`available`]).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+    const STEP: usize = 4 * 8;
+    let mv = _mm256_set1_ps(m);
+    let mut sums = [_mm256_setzero_ps(); 4];
+    let mut chunks = x.chunks_exact_mut(STEP);
+    for chunk in &mut chunks {
+        let p = chunk.as_mut_ptr();
+        for (u, sum) in sums.iter_mut().enumerate() {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(8 * u)), mv));
+            _mm256_storeu_ps(p.add(8 * u), e);
+            *sum = _mm256_add_ps(*sum, e);
+        }
+    }
+    let rest = chunks.into_remainder();
+    let mut tail_sum = _mm256_setzero_ps();
+    for piece in rest.chunks_mut(8) {
+        // A partial vector goes through a padded copy; its padding lanes are not summed.
+        let mut lanes = [m; 8];
+        lanes[..piece.len()].copy_from_slice(piece);
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(lanes.as_ptr()), mv));
+        _mm256_storeu_ps(lanes.as_mut_ptr(), e);
+        piece.copy_from_slice(&lanes[..piece.len()]);
+        lanes[piece.len()..].fill(0.0);
+        tail_sum = _mm256_add_ps(tail_sum, _mm256_loadu_ps(lanes.as_ptr()));
+    }
+    let total = _mm256_add_ps(
+        _mm256_add_ps(sums[0], sums[1]),
+        _mm256_add_ps(_mm256_add_ps(sums[2], sums[3]), tail_sum),
+    );
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), total);
+    lanes.iter().sum()
+}
+
+/// e^x for eight x ≤ 0: `cpu::simd::exp`'s Cody–Waite reduction and Cephes polynomial, with
+/// fused multiply-adds.
+#[inline(always)]
+unsafe fn exp8(x: __m256) -> __m256 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
+    const ROUND_BITS: i32 = 0x4B40_0000;
+    let set = _mm256_set1_ps;
+    let x = _mm256_max_ps(x, set(-87.336_55));
+    let t = _mm256_fmadd_ps(x, set(std::f32::consts::LOG2_E), set(ROUND));
+    let n = _mm256_sub_ps(t, set(ROUND));
+    let r = _mm256_fnmadd_ps(n, set(LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, set(LN2_LO), r);
+    let mut p = set(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ] {
+        p = _mm256_fmadd_ps(p, r, set(c));
+    }
+    let e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), set(1.0));
+    // 2^n: n + 127 in the exponent field (n is in t's low mantissa bits).
+    let bits = _mm256_slli_epi32::<23>(_mm256_sub_epi32(
+        _mm256_castps_si256(t),
+        _mm256_set1_epi32(ROUND_BITS - 127),
+    ));
+    _mm256_mul_ps(e, _mm256_castsi256_ps(bits))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The FMA exp against f64 over the softmax range and at lengths around the vector and
+    /// step sizes (tails); the sum against the f64 sum.
+    #[test]
+    fn exp_sub_sum_matches_f64() {
+        if !super::available() {
+            return; // nothing to test on this CPU: the path is never taken
+        }
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 973, 4000] {
+            // Values down to −95 (past the clamp at −87.3) and up to the maximum 0.
+            let x: Vec<f32> = (0..len)
+                .map(|i| -(((i * 7919) % 9500) as f32) * 0.01)
+                .collect();
+            let m = if len > 0 { 0.0 } else { 1.0 };
+            let mut y = x.clone();
+            let sum = unsafe { super::exp_sub_sum(&mut y, m) };
+            let mut want_sum = 0f64;
+            for (got, v) in y.iter().zip(&x) {
+                let want = ((*v - m).max(-87.336_55) as f64).exp(); // the clamp in f32, as the kernel's
+                want_sum += want;
+                assert!(
+                    ((*got as f64) - want).abs() <= 3e-7 * want,
+                    "len {len}: exp({v}) = {got}, want {want}"
+                );
+            }
+            assert!(
+                (sum as f64 - want_sum).abs() <= 1e-6 * want_sum.max(1.0),
+                "len {len}: sum {sum} vs {want_sum}"
+            );
+        }
+    }
+}
