@@ -8,7 +8,11 @@ which of the two goes first alternates between rounds), with the same thread cou
 both), and reports over all timed passes: the min and median latency per view, throughput
 (views/s at the median), peak resident memory (VmHWM of the whole process), device memory on
 a GPU (peak `nvidia-smi` usage of each process, sampled every 50 ms), model load time, and the
-ratio da3 / reference (< 1: da3 is faster or smaller; for views/s > 1 is better).
+ratio da3 / reference (< 1: da3 is faster or smaller; for views/s > 1 is better). It also
+prints the paired time ratio: each round's da3 median pass over the same round's reference
+median pass, and the median and range of those over the rounds. The two processes of a round
+run back to back, so its range shows how far a shared host's slow phases (other VMs on the
+same cores) moved the ratio between rounds; the table keeps the pooled ratio.
 
 `--profile` also times the stages of both (da3: backbone, network, prediction; reference:
 backbone, head, cam_dec per forward hook) and prints each one's share of the pass.
@@ -121,6 +125,11 @@ def summarize(runs, views):
     }
 
 
+def paired_ratios(ours, ref):
+    """Per round: da3's median pass time over the reference's median pass time (same views)."""
+    return [statistics.median(a["times_s"]) / statistics.median(b["times_s"]) for a, b in zip(ours, ref)]
+
+
 def stage_shares(runs):
     """Median seconds per pass of each profiled stage, and of the derived ones (da3: heads =
     network - backbone, other = predict - network; reference: other = network - backbone -
@@ -201,6 +210,7 @@ def main():
             print(f"{case} round {r + 1}/{args.rounds} ({time.time() - t0:.0f} s): "
                   f"da3 {min(ours[-1]['times_s']):.3f} s, reference {min(ref[-1]['times_s']):.3f} s", file=sys.stderr, flush=True)
         a, b = summarize(ours, views), summarize(ref, views)
+        a["paired"] = paired_ratios(ours, ref)
         rows.append((model, views, size, a, b))
         raw.append({"case": case, "da3": ours, "reference": ref, "da3_cmd": ours_cmd, "reference_cmd": ref_cmd})
         if args.profile:
@@ -243,6 +253,10 @@ def main():
               f"da3 {a['cpu_per_wall'] or 0:.2f}, reference {b['cpu_per_wall'] or 0:.2f}; RSS at start / after load "
               f"da3 {a['rss_start_mb']:.0f} / {a['rss_loaded_mb']:.0f} MB, reference {b['rss_start_mb']:.0f} / "
               f"{b['rss_loaded_mb']:.0f} MB")
+        paired = a["paired"]
+        print(f"    paired time ratio (per round, da3 median / reference median): median {statistics.median(paired):.2f}, "
+              f"range {min(paired):.2f}-{max(paired):.2f} over {len(paired)} rounds: "
+              + " ".join(f"{p:.2f}" for p in paired))
 
 
 if __name__ == "__main__":
