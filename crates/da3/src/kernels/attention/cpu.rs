@@ -141,10 +141,10 @@ fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products
         // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
         // pointer stays inside `out` (b·tq·h·hd elements).
         let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
-        let dst_rs = (h * hd) as isize;
+        let block = Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize };
         SCRATCH.with_borrow_mut(|scratch| {
             scratch.reserve(block_q, keys_per_tile);
-            unsafe { attend_block(&qv, &kv, &vv, bi, hi, q0, rows, scale, dst, dst_rs, scratch) };
+            unsafe { attend_block(&qv, &kv, &vv, &block, scratch) };
         });
     });
     // SAFETY: the tasks cover every (b, query, head) row of hd values.
@@ -202,22 +202,8 @@ fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
         // SAFETY: as in flash_attention_with: these output rows belong to this task alone.
         let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
         let (kp, vp) = packed[bh * head_len..][..head_len].split_at(tk_pad * hd);
-        SCRATCH.with_borrow_mut(|scratch| unsafe {
-            attend_block_avx2(
-                qv,
-                kp,
-                vp,
-                tk,
-                bi,
-                hi,
-                q0,
-                rows,
-                scale,
-                dst,
-                (h * hd) as isize,
-                scratch,
-            )
-        });
+        let block = Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize };
+        SCRATCH.with_borrow_mut(|scratch| unsafe { attend_block_avx2(qv, kp, vp, tk, &block, scratch) });
     });
     // SAFETY: the tasks cover every (b, query, head) row of hd values.
     unsafe { out.set_len(b * tq * h * hd) };
@@ -230,34 +216,14 @@ fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
 /// # Safety
 /// As [`attend_block`]; AVX2 and FMA must be available.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_block_avx2(
-    q: &View,
-    kp: &[f32],
-    vp: &[f32],
-    tk: usize,
-    b: usize,
-    h: usize,
-    q0: usize,
-    rows: usize,
-    scale: f32,
-    dst: *mut f32,
-    dst_rs: isize,
-    scratch: &mut Scratch,
-) {
+unsafe fn attend_block_avx2(q: &View, kp: &[f32], vp: &[f32], tk: usize, block: &Block, scratch: &mut Scratch) {
+    let Block { b, h, q0, rows, scale, dst, dst_rs } = *block;
     use super::avx2::{exp_sub_sum, scores, weighted_values, MR, NR};
     let hd = q.shape[3];
     let rows_pad = rows.next_multiple_of(MR);
     let s_row = BLOCK_K.min(tk).next_multiple_of(NR);
     scratch.reserve(rows_pad, s_row);
-    let Scratch {
-        scores: s,
-        row_max,
-        row_sum,
-        query,
-        tile_max,
-        keep,
-    } = scratch;
+    let Scratch { scores: s, row_max, row_sum, query, tile_max, keep } = scratch;
     // The query rows, scaled (exact for hd = 64: the scale is 1/8), contiguous; the padding
     // rows zero.
     query.clear();
@@ -313,10 +279,35 @@ unsafe fn attend_block_avx2(
         );
         k0 += keys;
     }
-    for r in 0..rows {
-        let inv = 1.0 / row_sum[r];
-        let out_row = std::slice::from_raw_parts_mut(dst.offset(r as isize * dst_rs), hd);
-        out_row.iter_mut().for_each(|o| *o *= inv);
+    block.normalize(hd, row_sum);
+}
+
+/// One task: query rows `q0 .. q0 + rows` of head `h` in batch `b`, whose outputs go to `rows`
+/// rows at `dst` (row stride `dst_rs`, unit column stride), which no other thread touches
+/// meanwhile (the caller's guarantee, for every `unsafe fn` that takes a `Block`).
+#[derive(Clone, Copy)]
+struct Block {
+    b: usize,
+    h: usize,
+    q0: usize,
+    rows: usize,
+    /// 1 / sqrt(hd).
+    scale: f32,
+    dst: *mut f32,
+    dst_rs: isize,
+}
+
+impl Block {
+    /// Divides every output row (of `hd` values) by its softmax sum.
+    ///
+    /// # Safety
+    /// As [`Block`]'s output rows.
+    unsafe fn normalize(&self, hd: usize, row_sum: &[f32]) {
+        for (r, sum) in row_sum[..self.rows].iter().enumerate() {
+            let inv = 1.0 / sum;
+            let out_row = std::slice::from_raw_parts_mut(self.dst.offset(r as isize * self.dst_rs), hd);
+            out_row.iter_mut().for_each(|o| *o *= inv);
+        }
     }
 }
 
@@ -351,26 +342,12 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// One (batch, head, query block): `rows` output rows at `dst` (row stride `dst_rs`, unit
-/// column stride).
+/// One (batch, head, query block) through `gemm` (see [`Block`]).
 ///
 /// # Safety
-/// `dst` must point to `rows` writable rows of `hd` floats at row stride `dst_rs` that no other
-/// thread touches meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_block(
-    q: &View,
-    k: &View,
-    v: &View,
-    b: usize,
-    h: usize,
-    q0: usize,
-    rows: usize,
-    scale: f32,
-    dst: *mut f32,
-    dst_rs: isize,
-    scratch: &mut Scratch,
-) {
+/// As [`Block`]'s output rows.
+unsafe fn attend_block(q: &View, k: &View, v: &View, block: &Block, scratch: &mut Scratch) {
+    let Block { b, h, q0, rows, scale, dst, dst_rs } = *block;
     let hd = q.shape[3];
     let tk = k.shape[2];
     let Scratch { scores, row_max, row_sum, .. } = scratch;
@@ -407,11 +384,7 @@ unsafe fn attend_block(
         gemm_serial(rows, hd, keys, dst, dst_rs, !first, p, v_rows, 1.0);
         k0 += keys;
     }
-    for r in 0..rows {
-        let inv = 1.0 / row_sum[r];
-        let out_row = std::slice::from_raw_parts_mut(dst.offset(r as isize * dst_rs), hd);
-        out_row.iter_mut().for_each(|o| *o *= inv);
-    }
+    block.normalize(hd, row_sum);
 }
 
 /// Vectorized row maximum and `exp`, compiled for AVX-512 and AVX2+FMA and picked at run time
