@@ -115,7 +115,7 @@ impl Products {
 /// [`flash_attention`] with the products computed by `products` (tests compare the two).
 fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Products) -> Option<FlexTensor> {
     let (qv, kv, vv) = (View::of(q)?, View::of(k)?, View::of(v)?);
-    let [b, h, tq, hd] = qv.shape;
+    let [b, h, _, hd] = qv.shape;
     let tk = kv.shape[2];
     if kv.shape != vv.shape || kv.shape[0] != b || kv.shape[1] != h || kv.shape[3] != hd || tk == 0 || hd == 0 {
         return None;
@@ -124,15 +124,29 @@ fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products
     if products == Products::Avx2 && hd % super::avx2::NR == 0 && vv.strides[3] == 1 {
         return Some(flash_attention_avx2(&qv, &kv, &vv));
     }
-    // [B, Tq, H, hd], written in full by the tasks (the first tile's product does not read
-    // its destination): no serial zero-fill.
+    let keys_per_tile = BLOCK_K.min(tk);
+    Some(run_blocks(qv.shape, 16, BLOCK_Q, |_, block| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.reserve(block.rows, keys_per_tile);
+            // SAFETY: run_blocks gives each block its own output rows.
+            unsafe { attend_block(&qv, &kv, &vv, block, scratch) };
+        });
+    }))
+}
+
+/// Runs `attend(b · H + h, block)` in parallel for every (batch b, head h, block of query
+/// rows) of q's `shape` [B, H, Tq, hd] and returns the [B, Tq, H, hd] output the blocks fill
+/// (written in full by them, so never zero-filled; each block gets its own rows). Rows per
+/// block: the queries split into about four tasks per thread, rounded up to a multiple of
+/// `step`, within [`MIN_BLOCK_Q`] ..= `max_rows`.
+fn run_blocks(shape: [usize; 4], step: usize, max_rows: usize, attend: impl Fn(usize, &Block) + Sync) -> FlexTensor {
+    let [b, h, tq, hd] = shape;
     let mut out = Vec::with_capacity(b * tq * h * hd);
-    let out_ptr = SharedOut::spare(&mut out); // each task writes only its own rows
+    let out_ptr = SharedOut::spare(&mut out);
     let scale = 1.0 / (hd as f32).sqrt();
     let tasks_wanted = 4 * rayon::current_num_threads().max(1);
-    let block_q = (b * h * tq).div_ceil(tasks_wanted).next_multiple_of(16).clamp(MIN_BLOCK_Q, BLOCK_Q);
+    let block_q = (b * h * tq).div_ceil(tasks_wanted).next_multiple_of(step).clamp(MIN_BLOCK_Q, max_rows);
     let q_blocks = tq.div_ceil(block_q);
-    let keys_per_tile = BLOCK_K.min(tk);
     (0..b * h * q_blocks).into_par_iter().for_each(|task| {
         let (bh, qb) = (task / q_blocks, task % q_blocks);
         let (bi, hi) = (bh / h, bh % h);
@@ -141,15 +155,11 @@ fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products
         // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
         // pointer stays inside `out` (b·tq·h·hd elements).
         let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
-        let block = Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize };
-        SCRATCH.with_borrow_mut(|scratch| {
-            scratch.reserve(block_q, keys_per_tile);
-            unsafe { attend_block(&qv, &kv, &vv, &block, scratch) };
-        });
+        attend(bh, &Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize });
     });
     // SAFETY: the tasks cover every (b, query, head) row of hd values.
     unsafe { out.set_len(b * tq * h * hd) };
-    Some(FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd])))
+    FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd]))
 }
 
 /// Most query rows per task of the AVX2 path. Its blocks cost no re-packing, so they are sized
@@ -165,7 +175,7 @@ const AVX2_BLOCK_Q: usize = 48;
 #[cfg(target_arch = "x86_64")]
 fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
     use super::avx2::{pack_keys, pack_values, NR};
-    let [b, h, tq, hd] = qv.shape;
+    let [b, h, _, hd] = qv.shape;
     let tk = kv.shape[2];
     // Per (batch, head): its keys in panels of 16 ([tk_pad / 16, hd, 16], zero past tk), then
     // its values in panels of 16 columns ([hd / 16, tk, 16]).
@@ -184,30 +194,14 @@ fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
                 pack_values(vv.row(bi, hi, 0), vv.strides[2], tk, hd, vp);
             }
         });
-    let mut out = Vec::with_capacity(b * tq * h * hd); // [B, Tq, H, hd]
-    let out_ptr = SharedOut::spare(&mut out);
-    let scale = 1.0 / (hd as f32).sqrt();
-    let tasks_wanted = 4 * rayon::current_num_threads().max(1);
-    let block_q = (b * h * tq)
-        .div_ceil(tasks_wanted)
-        .next_multiple_of(super::avx2::MR)
-        .clamp(MIN_BLOCK_Q, AVX2_BLOCK_Q);
-    let q_blocks = tq.div_ceil(block_q);
     let packed = &packed;
-    (0..b * h * q_blocks).into_par_iter().for_each(|task| {
-        let (bh, qb) = (task / q_blocks, task % q_blocks);
-        let (bi, hi) = (bh / h, bh % h);
-        let q0 = qb * block_q;
-        let rows = block_q.min(tq - q0);
-        // SAFETY: as in flash_attention_with: these output rows belong to this task alone.
-        let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
+    run_blocks(qv.shape, super::avx2::MR, AVX2_BLOCK_Q, |bh, block| {
         let (kp, vp) = packed[bh * head_len..][..head_len].split_at(tk_pad * hd);
-        let block = Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize };
-        SCRATCH.with_borrow_mut(|scratch| unsafe { attend_block_avx2(qv, kp, vp, tk, &block, scratch) });
-    });
-    // SAFETY: the tasks cover every (b, query, head) row of hd values.
-    unsafe { out.set_len(b * tq * h * hd) };
-    FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd]))
+        // SAFETY: run_blocks gives each block its own output rows; AVX2 and FMA were checked
+        // by Products::for_this_cpu (the only way to Products::Avx2 outside tests, which check
+        // avx2::available() themselves).
+        SCRATCH.with_borrow_mut(|scratch| unsafe { attend_block_avx2(qv, kp, vp, tk, block, scratch) });
+    })
 }
 
 /// One (batch, head, query block) of the AVX2 path: the online softmax of [`attend_block`]
