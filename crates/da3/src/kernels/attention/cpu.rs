@@ -515,19 +515,21 @@ mod tests {
 
     /// Both ways of computing the products against attention in f64: odd query counts (a
     /// partial register block), key counts that are not a multiple of 16 (zero-padded key
-    /// panels), several key tiles (online-softmax rescaling), q and k read through
-    /// transposed strides, and values with strided columns (the AVX2 path declines those and
-    /// the gemm path runs). Scores up to ±6 so that the exponentials spread.
+    /// panels), several key tiles (online-softmax rescaling), q and k read through transposed
+    /// strides (values contiguous, so the AVX2 path packs strided keys), and values with
+    /// strided columns too (the AVX2 path declines those and the gemm path runs).
     #[test]
     fn both_product_paths_match_f64() {
-        let cases: [([usize; 4], usize, bool); 5] = [
-            ([1, 2, 37, 64], 53, false),
-            ([2, 3, 7, 32], 1100, false),
-            ([1, 1, 100, 16], 2100, true),
-            ([1, 2, 1, 64], 1, false),
-            ([2, 2, 13, 48], 29, true),
+        // (q shape, keys, q and k transposed, v transposed)
+        let cases: [([usize; 4], usize, bool, bool); 6] = [
+            ([1, 2, 37, 64], 53, false, false),
+            ([2, 3, 7, 32], 1100, false, false),
+            ([1, 1, 100, 16], 2100, true, false),
+            ([1, 2, 1, 64], 1, false, false),
+            ([2, 2, 13, 48], 29, true, false),
+            ([2, 2, 13, 48], 29, true, true),
         ];
-        for ([b, h, tq, hd], tk, transposed) in cases {
+        for ([b, h, tq, hd], tk, transposed_qk, transposed_v) in cases {
             let q = pattern([b, h, tq, hd], 1, 2.0, 0.1);
             let k = pattern([b, h, tk, hd], 2, 2.0, -0.1);
             let v = pattern([b, h, tk, hd], 3, 1.0, 0.2);
@@ -539,7 +541,7 @@ mod tests {
                 tk,
             );
             // Same values through other strides: q and k stored [B, H, hd, T] and viewed back.
-            let restride = |x: burn::tensor::Tensor<crate::backends::Flex, 4>| {
+            let restride = |x: burn::tensor::Tensor<crate::backends::Flex, 4>, transposed: bool| {
                 if transposed {
                     let stored = x.swap_dims(2, 3).into_data(); // [B, H, hd, T] values
                     burn::tensor::Tensor::from_data(stored, &Default::default()).swap_dims(2, 3)
@@ -547,11 +549,8 @@ mod tests {
                     x
                 }
             };
-            let (qf, kf) = (
-                into_flex(restride(q)).unwrap(),
-                into_flex(restride(k)).unwrap(),
-            );
-            let vf = into_flex(restride(v)).unwrap();
+            let (qf, kf) = (into_flex(restride(q, transposed_qk)).unwrap(), into_flex(restride(k, transposed_qk)).unwrap());
+            let vf = into_flex(restride(v, transposed_v)).unwrap();
             let mut paths = vec![Products::Gemm];
             #[cfg(target_arch = "x86_64")]
             if super::super::avx2::available() {
