@@ -103,8 +103,14 @@ fn by_planes(src: &[f32], planes: usize, g: &Geometry) -> Vec<f32> {
     out.spare_capacity_mut()[..planes * plane_out].par_chunks_mut(plane_out).enumerate().for_each(|(p, dst)| {
         let src = &src[p * in_h * in_w..][..in_h * in_w];
         HORIZONTAL.with_borrow_mut(|blended| {
-            blended.clear();
-            blended.extend(src.chunks_exact(in_w).flat_map(|row| g.cols.iter().map(|&(w0, w1, ww0, ww1)| row[w0] * ww0 + row[w1] * ww1)));
+            // Written in place, row by row: collecting a flat_map (a push per value, with its
+            // capacity check) was 1–2 % of a da3-small pass.
+            blended.resize(in_h * out_w, 0.0);
+            for (row, dst) in src.chunks_exact(in_w).zip(blended.chunks_exact_mut(out_w)) {
+                for (d, &(w0, w1, ww0, ww1)) in dst.iter_mut().zip(g.cols) {
+                    *d = row[w0] * ww0 + row[w1] * ww1;
+                }
+            }
             for (dst_row, &(h0, h1, wh0, wh1)) in dst.chunks_exact_mut(out_w).zip(g.rows) {
                 lerp_rows(&blended[h0 * out_w..][..out_w], &blended[h1 * out_w..][..out_w], wh0, wh1, dst_row);
             }
