@@ -38,6 +38,12 @@ const LANES: usize = 16;
 /// weighted pass, 2 threads): 32 tiles 175–183 ms, 64: 165, 100: 162–166, 144: 151, 200:
 /// 158–163, 288: 171, 576: 223 (past it the transformed inputs and products, 36·(C_in +
 /// C_out)·tiles f32, fall out of the caches).
+///
+/// Tried and dropped (2026-11-23, `conv --only winograd`, AMD AVX2 host; the patch is described
+/// in issue 5's stop-19 note): our own AVX2 register blocks for the 36 products instead of
+/// `gemm` (no packing) measured the same at 144 tiles; with them, blocks of 32 tiles (rows cut
+/// into runs, so that V and M stay in L2) were 1.1–1.5× slower, because every block then
+/// re-reads all of U (36·C_out·C_in f32, as many bytes as the V and M it saves at 32 tiles).
 const BLOCK_TILES: usize = 144;
 
 /// `Bᵀ` (6×6): the input transform (written out in [`bt_apply`]; the tests check the two agree).
