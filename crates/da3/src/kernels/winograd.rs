@@ -39,11 +39,13 @@ const LANES: usize = 16;
 /// 158–163, 288: 171, 576: 223 (past it the transformed inputs and products, 36·(C_in +
 /// C_out)·tiles f32, fall out of the caches).
 ///
-/// Tried and dropped (2026-11-23, `conv --only winograd`, AMD AVX2 host; the patch is described
-/// in issue 5's stop-19 note): our own AVX2 register blocks for the 36 products instead of
-/// `gemm` (no packing) measured the same at 144 tiles; with them, blocks of 32 tiles (rows cut
-/// into runs, so that V and M stay in L2) were 1.1–1.5× slower, because every block then
-/// re-reads all of U (36·C_out·C_in f32, as many bytes as the V and M it saves at 32 tiles).
+/// Tried and dropped (2026-11-23, `conv --only winograd`, best of 3 alternating rounds, AMD
+/// AVX2 host; described in issue 5's stop-19 note): our own AVX2 register blocks for the 36
+/// products instead of `gemm` (no packing) took 0.95–1.11× the time per shape at 144 tiles, no
+/// clear gain; with them, blocks of 32 tiles (rows cut into runs, so that V and M stay in L2)
+/// took 1.1–1.7× the time on the maps from 54×72 up (0.9× on the 14×18 ones). Our reading, not
+/// measured: every block then re-reads all of U (36·C_out·C_in f32), about as many bytes as the
+/// V and M that the smaller block keeps in L2.
 const BLOCK_TILES: usize = 144;
 
 /// `Bᵀ` (6×6): the input transform (written out in [`bt_apply`]; the tests check the two agree).

@@ -240,9 +240,9 @@ pub(super) unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
     }
     let last = eights.into_remainder();
     if !last.is_empty() {
-        // The last partial vector through masked loads and stores (a padded copy cost two
-        // `memmove` calls per row: most of the 1–2 % of a pass that `memmove` took); its
-        // padding lanes hold m, so they compute e^0, and are not summed.
+        // The last partial vector through masked loads and stores, not a padded copy (two
+        // variable-length copies, i.e. `memmove` calls, per row); its padding lanes hold m,
+        // so they compute e^0, and are not summed.
         let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(last.len() as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         let keep = _mm256_castsi256_ps(mask);
         let x = _mm256_blendv_ps(mv, _mm256_maskload_ps(last.as_ptr(), mask), keep);
