@@ -184,6 +184,8 @@ def main():
     ap.add_argument("--json", help="write every run's raw result here")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "fp16", "bf16"], help="da3-bench --precision")
     ap.add_argument("--unfused", action="store_true", help="da3-bench --unfused (cuda/wgpu without Burn's op fusion)")
+    ap.add_argument("--ray-pose", action="store_true",
+                    help="both sides with use_ray_pose (poses from the ray map; da3 then runs DualDPT's aux branch too)")
     ap.add_argument("--peak-tflops", type=float,
                     help="the device's peak TFLOP/s at the compared precision: also prints each side's achieved "
                          "TFLOP/s (FLOPs of one pass counted by torch.utils.flop_counter) and its fraction of the peak")
@@ -196,7 +198,8 @@ def main():
         views, iters = int(views), int(iters[0]) if iters else args.iters
         weights = os.path.join(args.weights_dir, f"{model}.weights.safetensors")
         common = ["--model", model, "--weights", weights, "--views", str(views), "--size", size,
-                  "--iters", str(iters), "--threads", str(args.threads)] + (["--profile"] if args.profile else [])
+                  "--iters", str(iters), "--threads", str(args.threads)] + (["--profile"] if args.profile else []) \
+            + (["--ray-pose"] if args.ray_pose else [])
         ours_cmd = [args.bin, *common, "--device", args.device, "--precision", args.precision] + (["--unfused"] if args.unfused else [])
         ref_cmd = [sys.executable, os.path.join(HERE, "reference.py"), *common, "--device", ref_device, "--dtype", args.ref_dtype]
         if args.peak_tflops:
@@ -245,7 +248,7 @@ def main():
             fa, fb = flops * a["views_per_s"] / views / 1e12, flops * b["views_per_s"] / views / 1e12
             print(f"  {model} {views}x{size}: {flops / 1e9:.0f} GFLOP per pass; da3 {fa:.1f} TFLOP/s "
                   f"({fa / args.peak_tflops:.1%} of peak), reference {fb:.1f} ({fb / args.peak_tflops:.1%})")
-    print(f"\n(da3 --device {args.device} --precision {args.precision}{' --unfused' if args.unfused else ''} vs reference {ref_device} {args.ref_dtype}; {args.threads} thread(s) "
+    print(f"\n(da3 --device {args.device} --precision {args.precision}{' --unfused' if args.unfused else ''} vs reference {ref_device} {args.ref_dtype}{'; both with use_ray_pose' if args.ray_pose else ''}; {args.threads} thread(s) "
           f"[reported: da3 {rows[0][3]['threads']}, reference {rows[0][4]['threads']}]; {args.rounds} rounds, "
           f"passes per process as in each case; load = min over rounds, page cache warm)")
     for model, views, size, a, b in rows:

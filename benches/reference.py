@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--profile", action="store_true", help="also time backbone / head / cam_dec per pass")
     ap.add_argument("--op-profile", type=int, metavar="N",
                     help="after the timed passes, one pass under torch.profiler; its top N ops (self CPU time) go to stderr")
+    ap.add_argument("--ray-pose", action="store_true",
+                    help="use_ray_pose=True: poses from the ray map (its RANSAC runs too)")
     ap.add_argument("--flops", action="store_true",
                     help="count the FLOPs of one pass (torch.utils.flop_counter: matmuls, convolutions, attention)")
     args = ap.parse_args()
@@ -113,7 +115,7 @@ def main():
 
     def forward(x):
         with autocast:
-            out = net(x)
+            out = net(x, use_ray_pose=args.ray_pose)
         sync()
         return out
 
@@ -165,7 +167,7 @@ def main():
         "load_s": load_s, "times_s": times, "cpu_s": cpu,
         "rss_start_kb": rss_start, "rss_loaded_kb": rss_loaded, "peak_rss_kb": peak,
         "device_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-        "profile": profile, "flops": flops,
+        "profile": profile, "flops": flops, "ray_pose": args.ray_pose,
     }))
 
 

@@ -61,6 +61,10 @@ struct Args {
     /// the `da3` command sets): measures what keeping freed memory saves.
     #[arg(long)]
     default_malloc: bool,
+    /// Poses from the ray map (`use_ray_pose`): the network also runs DualDPT's aux branch,
+    /// which the default path skips (the reference runs it on every pass and drops its output).
+    #[arg(long)]
+    ray_pose: bool,
 }
 
 /// Whether `main` applied `da3_cli::alloc::keep_freed_memory` (reported in the JSON line).
@@ -106,7 +110,7 @@ impl BackendJob for Bench {
             let data = (0..args.views * 3 * h * w).map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0).collect();
             Views::from_normalized(data, args.views, h, w)
         };
-        let options = PredictOptions::default();
+        let options = PredictOptions { use_ray_pose: args.ray_pose, ..PredictOptions::default() };
         // Progress on stderr (compare.py reads the JSON line on stdout): on a GPU the warm-up
         // pass compiles and autotunes every kernel, and a run cut by a timeout still says where
         // its time went.
@@ -136,6 +140,7 @@ impl BackendJob for Bench {
             "compute_dtype": format!("{:?}", model.compute_dtype()),
             "model": args.model,
             "views": args.views,
+            "ray_pose": args.ray_pose,
             "size": args.size,
             "threads": rayon::current_num_threads(),
             "load_s": load_s,

@@ -4,7 +4,7 @@ use burn::tensor::{backend::Backend, FloatDType, Tensor, TensorData};
 
 use crate::camera_enc::{normalize_extrinsics, Mat3, Mat4, ViewCameras};
 use crate::config::{Da3Config, PATCH_SIZE};
-use crate::model::{Da3Model, Da3Output, RefViewStrategy};
+use crate::model::{Da3Model, Da3Output, Outputs, RefViewStrategy};
 use crate::precision::Precision;
 use crate::weights::WeightLoader;
 use crate::Da3Error;
@@ -360,23 +360,15 @@ impl<B: Backend> Da3<B> {
             )));
         }
         // 1. The (any-view) network.
-        let mut out = self.model.forward_full(
-            images.clone(),
-            options.ref_view_strategy,
-            network_cameras.as_ref(),
-            &options.export_feat_layers,
-            options.infer_gs,
-            None,
-        );
+        // The rays only where they are used (see `Outputs::rays`).
+        let outputs = Outputs { feat_layers: &options.export_feat_layers, rays: options.use_ray_pose, gaussians: options.infer_gs };
+        let mut out = self.model.forward_full(images.clone(), options.ref_view_strategy, network_cameras.as_ref(), outputs, None);
         let gs = out.gs.take();
-        let rays = match (&out.cameras, options.use_ray_pose) {
-            (Some(cams), true) => Some((to_vec(cams.ray.clone()), to_vec(cams.ray_conf.clone()), cams.ray.dims())),
-            _ => None,
-        };
+        let rays = out.cameras.as_mut().and_then(|c| c.rays.take()).map(|r| (r.ray.dims(), to_vec(r.ray), to_vec(r.conf)));
         let mut prediction = self.to_prediction(out, s, h, w, &options.export_feat_layers, options.seed);
         // 2. As the reference: the ray head's cameras replace CameraDec's inside the network
         // (before the nested scaling reads the intrinsics).
-        if let Some((ray, ray_conf, [_, _, rh, rw, _])) = rays {
+        if let Some(([_, _, rh, rw, _], ray, ray_conf)) = rays {
             let cams = crate::ray_pose::ray_pose(&ray, &ray_conf, s, (rh, rw), (h, w), options.seed)?;
             prediction.extrinsics = cams.iter().map(|c| c.world_to_camera.map(|r| r.map(|v| v as f32))).collect();
             prediction.intrinsics = cams.iter().map(|c| c.intrinsics.map(|r| r.map(|v| v as f32))).collect();

@@ -44,4 +44,4 @@ pub use config::Da3Config;
 pub use error::{Da3Error, WeightProblem, WeightsError};
 pub use gaussians::Gaussians;
 pub use precision::Precision;
-pub use model::{Da3Model, Da3Output, Da3Trace, RefViewStrategy};
+pub use model::{Da3Model, Da3Output, Da3Trace, Outputs, RayMap, RefViewStrategy};

@@ -45,16 +45,38 @@ pub struct GsRawOutput<B: Backend> {
 pub struct CameraOutput<B: Backend> {
     /// Depth confidence (≥ 1), [B, S, H, W].
     pub depth_conf: Tensor<B, 4>,
-    /// Per-pixel rays (direction 0..3, origin 3..6) at 8× the patch grid, [B, S, 8h, 8w, 6].
-    pub ray: Tensor<B, 5>,
-    /// Ray confidence, [B, S, 8h, 8w].
-    pub ray_conf: Tensor<B, 4>,
+    /// DualDPT's ray map, when asked for ([`Outputs::rays`]).
+    pub rays: Option<RayMap<B>>,
     /// CameraDec's pose encoding `[t, q(xyzw), fov_h, fov_w]`, [B, S, 9].
     pub pose_enc: Tensor<B, 3>,
     /// World-to-camera `[R | t]`, [B, S, 3, 4].
     pub extrinsics: Tensor<B, 4>,
     /// Intrinsics in pixels with the principal point at the centre, [B, S, 3, 3].
     pub intrinsics: Tensor<B, 4>,
+}
+
+/// DualDPT's aux output: per-pixel rays at 8× the patch grid (h × w patches).
+#[derive(Debug, Clone)]
+pub struct RayMap<B: Backend> {
+    /// Rays (direction 0..3, origin 3..6), [B, S, 8h, 8w, 6].
+    pub ray: Tensor<B, 5>,
+    /// Ray confidence (≥ 1), [B, S, 8h, 8w].
+    pub conf: Tensor<B, 4>,
+}
+
+/// The optional outputs of a forward pass ([`Da3Model::forward_full`]). Depth, its confidence,
+/// CameraDec's cameras and the sky are always computed; these only when asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outputs<'a> {
+    /// Backbone blocks whose normed patch tokens are returned (`export_feat_layers`), each
+    /// below the backbone's depth.
+    pub feat_layers: &'a [usize],
+    /// DualDPT's ray map (what `use_ray_pose` needs). The reference always computes it and
+    /// drops it unless `use_ray_pose` is set; skipping it saves a fusion chain and six 3×3
+    /// convolutions at 8× the patch grid. Ignored by mono/metric models (no DualDPT).
+    pub rays: bool,
+    /// The GS head's raw Gaussians (`infer_gs`); ignored by models without a GS head.
+    pub gaussians: bool,
 }
 
 /// The heads of a main-series model: DualDPT and the camera encoder/decoder.
@@ -174,16 +196,17 @@ impl<B: Backend> Da3Model<B> {
         })
     }
 
-    /// Images [B, S, 3, H, W] (ImageNet-normalized, H and W multiples of 14) -> predictions.
+    /// Images [B, S, 3, H, W] (ImageNet-normalized, H and W multiples of 14) -> predictions:
+    /// depth, confidence and cameras (or sky), without the optional [`Outputs`] (no rays).
     pub fn forward(&self, images: Tensor<B, 5>, strategy: RefViewStrategy) -> Da3Output<B> {
-        self.forward_traced(images, strategy, None, None)
+        self.forward_full(images, strategy, None, Outputs::default(), None)
     }
 
     /// [`Self::forward`] conditioned on known cameras (normalized as by
     /// [`crate::camera_enc::normalize_extrinsics`], intrinsics at the network's resolution).
     /// The cameras are ignored by mono/metric models, which have no camera modules.
     pub fn forward_with_cameras(&self, images: Tensor<B, 5>, cameras: &ViewCameras) -> Da3Output<B> {
-        self.forward_traced(images, RefViewStrategy::First, Some(cameras), None)
+        self.forward_full(images, RefViewStrategy::First, Some(cameras), Outputs::default(), None)
     }
 
     /// Whether the model predicts cameras (the main series).
@@ -206,11 +229,12 @@ impl<B: Backend> Da3Model<B> {
         cameras: Option<&ViewCameras>,
         trace: Option<&mut Da3Trace<B>>,
     ) -> Da3Output<B> {
-        self.forward_full(images, strategy, cameras, &[], true, trace)
+        self.forward_full(images, strategy, cameras, Outputs { rays: true, gaussians: true, ..Outputs::default() }, trace)
     }
 
-    /// The forward pass, optionally conditioned on `cameras` ([B·S] entries), recording
-    /// intermediate values into `trace`.
+    /// Everything the reference's network computes by default, rays included (for parity
+    /// checks), optionally conditioned on `cameras` ([B·S] entries), recording intermediate
+    /// values into `trace`.
     pub fn forward_traced(
         &self,
         images: Tensor<B, 5>,
@@ -218,24 +242,23 @@ impl<B: Backend> Da3Model<B> {
         cameras: Option<&ViewCameras>,
         trace: Option<&mut Da3Trace<B>>,
     ) -> Da3Output<B> {
-        self.forward_full(images, strategy, cameras, &[], false, trace)
+        self.forward_full(images, strategy, cameras, Outputs { rays: true, ..Outputs::default() }, trace)
     }
 
-    /// The forward pass with everything optional: the normed outputs of the backbone blocks in
-    /// `feat_layers` (each < depth; see [`DinoV2::forward_with_aux`]) and, when `infer_gs` and
-    /// the model has one, the GS head.
+    /// The forward pass, optionally conditioned on `cameras` ([B·S] entries), with the optional
+    /// `outputs` (feature layers: see [`DinoV2::forward_with_aux`]), recording intermediate
+    /// values into `trace`.
     pub fn forward_full(
         &self,
         images: Tensor<B, 5>,
         strategy: RefViewStrategy,
         cameras: Option<&ViewCameras>,
-        feat_layers: &[usize],
-        infer_gs: bool,
+        outputs: Outputs,
         mut trace: Option<&mut Da3Trace<B>>,
     ) -> Da3Output<B> {
         let [b, s, _, height, width] = images.dims();
         // The GS head's image merger sees the input views in their given order.
-        let gs_images = infer_gs.then(|| images.clone().reshape([b * s, 3, height, width])); // [BS, 3, H, W]
+        let gs_images = outputs.gaussians.then(|| images.clone().reshape([b * s, 3, height, width])); // [BS, 3, H, W]
         debug_assert!(height % PATCH_SIZE == 0 && width % PATCH_SIZE == 0);
         let device = images.device();
         let condition = match (cameras, &self.heads) {
@@ -246,7 +269,7 @@ impl<B: Backend> Da3Model<B> {
             t.camera_condition = condition.clone();
         }
         let (features, aux_features) =
-            self.backbone.forward_with_aux(images, strategy, condition, feat_layers, trace.as_deref_mut().map(|t| &mut t.backbone));
+            self.backbone.forward_with_aux(images, strategy, condition, outputs.feat_layers, trace.as_deref_mut().map(|t| &mut t.backbone));
         if let Some(t) = trace.as_deref_mut() {
             t.features = features.iter().map(|f| f.patches.clone()).collect();
             t.camera_tokens = features.iter().map(|f| f.camera_token.clone()).collect();
@@ -266,16 +289,18 @@ impl<B: Backend> Da3Model<B> {
                     }
                     _ => None,
                 };
-                let head = main.head.forward(head_in, height, width);
+                let head = main.head.forward(head_in, height, width, outputs.rays);
                 let pose_enc = main.cam_dec.forward(camera_token);
                 let (extrinsics, intrinsics) = pose_encoding_to_extrinsics_intrinsics(pose_enc.clone(), height, width);
-                let [_, rh, rw, _] = head.ray.dims();
+                let rays = head.rays.map(|r| {
+                    let [_, rh, rw, _] = r.ray.dims();
+                    RayMap { ray: r.ray.reshape([b, s, rh, rw, 6]), conf: r.conf.reshape([b, s, rh, rw]) }
+                });
                 Da3Output {
                     depth: head.depth.reshape([b, s, height, width]),
                     cameras: Some(CameraOutput {
                         depth_conf: head.depth_conf.reshape([b, s, height, width]),
-                        ray: head.ray.reshape([b, s, rh, rw, 6]),
-                        ray_conf: head.ray_conf.reshape([b, s, rh, rw]),
+                        rays,
                         pose_enc,
                         extrinsics,
                         intrinsics,

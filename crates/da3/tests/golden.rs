@@ -10,7 +10,7 @@ mod common;
 use burn::tensor::backend::Backend;
 use common::{compare, fixtures, load_model, values, Golden};
 use da3::camera_enc::{normalize_extrinsics, Mat4, ViewCameras};
-use da3::{Da3Trace, RefViewStrategy};
+use da3::{Da3Trace, Outputs, RefViewStrategy};
 
 /// fp32 tolerance on the relative L2 error of every stage.
 const TOL: f64 = 1e-4;
@@ -56,8 +56,9 @@ pub fn check_case<B: Backend>(dir: &std::path::Path, case: &str, device: &B::Dev
     match (out.cameras, out.sky) {
         (Some(cams), None) => {
             check("depth_conf", values(cams.depth_conf), TOL);
-            check("ray", values(cams.ray), TOL);
-            check("ray_conf", values(cams.ray_conf), TOL);
+            let rays = cams.rays.expect("forward_traced computes the rays");
+            check("ray", values(rays.ray), TOL);
+            check("ray_conf", values(rays.conf), TOL);
             check("pose_enc", values(cams.pose_enc), TOL);
             check("extrinsics", values(cams.extrinsics), TOL);
             check("intrinsics", values(cams.intrinsics), TOL);
@@ -72,6 +73,19 @@ pub fn check_case<B: Backend>(dir: &std::path::Path, case: &str, device: &B::Dev
             check("depth_sky_filled", (depth, shape), TOL);
         }
         _ => panic!("a model predicts either cameras or sky"),
+    }
+    // The default outputs (no rays, `Outputs::rays` off, as `forward` and `predict` without
+    // `use_ray_pose` run) skip DualDPT's aux branch and must change nothing else.
+    let plain = model.forward_full(golden.tensor::<B, 5>("images", device), strategy, cameras.as_ref(), Outputs::default(), None);
+    check("depth", values(plain.depth), TOL);
+    let mut stray_rays = false;
+    if let Some(cams) = plain.cameras {
+        stray_rays = cams.rays.is_some();
+        check("depth_conf", values(cams.depth_conf), TOL);
+        check("pose_enc", values(cams.pose_enc), TOL);
+    }
+    if stray_rays {
+        failures.push("rays: computed although not asked for".into());
     }
     if golden.has("ref_index") {
         let ours = values(trace.backbone.ref_index.clone().expect("reference view selected").float());

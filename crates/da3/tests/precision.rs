@@ -35,10 +35,11 @@ fn errors<B: Backend>(dir: &std::path::Path, case: &str, precision: Precision, d
     let expected_dtype = precision.resolve::<B>(device).unwrap();
     assert_eq!(model.compute_dtype(), expected_dtype);
     assert_eq!(model.model().compute_dtype(), DType::from(expected_dtype), "{case}: the backbone weights are not in {precision}");
-    let out = model.model().forward(golden.tensor::<B, 5>("images", device), strategy);
+    let out = model.model().forward_traced(golden.tensor::<B, 5>("images", device), strategy, None, None);
     let mut outputs = vec![("depth", values(out.depth))];
     if let Some(c) = out.cameras {
-        outputs.extend([("depth_conf", values(c.depth_conf)), ("ray", values(c.ray)), ("pose_enc", values(c.pose_enc))]);
+        let rays = c.rays.expect("forward_traced computes the rays");
+        outputs.extend([("depth_conf", values(c.depth_conf)), ("ray", values(rays.ray)), ("pose_enc", values(c.pose_enc))]);
     }
     if let Some(sky) = out.sky {
         outputs.push(("sky", values(sky)));

@@ -149,10 +149,11 @@ fn predict_with_uses_ray_poses() {
     assert_ne!(a.extrinsics, plain.extrinsics);
     // The same as running the ray-pose solver on the network's ray outputs.
     let x = Tensor::<B, 5>::from_data(TensorData::new(images.clone(), shape.clone()), &device);
-    let cams = model.model().forward(x, da3::RefViewStrategy::SaddleBalanced).cameras.unwrap();
-    let [_, _, gh, gw, _] = cams.ray.dims();
-    let ray = common::values(cams.ray).0;
-    let conf = common::values(cams.ray_conf).0;
+    let out = model.model().forward_traced(x, da3::RefViewStrategy::SaddleBalanced, None, None);
+    let rays = out.cameras.unwrap().rays.unwrap();
+    let [_, _, gh, gw, _] = rays.ray.dims();
+    let ray = common::values(rays.ray).0;
+    let conf = common::values(rays.conf).0;
     let expected = da3::ray_pose::ray_pose(&ray, &conf, s, (gh, gw), (h, w), 3).unwrap();
     let ours: Vec<f64> = a.extrinsics.iter().flatten().flatten().map(|v| *v as f64).collect();
     assert!(max_rel(&ours, &flat_ext(&expected)) < 1e-6);

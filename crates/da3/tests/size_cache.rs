@@ -30,7 +30,9 @@ fn bits<B: Backend>(out: Da3Output<B>) -> Vec<Vec<u32>> {
     }
     let mut all = vec![host(out.depth)];
     if let Some(c) = out.cameras {
-        all.extend([host(c.depth_conf), host(c.ray), host(c.ray_conf), host(c.extrinsics), host(c.intrinsics)]);
+        all.extend([host(c.depth_conf), host(c.extrinsics), host(c.intrinsics)]);
+        let rays = c.rays.expect("forward_traced and forward_gs compute the rays");
+        all.extend([host(rays.ray), host(rays.conf)]);
     }
     if let Some(sky) = out.sky {
         all.push(host(sky));
@@ -48,7 +50,13 @@ fn check_bit_identical<B: Backend>(config: &str, gs: bool, device: &B::Device) {
     let sizes = [(56, 42), (42, 70)];
     let inputs: Vec<Tensor<B, 5>> = sizes.iter().enumerate().map(|(i, &(h, w))| images(2, h, w, i as u32 + 1, device)).collect();
     let run = |x: &Tensor<B, 5>| bits(model.forward_gs(x.clone(), RefViewStrategy::SaddleBalanced, None, None));
-    let gs_or_plain = |x: &Tensor<B, 5>| if gs { run(x) } else { bits(model.forward(x.clone(), RefViewStrategy::SaddleBalanced)) };
+    let gs_or_plain = |x: &Tensor<B, 5>| {
+        if gs {
+            run(x)
+        } else {
+            bits(model.forward_traced(x.clone(), RefViewStrategy::SaddleBalanced, None, None))
+        }
+    };
 
     model.set_size_cache_enabled(false);
     let uncached: Vec<_> = inputs.iter().map(gs_or_plain).collect();

@@ -1,5 +1,10 @@
 //! The DualDPT head of the DA3 main series (`model/dualdpt.py`): depth + confidence at image
 //! resolution from the main branch, rays + confidence at 8× the patch grid from the aux branch.
+//!
+//! The aux branch runs only when its rays are asked for. The reference always runs it and then
+//! deletes the rays unless `use_ray_pose` is set (CameraDec gives the poses otherwise), so on
+//! its default path the branch is pure cost: a second fusion chain and six 3×3 convolutions at
+//! 8× the patch grid, about a fifth of a da3-small pass's arithmetic at one view.
 
 use burn::module::Module;
 use burn::tensor::activation::relu;
@@ -30,10 +35,17 @@ pub struct HeadOutput<B: Backend> {
     pub depth: Tensor<B, 3>,
     /// Depth confidence `exp(c1) + 1`: [BS, H, W].
     pub depth_conf: Tensor<B, 3>,
+    /// The aux branch's rays, when asked for (see the module doc).
+    pub rays: Option<HeadRays<B>>,
+}
+
+/// The aux branch's output, per frame (BS = batch × views).
+#[derive(Debug, Clone)]
+pub struct HeadRays<B: Backend> {
     /// Ray map, linear (direction c0..2, camera centre c3..5): [BS, 8ph, 8pw, 6].
     pub ray: Tensor<B, 4>,
     /// Ray confidence `exp(c6) + 1`: [BS, 8ph, 8pw].
-    pub ray_conf: Tensor<B, 3>,
+    pub conf: Tensor<B, 3>,
 }
 
 /// The DualDPT head: per-stage projection and resizing, two independent fusion chains.
@@ -99,24 +111,25 @@ impl<B: Backend> DualDpt<B> {
     }
 
     /// Runs the head on the four backbone outputs `feats`, each [BS, N, dim_in] with
-    /// N = (h/14)·(w/14) row-major patch tokens, for images of `h`×`w` pixels.
-    pub fn forward(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> HeadOutput<B> {
+    /// N = (h/14)·(w/14) row-major patch tokens, for images of `h`×`w` pixels; the aux
+    /// branch (rays) runs only if `rays`.
+    pub fn forward(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize, rays: bool) -> HeadOutput<B> {
         let bs = feats[0].dims()[0];
         if bs <= CHUNK_FRAMES {
-            return self.forward_chunk(feats, h, w);
+            return self.forward_chunk(feats, h, w, rays);
         }
         let chunks: Vec<HeadOutput<B>> = (0..bs)
             .step_by(CHUNK_FRAMES)
             .map(|s0| {
                 let len = CHUNK_FRAMES.min(bs - s0);
-                self.forward_chunk(feats.clone().map(|f| f.narrow(0, s0, len)), h, w)
+                self.forward_chunk(feats.clone().map(|f| f.narrow(0, s0, len)), h, w, rays)
             })
             .collect();
         concat_outputs(chunks)
     }
 
     /// The head on one chunk of frames (`DualDPT._forward_impl`).
-    fn forward_chunk(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> HeadOutput<B> {
+    fn forward_chunk(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize, rays: bool) -> HeadOutput<B> {
         let (ph, pw) = (h / PATCH_SIZE, w / PATCH_SIZE);
         let aspect = w as f64 / h as f64;
         // Stage k, then its 3×3 adapter: [BS, N, dim_in] -> [BS, F, h_k, w_k].
@@ -124,8 +137,8 @@ impl<B: Backend> DualDpt<B> {
         let [f0, f1, f2, f3] = feats;
         let layers = [adapted(0, f0), adapted(1, f1), adapted(2, f2), adapted(3, f3)];
         let (depth, depth_conf) = self.main_branch(&layers, ph, pw, aspect);
-        let (ray, ray_conf) = self.aux_branch(&layers, aspect);
-        HeadOutput { depth, depth_conf, ray, ray_conf }
+        let rays = rays.then(|| self.aux_branch(&layers, aspect));
+        HeadOutput { depth, depth_conf, rays }
     }
 
     /// Stage `k`: norm, tokens to map, projection, UV embedding, resize, adapter:
@@ -160,7 +173,7 @@ impl<B: Backend> DualDpt<B> {
     }
 
     /// Rays [BS, 8ph, 8pw, 6] and their confidence [BS, 8ph, 8pw] from the finest aux level.
-    fn aux_branch(&self, layers: &[Tensor<B, 4>; 4], aspect: f64) -> (Tensor<B, 4>, Tensor<B, 3>) {
+    fn aux_branch(&self, layers: &[Tensor<B, 4>; 4], aspect: f64) -> HeadRays<B> {
         let mut x = self.fusion_aux.forward(layers); // [BS, F, 8ph, 8pw]
         for conv in &self.aux_conv1 {
             x = conv.forward(x); // [BS, F/2 or F, 8ph, 8pw]
@@ -171,7 +184,7 @@ impl<B: Backend> DualDpt<B> {
         let logits = self.aux_conv2_out.forward(relu(x)); // [BS, 7, 8ph, 8pw]
         let ray = logits.clone().narrow(1, 0, 6).permute([0, 2, 3, 1]); // [BS, 8ph, 8pw, 6]
         let conf = channel(&logits, 6).exp() + 1.0; // [BS, 8ph, 8pw]
-        (ray, conf)
+        HeadRays { ray, conf }
     }
 }
 
@@ -202,7 +215,7 @@ fn load_aux_norm<B: Backend>(w: &mut WeightLoader<B>, scratch: &str) -> LayerNor
     LayerNorm::from_tensors(weight, bias, LN_EPS)
 }
 
-/// Concatenates per-chunk outputs along the frame dimension.
+/// Concatenates per-chunk outputs along the frame dimension (all chunks have rays or none).
 fn concat_outputs<B: Backend>(chunks: Vec<HeadOutput<B>>) -> HeadOutput<B> {
     let mut depth = Vec::new();
     let mut depth_conf = Vec::new();
@@ -211,13 +224,11 @@ fn concat_outputs<B: Backend>(chunks: Vec<HeadOutput<B>>) -> HeadOutput<B> {
     for c in chunks {
         depth.push(c.depth);
         depth_conf.push(c.depth_conf);
-        ray.push(c.ray);
-        ray_conf.push(c.ray_conf);
+        if let Some(rays) = c.rays {
+            ray.push(rays.ray);
+            ray_conf.push(rays.conf);
+        }
     }
-    HeadOutput {
-        depth: Tensor::cat(depth, 0),
-        depth_conf: Tensor::cat(depth_conf, 0),
-        ray: Tensor::cat(ray, 0),
-        ray_conf: Tensor::cat(ray_conf, 0),
-    }
+    let rays = (!ray.is_empty()).then(|| HeadRays { ray: Tensor::cat(ray, 0), conf: Tensor::cat(ray_conf, 0) });
+    HeadOutput { depth: Tensor::cat(depth, 0), depth_conf: Tensor::cat(depth_conf, 0), rays }
 }

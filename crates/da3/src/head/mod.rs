@@ -11,5 +11,5 @@ pub mod upsample;
 pub mod uv_embed;
 
 pub use dpt::{Dpt, DptOutput};
-pub use dualdpt::{DualDpt, HeadOutput};
+pub use dualdpt::{DualDpt, HeadOutput, HeadRays};
 pub use gsdpt::{GsDpt, GsHeadOutput};

@@ -46,7 +46,9 @@ impl ComputeModel {
         let global_blocks = (0..b.depth).filter(|&i| b.is_global(i)).count() as u64;
         // The head's cost is dominated by the fusion blocks' 3×3 F→F convolutions: 4 per
         // level at ½, 1, 2 and 4 times the patch grid's side (Σ scale² = 21.25 grids), 2·9·F²
-        // FLOPs per pixel each; DualDPT runs a second (aux) fusion path.
+        // FLOPs per pixel each; DualDPT runs a second (aux) fusion path. That path runs only
+        // with `use_ray_pose` now (`Outputs::rays`); it is still counted: this model only
+        // balances pass sizes, and the head is a minor term of the per-view cost.
         let f = config.head.features as u64;
         let fusion = 4 * 2 * 9 * f * f * grid * 85 / 4;
         let head = fusion * if config.head.kind == HeadKind::DualDpt { 2 } else { 1 };

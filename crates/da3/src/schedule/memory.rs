@@ -134,7 +134,9 @@ impl MemoryModel {
     ///   the F-wide copies), three F-wide tensors at 8× the grid (fusion with its residual
     ///   units), `output_conv1` (F/2 at 8×) and at full resolution the upsampled F/2 map, the
     ///   32-wide hidden map and the outputs (4 maps); the DualDPT aux branch adds
-    ///   (F + 32 + 7) maps at 8× the grid; the GS head another full-resolution set.
+    ///   (F + 32 + 7) maps at 8× the grid (counted even though it runs only with
+    ///   `use_ray_pose`: [`ACTIVATION_CALIBRATION`] was fitted with it counted, and an
+    ///   over-estimate only makes chunks smaller); the GS head another full-resolution set.
     pub fn per_view_values(&self) -> u64 {
         let n = self.tokens_per_view() as u64;
         let (d, hidden, out_dim) = (self.embed_dim as u64, self.ffn_hidden as u64, self.out_dim as u64);
