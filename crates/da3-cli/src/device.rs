@@ -87,7 +87,13 @@ pub fn dispatch_with<J: BackendJob>(kind: DeviceKind, unfused: bool, job: J) -> 
         ))
         .into());
     }
-    let outcome = catch_unwind(AssertUnwindSafe(|| if unfused { run_unfused(kind, job) } else { run_compiled(kind, job) }));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(all(feature = "cuda", any(target_os = "linux", target_os = "windows")))]
+        if kind == DeviceKind::Cuda {
+            keep_cuda_kernels();
+        }
+        if unfused { run_unfused(kind, job) } else { run_compiled(kind, job) }
+    }));
     match outcome {
         Ok(result) => result,
         Err(payload) => {
@@ -98,6 +104,21 @@ pub fn dispatch_with<J: BackendJob>(kind: DeviceKind, unfused: bool, job: J) -> 
                 .unwrap_or_else(|| "unknown panic".to_string());
             Err(anyhow::anyhow!("the `{kind}` backend failed: {msg}"))
         }
+    }
+}
+
+/// Before the first CUDA use in the process: compiled kernels are kept on disk, so that only
+/// the first run of a da3 build on a GPU pays their compilation (`da3::kernel_cache`; minutes on
+/// an H100 at one session). Says so when this run is that first one.
+#[cfg(all(feature = "cuda", any(target_os = "linux", target_os = "windows")))]
+fn keep_cuda_kernels() {
+    use da3::kernel_cache::{install_cuda, KernelCache, ENV_VAR};
+    if let KernelCache::Folder { path, fresh: true } = install_cuda(0) {
+        eprintln!(
+            "note: first CUDA run of this da3 build on this GPU: its kernels are compiled as they are first \
+             used, which can take minutes, and kept in {} for later runs ({ENV_VAR}=<folder> or `off` to change this)",
+            path.display()
+        );
     }
 }
 

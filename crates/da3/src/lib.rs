@@ -24,6 +24,12 @@ pub mod gaussians;
 #[cfg(feature = "image")]
 pub mod image_api;
 pub mod head;
+// Where CubeCL has its file caches (its `std_io` platforms); not in a browser.
+#[cfg(all(
+    any(feature = "wgpu", feature = "cuda"),
+    any(target_os = "linux", target_os = "windows", target_os = "macos", target_os = "android")
+))]
+pub mod kernel_cache;
 pub mod kernels;
 pub mod linalg;
 pub mod model;

@@ -1,0 +1,217 @@
+//! Compiled GPU kernels kept on disk between runs.
+//!
+//! Burn's CUDA backend (CubeCL) compiles every kernel at its first launch in a process: NVRTC
+//! turns the generated CUDA C++ into PTX, then the driver JIT-compiles the PTX for the GPU. At
+//! the one H100 session the first pass had not finished after minutes of it (README, "GPU
+//! (H100)"), and every new `da3` process paid it again. CubeCL can keep NVRTC's PTX on disk (its
+//! `[compilation] cache` setting, off unless a `cubecl.toml` sets it), and the CUDA driver keeps
+//! its JIT output in a cache of its own (`~/.nv/ComputeCache`, on by default; `CUDA_CACHE_PATH`,
+//! `CUDA_CACHE_MAXSIZE`). [`install_cuda`] turns CubeCL's cache on, so that a second run finds
+//! both compilations done.
+//!
+//! Where: `DA3_KERNEL_CACHE=<folder>`, or `off`; by default `<user cache folder>/da3/kernels`
+//! (`$XDG_CACHE_HOME` or `~/.cache` on Linux). Under it, one folder per (da3 version, hash of
+//! our CubeCL kernels' source, Burn pin, GPU architecture), see [`build_key`]: CubeCL finds a
+//! cached kernel by its id, which names the kernel and its compile-time settings but neither
+//! its body nor the GPU it was compiled for, so a kernel changed in a newer da3 build, or one
+//! cache shared by two GPU generations, would otherwise load a stale or foreign PTX.
+//!
+//! A `cubecl.toml` or `burn.toml` (section `[cubecl]`) that sets the compilation cache wins, and
+//! CubeCL's own environment variables (`CUBECL_DEBUG_LOG`, `CUBECL_AUTOTUNE_LEVEL`, …) apply as
+//! they would without da3: the configuration is read the way CubeCL reads it, then only the
+//! cache folder is filled in.
+//!
+//! wgpu gains nothing from this today: CubeCL caches only SPIR-V there, and Burn's `wgpu`
+//! backend compiles WGSL (kept by the driver's own pipeline cache where it has one).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn_cubecl::cubecl::config::cache::CacheConfig;
+use burn_cubecl::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+/// The environment variable that moves or turns off the kernel cache.
+pub const ENV_VAR: &str = "DA3_KERNEL_CACHE";
+
+/// What [`install_cuda`] (or [`install_folder`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelCache {
+    /// CubeCL keeps compiled kernels in this folder. `fresh`: the folder did not exist before,
+    /// so this run compiles every kernel it launches (minutes on CUDA) and later runs reuse them.
+    Folder { path: PathBuf, fresh: bool },
+    /// A `cubecl.toml` or `burn.toml` sets CubeCL's compilation cache; left as it is.
+    UserConfigured,
+    /// Turned off with `DA3_KERNEL_CACHE=off`, or no user cache folder is known.
+    Off,
+    /// CubeCL's settings had already been read (a GPU backend ran earlier in this process), and
+    /// they cannot change any more.
+    TooLate,
+    /// No CUDA driver, or no device with this ordinal (the backend says so when it is used).
+    NoDevice,
+}
+
+/// Turns CubeCL's compilation cache on for CUDA device `ordinal`, in the folder the module
+/// documentation describes. Call it before the first use of a CUDA device in the process (the
+/// `da3` CLI does, in its backend dispatch); later it returns [`KernelCache::TooLate`].
+#[cfg(feature = "cuda")]
+pub fn install_cuda(ordinal: usize) -> KernelCache {
+    let Some((major, minor)) = cuda_compute_capability(ordinal) else {
+        return KernelCache::NoDevice;
+    };
+    match cache_root(std::env::var_os(ENV_VAR).as_deref(), default_root()) {
+        Some(root) => install_folder(&root.join(build_key(&format!("sm{major}{minor}")))),
+        None => KernelCache::Off,
+    }
+}
+
+/// The compute capability of CUDA device `ordinal`; `None` without a driver or that device.
+#[cfg(feature = "cuda")]
+fn cuda_compute_capability(ordinal: usize) -> Option<(i32, i32)> {
+    use cudarc::driver::{result, sys::CUdevice_attribute as Attribute};
+    // cudarc panics (rather than erring) when libcuda cannot be loaded.
+    std::panic::catch_unwind(|| {
+        result::init().ok()?;
+        let device = result::device::get(ordinal as i32).ok()?;
+        // SAFETY: `device` is a valid handle from cuDeviceGet; the attributes are plain ints.
+        unsafe {
+            let major = result::device::get_attribute(device, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).ok()?;
+            let minor = result::device::get_attribute(device, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR).ok()?;
+            Some((major, minor))
+        }
+    })
+    .ok()
+    .flatten()
+}
+
+/// Makes `folder` CubeCL's compilation cache for this process, unless a configuration file
+/// sets one ([`KernelCache::UserConfigured`]) or CubeCL's settings were already read
+/// ([`KernelCache::TooLate`]). The folder is created by CubeCL when it first stores a kernel.
+pub fn install_folder(folder: &Path) -> KernelCache {
+    // The same slot CubeCL's `get()` fills on first use; holding it while deciding keeps a
+    // concurrent first use from slipping in between.
+    let mut slot = CubeClRuntimeConfig::storage().lock();
+    if slot.is_some() {
+        return KernelCache::TooLate;
+    }
+    // Read as CubeCL would have (files in the working folder or its parents, then its
+    // environment variables), so that everything else stays the user's.
+    let config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    let (config, outcome) = with_cache_folder(config, folder);
+    *slot = Some(Arc::new(config));
+    outcome
+}
+
+/// `config` with its compilation cache in `folder`, unless it sets one already.
+fn with_cache_folder(mut config: CubeClRuntimeConfig, folder: &Path) -> (CubeClRuntimeConfig, KernelCache) {
+    if config.compilation.cache.is_some() {
+        return (config, KernelCache::UserConfigured);
+    }
+    let fresh = !folder.exists();
+    config.compilation.cache = Some(CacheConfig::File(folder.to_path_buf()));
+    (config, KernelCache::Folder { path: folder.to_path_buf(), fresh })
+}
+
+/// The cache's root folder: `DA3_KERNEL_CACHE`'s value if set (`off`, `0`, `false` or empty:
+/// none), else `default`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn cache_root(env: Option<&OsStr>, default: Option<PathBuf>) -> Option<PathBuf> {
+    match env {
+        Some(value) => {
+            let text = value.to_string_lossy();
+            let off = ["off", "0", "false", "no", ""].iter().any(|word| text.trim().eq_ignore_ascii_case(word));
+            (!off).then(|| PathBuf::from(value))
+        }
+        None => default,
+    }
+}
+
+/// `<user cache folder>/da3/kernels` (`None` where the platform has none).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn default_root() -> Option<PathBuf> {
+    dirs::cache_dir().map(|dir| dir.join("da3").join("kernels"))
+}
+
+/// The Burn release da3 is built against (pinned `=0.21.0` in the workspace); part of
+/// [`build_key`] because Burn's fused kernels are cached by id too.
+const BURN_VERSION: &str = "burn0.21.0";
+
+/// The sources of our CubeCL kernels, whose bodies a cached kernel's id does not cover.
+const KERNEL_SOURCES: [&[u8]; 2] = [include_bytes!("kernels/attention/cube.rs"), include_bytes!("kernels/attention/mod.rs")];
+
+/// The folder name for one build and GPU: `<da3 version>-<kernel source hash>-<burn>-<gpu>`.
+pub fn build_key(gpu: &str) -> String {
+    format!("{}-{:016x}-{BURN_VERSION}-{gpu}", env!("CARGO_PKG_VERSION"), fnv1a(&KERNEL_SOURCES))
+}
+
+/// 64-bit FNV-1a over the concatenated `parts` (stable across builds and platforms, unlike
+/// `std`'s hasher).
+const fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut p = 0;
+    while p < parts.len() {
+        let bytes = parts[p];
+        let mut i = 0;
+        while i < bytes.len() {
+            hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        p += 1;
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_variable_moves_or_turns_off_the_cache() {
+        let default = Some(PathBuf::from("/home/u/.cache/da3/kernels"));
+        assert_eq!(cache_root(None, default.clone()), default);
+        assert_eq!(cache_root(Some(OsStr::new("/scratch/k")), default.clone()), Some(PathBuf::from("/scratch/k")));
+        for off in ["off", "OFF", "0", "false", "no", "", " off "] {
+            assert_eq!(cache_root(Some(OsStr::new(off)), default.clone()), None, "{off:?}");
+        }
+        assert_eq!(cache_root(None, None), None);
+    }
+
+    #[test]
+    fn the_build_key_names_version_sources_burn_and_gpu() {
+        let key = build_key("sm90");
+        let parts: Vec<&str> = key.split('-').collect();
+        assert_eq!(parts.len(), 4, "{key}");
+        assert_eq!(parts[0], env!("CARGO_PKG_VERSION"));
+        assert_eq!(parts[1], format!("{:016x}", fnv1a(&KERNEL_SOURCES)));
+        assert_eq!((parts[2], parts[3]), ("burn0.21.0", "sm90"));
+        assert_ne!(build_key("sm90"), build_key("sm80"));
+        // FNV-1a's published test vectors; the parts hash as their concatenation.
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(&[b"foo", b"bar"]), fnv1a(&[b"foobar"]));
+        assert_eq!(fnv1a(&[b"foobar"]), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn a_configured_cache_is_kept_and_an_unset_one_filled_in() {
+        let folder = Path::new("/tmp/da3-kernel-cache-test/none-yet");
+        let (config, outcome) = with_cache_folder(CubeClRuntimeConfig::default(), folder);
+        assert_eq!(outcome, KernelCache::Folder { path: folder.to_path_buf(), fresh: true });
+        assert!(matches!(&config.compilation.cache, Some(CacheConfig::File(p)) if p == folder));
+
+        // A `cubecl.toml` that sets the cache (and other settings): all of it kept.
+        let dir = std::env::temp_dir().join(format!("da3-kernel-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cubecl.toml");
+        std::fs::write(&file, "[compilation]\ncache = \"global\"\n[autotune]\nlevel = \"minimal\"\n").unwrap();
+        let user = CubeClRuntimeConfig::from_file_path(&file).unwrap();
+        let (config, outcome) = with_cache_folder(user, &dir);
+        assert_eq!(outcome, KernelCache::UserConfigured);
+        assert!(matches!(config.compilation.cache, Some(CacheConfig::Global)));
+        assert!(matches!(config.autotune.level, burn_cubecl::cubecl::config::autotune::AutotuneLevel::Minimal));
+        // An existing folder is not fresh.
+        let (_, outcome) = with_cache_folder(CubeClRuntimeConfig::default(), &dir);
+        assert_eq!(outcome, KernelCache::Folder { path: dir.clone(), fresh: false });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
