@@ -8,8 +8,10 @@
 #               binaries, built with `cuda,wgpu,fusion` (no autotune; see gpu_pack.sh)
 #   .whl/       depth-anything-3 0.1.1 and the pure-Python packages the image lacks
 #   .gl/        Vulkan/EGL loaders (device README) for the wgpu steps
+#   .gpu-cache/ optional: kernels.tar.xz, the compiled-kernel caches an earlier session returned
+#               in $OUT (same build and GPU generation), so that nothing compiles again
 # Usage (on the GPU machine, from the repository root): tools/bench/gpu_session.sh STEP...
-#   steps: smoke tests attention compare-bf16 compare-fp32 compare-unfused wgpu
+#   steps: coldstart diag single smoke tests attention compare-bf16 compare-fp32 compare-unfused wgpu
 # Random-weight checkpoints of the real sizes are made there (tools/golden/generate.py, the
 # same compute as the real ones). Every step's output goes to $OUT/<step>.log.
 set -u
@@ -35,6 +37,8 @@ setup() {
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   mkdir -p "$BIN"
   for f in .gpu/*.xz; do xz -dc "$f" > "$BIN/$(basename "$f" .xz)"; chmod +x "$BIN/$(basename "$f" .xz)"; done
+  mkdir -p "$KERNELS"
+  [ -f .gpu-cache/kernels.tar.xz ] && tar -C "$KERNELS" -xJf .gpu-cache/kernels.tar.xz && echo "kernel caches from .gpu-cache: $(du -sh "$KERNELS" | cut -f1)"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee -a "$OUT/session.log"
   python3 -c "import torch, depth_anything_3; print('torch', torch.__version__)" 2>&1 | tail -1 | tee -a "$OUT/session.log"
 }
@@ -47,6 +51,31 @@ weights() {
     log "generate $spec"
     python3 tools/golden/generate.py --preset "$preset" --views "$views" --size "$size" --out "$W" --threads 16 \
       > /tmp/generate.log 2>&1 || { tail -20 /tmp/generate.log; return 1; }
+  done
+}
+
+# The kernel caches of every da3 process here: CubeCL's PTX (da3::kernel_cache, DA3_KERNEL_CACHE)
+# and the driver's JIT output (CUDA_CACHE_PATH), so that only the first process of the session
+# compiles a kernel. A session that carries .gpu-cache/kernels.tar.xz (this script's
+# $OUT/kernels.tar.xz of an earlier session, same build and GPU generation) starts with them.
+KERNELS=/tmp/da3-kernel-caches
+export DA3_KERNEL_CACHE=$KERNELS/cubecl CUDA_CACHE_PATH=$KERNELS/nv CUDA_CACHE_MAXSIZE=4294967296
+save_kernels() { [ -d "$KERNELS" ] && tar -C "$KERNELS" -cJf "$OUT/kernels.tar.xz" . 2>/dev/null; }
+
+# Cold and warm start: the same one-pass da3-bench process twice, first with empty kernel
+# caches, then with what the first one left; the wall time of each, and what the caches hold.
+step_coldstart() {
+  weights da3-small:2:280x378
+  local run="$BIN/da3-bench --model da3-small --weights $W/da3-small.weights.safetensors --device cuda --views 1 --iters 1"
+  local scratch=/tmp/da3-coldstart t0 t1 rc
+  for attempt in cold warm; do
+    [ "$attempt" = cold ] && rm -rf "$scratch"
+    t0=$(date +%s.%N)
+    DA3_KERNEL_CACHE=$scratch/cubecl CUDA_CACHE_PATH=$scratch/nv timeout $(left 240) $run
+    rc=$?
+    t1=$(date +%s.%N)
+    echo "coldstart $attempt: rc $rc, process wall $(python3 -c "print(round($t1 - $t0, 1))") s"
+    du -sh "$scratch"/* 2>/dev/null
   done
 }
 
@@ -153,3 +182,4 @@ for step in "$@"; do
   log "step $step: rc $rc, $(( $(date +%s) - start )) s"
   tail -c 6000 "$OUT/$step.log"
 done
+save_kernels
