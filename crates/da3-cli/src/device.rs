@@ -90,7 +90,7 @@ pub fn dispatch_with<J: BackendJob>(kind: DeviceKind, unfused: bool, job: J) -> 
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         #[cfg(all(feature = "cuda", any(target_os = "linux", target_os = "windows")))]
         if kind == DeviceKind::Cuda {
-            keep_cuda_kernels();
+            keep_cuda_kernels()?;
         }
         if unfused { run_unfused(kind, job) } else { run_compiled(kind, job) }
     }));
@@ -109,16 +109,25 @@ pub fn dispatch_with<J: BackendJob>(kind: DeviceKind, unfused: bool, job: J) -> 
 
 /// Before the first CUDA use in the process: compiled kernels are kept on disk, so that only
 /// the first run of a da3 build on a GPU pays their compilation (`da3::kernel_cache`; minutes on
-/// an H100 at one session). Says so when this run is that first one.
+/// an H100 at one session). Says so when this run is that first one, and fails with the
+/// driver's reason where CUDA cannot run (instead of the backend's panic from a worker thread).
 #[cfg(all(feature = "cuda", any(target_os = "linux", target_os = "windows")))]
-fn keep_cuda_kernels() {
+fn keep_cuda_kernels() -> Result<()> {
     use da3::kernel_cache::{install_cuda, KernelCache, ENV_VAR};
-    if let KernelCache::Folder { path, fresh: true } = install_cuda(0) {
-        eprintln!(
-            "note: first CUDA run of this da3 build on this GPU: its kernels are compiled as they are first \
-             used, which can take minutes, and kept in {} for later runs ({ENV_VAR}=<folder> or `off` to change this)",
-            path.display()
-        );
+    match install_cuda(0) {
+        KernelCache::NoDevice(why) => Err(anyhow::anyhow!(
+            "`--device cuda` cannot run here: {why}. Install the NVIDIA driver, or pick another device \
+             (--device wgpu for Vulkan/Metal/DX12, --device flex for the CPU)"
+        )),
+        KernelCache::Folder { path, fresh: true } => {
+            eprintln!(
+                "note: first CUDA run of this da3 build on this GPU: its kernels are compiled as they are first \
+                 used, which can take minutes, and kept in {} for later runs ({ENV_VAR}=<folder> or `off` to change this)",
+                path.display()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -47,17 +47,21 @@ pub enum KernelCache {
     /// CubeCL's settings had already been read (a GPU backend ran earlier in this process), and
     /// they cannot change any more.
     TooLate,
-    /// No CUDA driver, or no device with this ordinal (the backend says so when it is used).
-    NoDevice,
+    /// CUDA cannot run here: no driver library, the driver does not start, or no device with
+    /// this ordinal (the text says which).
+    NoDevice(String),
 }
 
 /// Turns CubeCL's compilation cache on for CUDA device `ordinal`, in the folder the module
 /// documentation describes. Call it before the first use of a CUDA device in the process (the
-/// `da3` CLI does, in its backend dispatch); later it returns [`KernelCache::TooLate`].
+/// `da3` CLI does, in its backend dispatch); later it returns [`KernelCache::TooLate`]. Asks the
+/// driver for the device's architecture first, so [`KernelCache::NoDevice`] also says, before
+/// Burn's backend would panic, that CUDA cannot run here and why.
 #[cfg(feature = "cuda")]
 pub fn install_cuda(ordinal: usize) -> KernelCache {
-    let Some((major, minor)) = cuda_compute_capability(ordinal) else {
-        return KernelCache::NoDevice;
+    let (major, minor) = match cuda_compute_capability(ordinal) {
+        Ok(capability) => capability,
+        Err(why) => return KernelCache::NoDevice(why),
     };
     match cache_root(std::env::var_os(ENV_VAR).as_deref(), default_root()) {
         Some(root) => install_folder(&root.join(build_key(&format!("sm{major}{minor}")))),
@@ -65,23 +69,28 @@ pub fn install_cuda(ordinal: usize) -> KernelCache {
     }
 }
 
-/// The compute capability of CUDA device `ordinal`; `None` without a driver or that device.
+/// The compute capability of CUDA device `ordinal`, or why there is none.
 #[cfg(feature = "cuda")]
-fn cuda_compute_capability(ordinal: usize) -> Option<(i32, i32)> {
-    use cudarc::driver::{result, sys::CUdevice_attribute as Attribute};
-    // cudarc panics (rather than erring) when libcuda cannot be loaded.
-    std::panic::catch_unwind(|| {
-        result::init().ok()?;
-        let device = result::device::get(ordinal as i32).ok()?;
-        // SAFETY: `device` is a valid handle from cuDeviceGet; the attributes are plain ints.
-        unsafe {
-            let major = result::device::get_attribute(device, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).ok()?;
-            let minor = result::device::get_attribute(device, Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR).ok()?;
-            Some((major, minor))
-        }
-    })
-    .ok()
-    .flatten()
+fn cuda_compute_capability(ordinal: usize) -> Result<(i32, i32), String> {
+    use cudarc::driver::{result, sys, sys::CUdevice_attribute as Attribute};
+    // cudarc panics (rather than erring) when libcuda cannot be loaded: look first.
+    // SAFETY: only tries to open the library (dlopen) under its usual names.
+    if !unsafe { sys::is_culib_present() } {
+        return Err("no CUDA driver library (libcuda) on this machine".into());
+    }
+    let query = || -> Result<(i32, i32), String> {
+        result::init().map_err(|e| format!("the CUDA driver does not start: {e:?}"))?;
+        let device = result::device::get(ordinal as i32).map_err(|e| format!("no CUDA device {ordinal}: {e:?}"))?;
+        let attribute = |which| {
+            // SAFETY: `device` is a valid handle from cuDeviceGet; the attributes are plain ints.
+            unsafe { result::device::get_attribute(device, which) }.map_err(|e| format!("CUDA device {ordinal}: {e:?}"))
+        };
+        Ok((
+            attribute(Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attribute(Attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        ))
+    };
+    std::panic::catch_unwind(query).unwrap_or_else(|_| Err("the CUDA driver library does not load".into()))
 }
 
 /// Makes `folder` CubeCL's compilation cache for this process, unless a configuration file
