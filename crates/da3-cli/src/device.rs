@@ -127,7 +127,15 @@ fn keep_cuda_kernels() -> Result<()> {
             );
             Ok(())
         }
-        _ => Ok(()),
+        KernelCache::Unwritable { path, reason } => {
+            eprintln!(
+                "warning: cannot keep compiled CUDA kernels in {} ({reason}): every run compiles them again; \
+                 set {ENV_VAR}=<folder> to a writable folder",
+                path.display()
+            );
+            Ok(())
+        }
+        KernelCache::UserConfigured | KernelCache::Off | KernelCache::TooLate | KernelCache::Folder { .. } => Ok(()),
     }
 }
 

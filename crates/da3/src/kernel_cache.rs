@@ -38,7 +38,7 @@ pub const ENV_VAR: &str = "DA3_KERNEL_CACHE";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelCache {
     /// CubeCL keeps compiled kernels in this folder. `fresh`: the folder did not exist before,
-    /// so this run compiles every kernel it launches (minutes on CUDA) and later runs reuse them.
+    /// so this run compiles every kernel it launches and later runs reuse them.
     Folder { path: PathBuf, fresh: bool },
     /// A `cubecl.toml` or `burn.toml` sets CubeCL's compilation cache; left as it is.
     UserConfigured,
@@ -47,6 +47,9 @@ pub enum KernelCache {
     /// CubeCL's settings had already been read (a GPU backend ran earlier in this process), and
     /// they cannot change any more.
     TooLate,
+    /// The cache folder cannot be created or written (the reason); kernels are compiled again
+    /// in every process, as without a cache.
+    Unwritable { path: PathBuf, reason: String },
     /// CUDA cannot run here: no driver library, the driver does not start, or no device with
     /// this ordinal (the text says which).
     NoDevice(String),
@@ -94,8 +97,8 @@ fn cuda_compute_capability(ordinal: usize) -> Result<(i32, i32), String> {
 }
 
 /// Makes `folder` CubeCL's compilation cache for this process, unless a configuration file
-/// sets one ([`KernelCache::UserConfigured`]) or CubeCL's settings were already read
-/// ([`KernelCache::TooLate`]). The folder is created by CubeCL when it first stores a kernel.
+/// sets one ([`KernelCache::UserConfigured`]), CubeCL's settings were already read
+/// ([`KernelCache::TooLate`]) or the folder cannot be written ([`KernelCache::Unwritable`]).
 pub fn install_folder(folder: &Path) -> KernelCache {
     // The same slot CubeCL's `get()` fills on first use; holding it while deciding keeps a
     // concurrent first use from slipping in between.
@@ -105,20 +108,33 @@ pub fn install_folder(folder: &Path) -> KernelCache {
     }
     // Read as CubeCL would have (files in the working folder or its parents, then its
     // environment variables), so that everything else stays the user's.
-    let config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-    let (config, outcome) = with_cache_folder(config, folder);
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    let outcome = fill_in_cache(&mut config, folder);
     *slot = Some(Arc::new(config));
     outcome
 }
 
-/// `config` with its compilation cache in `folder`, unless it sets one already.
-fn with_cache_folder(mut config: CubeClRuntimeConfig, folder: &Path) -> (CubeClRuntimeConfig, KernelCache) {
+/// Sets `config`'s compilation cache to `folder` (created here) unless it sets one already or
+/// the folder cannot be written: CubeCL panics when it cannot open its cache files (a
+/// read-only home), so a cache it could not use would stop runs that work without one.
+fn fill_in_cache(config: &mut CubeClRuntimeConfig, folder: &Path) -> KernelCache {
     if config.compilation.cache.is_some() {
-        return (config, KernelCache::UserConfigured);
+        return KernelCache::UserConfigured;
     }
     let fresh = !folder.exists();
+    if let Err(err) = writable_folder(folder) {
+        return KernelCache::Unwritable { path: folder.to_path_buf(), reason: err.to_string() };
+    }
     config.compilation.cache = Some(CacheConfig::File(folder.to_path_buf()));
-    (config, KernelCache::Folder { path: folder.to_path_buf(), fresh })
+    KernelCache::Folder { path: folder.to_path_buf(), fresh }
+}
+
+/// Creates `folder` if needed and checks that a file can be created in it.
+fn writable_folder(folder: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let probe = folder.join(format!(".da3-write-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// The cache's root folder: `DA3_KERNEL_CACHE`'s value if set (`off`, `0`, `false` or empty:
@@ -202,25 +218,34 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_cache_is_kept_and_an_unset_one_filled_in() {
-        let folder = Path::new("/tmp/da3-kernel-cache-test/none-yet");
-        let (config, outcome) = with_cache_folder(CubeClRuntimeConfig::default(), folder);
-        assert_eq!(outcome, KernelCache::Folder { path: folder.to_path_buf(), fresh: true });
-        assert!(matches!(&config.compilation.cache, Some(CacheConfig::File(p)) if p == folder));
+    fn a_configured_cache_is_kept_and_an_unset_one_filled_in_where_writable() {
+        let dir = std::env::temp_dir().join(format!("da3-kernel-cache-{}", std::process::id()));
+        let folder = dir.join("build-key");
+        let mut config = CubeClRuntimeConfig::default();
+        assert_eq!(fill_in_cache(&mut config, &folder), KernelCache::Folder { path: folder.clone(), fresh: true });
+        assert!(matches!(&config.compilation.cache, Some(CacheConfig::File(p)) if *p == folder));
+        assert!(folder.is_dir(), "created, so that CubeCL can write there");
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0, "the write probe is removed");
+        // An existing folder is not fresh.
+        let mut config = CubeClRuntimeConfig::default();
+        assert_eq!(fill_in_cache(&mut config, &folder), KernelCache::Folder { path: folder.clone(), fresh: false });
 
         // A `cubecl.toml` that sets the cache (and other settings): all of it kept.
-        let dir = std::env::temp_dir().join(format!("da3-kernel-cache-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("cubecl.toml");
         std::fs::write(&file, "[compilation]\ncache = \"global\"\n[autotune]\nlevel = \"minimal\"\n").unwrap();
-        let user = CubeClRuntimeConfig::from_file_path(&file).unwrap();
-        let (config, outcome) = with_cache_folder(user, &dir);
-        assert_eq!(outcome, KernelCache::UserConfigured);
-        assert!(matches!(config.compilation.cache, Some(CacheConfig::Global)));
-        assert!(matches!(config.autotune.level, burn_cubecl::cubecl::config::autotune::AutotuneLevel::Minimal));
-        // An existing folder is not fresh.
-        let (_, outcome) = with_cache_folder(CubeClRuntimeConfig::default(), &dir);
-        assert_eq!(outcome, KernelCache::Folder { path: dir.clone(), fresh: false });
+        let mut user = CubeClRuntimeConfig::from_file_path(&file).unwrap();
+        assert_eq!(fill_in_cache(&mut user, &folder), KernelCache::UserConfigured);
+        assert!(matches!(user.compilation.cache, Some(CacheConfig::Global)));
+        assert!(matches!(user.autotune.level, burn_cubecl::cubecl::config::autotune::AutotuneLevel::Minimal));
+
+        // A folder that cannot be made (under a file, so even root cannot): no cache, and why.
+        let blocked = file.join("kernels");
+        let mut config = CubeClRuntimeConfig::default();
+        match fill_in_cache(&mut config, &blocked) {
+            KernelCache::Unwritable { path, reason } => assert!(path == blocked && !reason.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert!(config.compilation.cache.is_none(), "CubeCL would panic on a cache it cannot open");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,4 +21,6 @@ fn install_sets_the_cache_folder_keeps_cubecls_environment_and_happens_once() {
     // Settings already in use cannot change: a second install says so and changes nothing.
     assert_eq!(install_folder(&folder.join("other")), KernelCache::TooLate);
     assert!(matches!(&CubeClRuntimeConfig::get().compilation.cache, Some(CacheConfig::File(p)) if *p == folder));
+    assert!(folder.is_dir() && !folder.join("other").exists());
+    std::fs::remove_dir_all(&folder).unwrap();
 }
