@@ -217,6 +217,16 @@ mod tests {
         assert_eq!(fnv1a(&[b"foobar"]), 0x85944171f73967e8);
     }
 
+    /// [`BURN_VERSION`] is written by hand: it must follow the workspace's Burn pin, or a Burn
+    /// upgrade would load the old Burn's fused kernels from the cache.
+    #[test]
+    fn the_burn_in_the_key_is_the_workspace_pin() {
+        let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml")).unwrap();
+        let line = manifest.lines().find(|l| l.starts_with("burn = ")).expect("the workspace pins burn");
+        let pin = line.split("version = \"=").nth(1).and_then(|rest| rest.split('"').next()).expect("an exact `=x.y.z` pin");
+        assert_eq!(BURN_VERSION, format!("burn{pin}"), "update BURN_VERSION with the pin");
+    }
+
     #[test]
     fn a_configured_cache_is_kept_and_an_unset_one_filled_in_where_writable() {
         let dir = std::env::temp_dir().join(format!("da3-kernel-cache-{}", std::process::id()));
