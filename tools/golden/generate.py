@@ -50,7 +50,7 @@ golden.images        [1,S,3,H,W]  ImageNet-normalized input
 golden.tokens        [1,S,1+N,D]  patch embedding + cls token + interpolated pos-embed
 golden.pos_embed     [1,1+N,D]    the interpolated positional embedding (cls row first)
 golden.block.{i}     [1,S,1+N,D]  output of block i (views in the reordered order for S >= 3)
-golden.ref_index     [1]          selected reference view (only when S >= 3)
+golden.ref_index     [B]          selected reference view per scene (only when S >= 3)
 golden.feat.{k}      [1,S,N,C]    the k-th head input (local || normed global)
 golden.cam_token.{k} [1,S,C]      raw camera token of the k-th out layer
 golden.depth, golden.depth_conf  [1,S,H,W]
@@ -63,6 +63,9 @@ golden.gs.raw [1,S,H,W,37], golden.gs.density [1,S,H,W]   GSDPT output (linear r
 golden.gs.pose_scale_unclamped [1]   posed GS cases: the adapter's Umeyama scale before the clamp
 golden.gaussians.{means [1,N,3], scales [1,N,3], rotations [1,N,4], harmonics [1,N,3,9],
                   opacities [1,N]}   GaussianAdapter output of forward(infer_gs=True), N = S*H*W
+batched cases (BATCHED_CASES) have B > 1 where the others have 1: independent scenes in one
+forward pass, each selecting its own reference view; the mono case's sky fill is the reference's,
+which pools the 0.99 quantile over the whole batch.
 pose-conditioned cases only:
 golden.cameras.world_to_camera [1,S,4,4]  the user's cameras
 golden.cameras.normalized      [1,S,4,4]  after the API's _normalize_extrinsics
@@ -125,6 +128,16 @@ TINY_CASES = [
     ("gs_s2", "tiny-gs", 2, 28, 42, "saddle_balanced", 13),
     # GS with input cameras: the adapter's Umeyama pose scale (clamped to [1/3, 3]).
     ("gs_s3_posed", "tiny-gs", 3, 28, 42, "saddle_balanced", 14, 3),
+]
+
+# Several independent scenes in one forward pass, [B, S, 3, H, W] with B > 1:
+# (case name, config, views, H, W, reference-view strategy, one image seed per scene).
+# The seeds of the tiny case are chosen so that its two scenes select different reference
+# views (the generator checks), which a batch that shared one selection would fail.
+BATCHED_CASES = [
+    ("tiny_b2_s3", "tiny", 3, 42, 56, "saddle_balanced", (21, 22)),
+    ("swiglu_b3_s4", "tiny-swiglu", 4, 28, 42, "saddle_balanced", (23, 24, 25)),
+    ("mono_b2_s2", "tiny-mono", 2, 42, 56, "saddle_balanced", (26, 27)),
 ]
 
 # Sizes (H, W) at which only the interpolated positional embedding is captured; 518x518 is the
@@ -341,7 +354,7 @@ def cameras_for(s, h, w, seed):
 
 
 @torch.no_grad()
-def run_case(net, x, strategy, cameras=None):
+def run_case(net, x, strategy, cameras=None, require_clear_selection=False):
     vit = net.backbone.pretrained
     b, s, _, h, w = x.shape
     out = {"golden.images": x}
@@ -365,6 +378,16 @@ def run_case(net, x, strategy, cameras=None):
     def select(xx, strategy="saddle_balanced"):
         idx = original_select(xx, strategy=strategy)
         out["golden.ref_index"] = idx.float()
+        if require_clear_selection:
+            # A selection that noise of 1e-5 relative changes is decided by float rounding, which
+            # no port reproduces; such a case would test luck (saddle_sim_range is one: with all
+            # similarities positive, the two views of the most similar pair tie, and the
+            # rounding of `sim_ii - 1` on the diagonal picks one of them).
+            g = torch.Generator().manual_seed(0)
+            for _ in range(8):
+                noisy = xx * (1 + 1e-5 * torch.randn(xx.shape, generator=g))
+                if not torch.equal(original_select(noisy, strategy=strategy), idx):
+                    raise SystemExit(f"reference view {idx.tolist()} is decided by rounding noise; pick other seeds")
         return idx
 
     cam_token, ext_norm, ixt = None, None, None
@@ -501,6 +524,18 @@ def main():
         save_file(golden, os.path.join(args.out, f"{case}.golden.safetensors"),
                   metadata={"config": config, "strategy": strategy})
         print(f"wrote {case}" + (f" (reference view {int(ref.item())})" if ref is not None else ""))
+    for case, config, s, h, w, strategy, seeds in BATCHED_CASES:
+        if args.cases and case not in args.cases:
+            continue
+        images = torch.cat([images_for(s, h, w, seed) for seed in seeds])  # [B,S,3,H,W]
+        golden = run_case(nets[config], images, strategy, require_clear_selection=True)
+        ref = golden.get("golden.ref_index")
+        refs = [] if ref is None else [int(v) for v in ref.tolist()]
+        if len(set(refs)) == 1 and len(seeds) > 1:
+            raise SystemExit(f"{case}: every scene selected view {refs[0]}; pick seeds whose selections differ")
+        save_file(golden, os.path.join(args.out, f"{case}.golden.safetensors"),
+                  metadata={"config": config, "strategy": strategy})
+        print(f"wrote {case}" + (f" (reference views {refs})" if refs else ""))
     if args.cases:
         return
     vit = nets["tiny"].backbone.pretrained

@@ -144,6 +144,7 @@ mod flex {
     golden_tests!(da3::backends::Flex, Default::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
         tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
+        tiny_b2_s3, swiglu_b3_s4, mono_b2_s2,
     ]);
 }
 
@@ -152,6 +153,7 @@ mod wgpu {
     golden_tests!(da3::backends::Wgpu, burn::backend::wgpu::WgpuDevice::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
         tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
+        tiny_b2_s3, swiglu_b3_s4, mono_b2_s2,
     ]);
 }
 
@@ -162,6 +164,7 @@ mod wgpu_fusion {
     golden_tests!(da3::backends::WgpuFusion, burn::backend::wgpu::WgpuDevice::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
         tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
+        tiny_b2_s3, swiglu_b3_s4, mono_b2_s2,
     ]);
 }
 
@@ -205,5 +208,6 @@ mod cuda {
     golden_tests!(da3::backends::Cuda, burn::backend::cuda::CudaDevice::default(), [
         tiny_s1, tiny_s2, tiny_s4_saddle_balanced, tiny_s3_saddle_sim_range, tiny_s3_middle,
         tiny_s3_first, swiglu_s3, swiglu_s2, tiny_s3_posed, swiglu_s4_posed, mono_s1, mono_s3,
+        tiny_b2_s3, swiglu_b3_s4, mono_b2_s2,
     ]);
 }
