@@ -330,7 +330,76 @@ impl<B: Backend> Da3<B> {
 
     /// [`Self::predict`] with every option of the reference's `inference()`.
     pub fn predict_with(&self, views: &Views, options: &PredictOptions) -> Result<Prediction, Da3Error> {
-        let (s, h, w) = (views.count(), views.height(), views.width());
+        let s = views.count();
+        self.check_options(options)?;
+        let network_cameras = match &options.cameras {
+            Some(cams) => Some(network_cameras(cams, s)?),
+            None => None,
+        };
+        let images = self.images_tensor(&[views]);
+        let out = self.model.forward_full(images.clone(), options.ref_view_strategy, network_cameras.as_ref(), self.outputs(options), None);
+        // The metric branch runs after the any-view outputs are on the host (`finish_scene`),
+        // so the two passes' activations never coexist.
+        let metric = || self.metric_branch.as_ref().map(|m| m.forward(images, options.ref_view_strategy));
+        self.finish_scene(out, metric, views, network_cameras.as_ref(), options)
+    }
+
+    /// Predicts several independent scenes in one forward pass ([B, S, 3, H, W]): each scene
+    /// is its own multi-view problem (its own reference view, cross-view attention only within
+    /// it), and `result[i]` is what [`Self::predict_with`] returns for `scenes[i]` alone, up to
+    /// float rounding (larger matrix products sum in another order). On a GPU one batched pass
+    /// keeps the device busier than B small ones; on a CPU it gains little.
+    ///
+    /// Every scene must have the same view count and size (group scenes by shape, or pad them
+    /// to one size first). Known cameras are per scene, so `options.cameras` must be `None`
+    /// here; use [`Self::predict_with`] for pose-conditioned scenes. Memory grows linearly with
+    /// the batch: the memory-aware planner ([`crate::schedule`]) plans views of one scene, not
+    /// batches, so pick B within what one pass of B·S views needs.
+    ///
+    /// Unlike the reference's batched forward, whose mono/metric sky fill takes one 0.99
+    /// quantile over the whole batch, each scene's sky is filled from its own depth: a scene's
+    /// result does not depend on what else is in the batch.
+    pub fn predict_batch(&self, scenes: &[Views], options: &PredictOptions) -> Result<Vec<Prediction>, Da3Error> {
+        let Some(first) = scenes.first() else {
+            return Ok(Vec::new());
+        };
+        if options.cameras.is_some() {
+            return Err(Da3Error::Input(
+                "predict_batch takes no input cameras (they are per scene); run pose-conditioned \
+                 scenes one at a time with predict_with"
+                    .into(),
+            ));
+        }
+        let shape = |v: &Views| (v.count(), v.height(), v.width());
+        if let Some((i, other)) = scenes.iter().enumerate().find(|(_, v)| shape(v) != shape(first)) {
+            return Err(Da3Error::Input(format!(
+                "scene {i} has {} views of {}x{} but scene 0 has {} views of {}x{}; one batch runs \
+                 scenes of one view count and size: group the scenes by shape, or call predict_with per scene",
+                other.count(),
+                other.width(),
+                other.height(),
+                first.count(),
+                first.width(),
+                first.height()
+            )));
+        }
+        self.check_options(options)?;
+        let refs: Vec<&Views> = scenes.iter().collect();
+        let images = self.images_tensor(&refs); // [B, S, 3, H, W]
+        let out = self.model.forward_full(images.clone(), options.ref_view_strategy, None, self.outputs(options), None);
+        let metric = self.metric_branch.as_ref().map(|m| m.forward(images, options.ref_view_strategy));
+        scenes
+            .iter()
+            .enumerate()
+            .map(|(i, views)| {
+                let metric = metric.as_ref().map(|m| m.scene(i));
+                self.finish_scene(out.scene(i), || metric, views, None, options)
+            })
+            .collect()
+    }
+
+    /// Rejects options this model cannot serve, before any compute.
+    fn check_options(&self, options: &PredictOptions) -> Result<(), Da3Error> {
         let depth_limit = self.model.config().backbone.depth;
         if let Some(bad) = options.export_feat_layers.iter().find(|&&l| l >= depth_limit) {
             return Err(Da3Error::Input(format!(
@@ -339,11 +408,6 @@ impl<B: Backend> Da3<B> {
                 depth_limit - 1
             )));
         }
-        let images = Tensor::<B, 5>::from_data(TensorData::new(views.data().to_vec(), [1, s, 3, h, w]), &self.device);
-        let network_cameras = match &options.cameras {
-            Some(cams) => Some(network_cameras(cams, s)?),
-            None => None,
-        };
         if (options.use_ray_pose || options.cameras.is_some()) && !self.model.has_cameras() {
             return Err(Da3Error::Input(format!(
                 "{} predicts no cameras, so {} is not available; use a main-series model \
@@ -359,14 +423,41 @@ impl<B: Backend> Da3<B> {
                 self.model.config().name
             )));
         }
-        // 1. The (any-view) network.
-        // The rays only where they are used (see `Outputs::rays`).
-        let outputs = Outputs { feat_layers: &options.export_feat_layers, rays: options.use_ray_pose, gaussians: options.infer_gs };
-        let mut out = self.model.forward_full(images.clone(), options.ref_view_strategy, network_cameras.as_ref(), outputs, None);
+        Ok(())
+    }
+
+    /// The optional network outputs `options` need: the rays only where they are used (see
+    /// `Outputs::rays`).
+    fn outputs<'a>(&self, options: &'a PredictOptions) -> Outputs<'a> {
+        Outputs { feat_layers: &options.export_feat_layers, rays: options.use_ray_pose, gaussians: options.infer_gs }
+    }
+
+    /// The scenes' views as one device tensor [B, S, 3, H, W] (same shapes, checked by callers).
+    fn images_tensor(&self, scenes: &[&Views]) -> Tensor<B, 5> {
+        let (s, h, w) = (scenes[0].count(), scenes[0].height(), scenes[0].width());
+        let data = match scenes {
+            [one] => one.data().to_vec(),
+            _ => scenes.iter().flat_map(|v| v.data().iter().copied()).collect(),
+        };
+        Tensor::from_data(TensorData::new(data, [scenes.len(), s, 3, h, w]), &self.device)
+    }
+
+    /// Everything after the network for one scene (`out` with B = 1): host copies, the ray
+    /// poses, Gaussians, the nested model's metric scaling (`metric` runs the metric branch on
+    /// this scene, called only for nested models) and the alignment to input cameras.
+    fn finish_scene(
+        &self,
+        mut out: Da3Output<B>,
+        metric: impl FnOnce() -> Option<Da3Output<B>>,
+        views: &Views,
+        network_cameras: Option<&ViewCameras>,
+        options: &PredictOptions,
+    ) -> Result<Prediction, Da3Error> {
+        let (s, h, w) = (views.count(), views.height(), views.width());
         let gs = out.gs.take();
         let rays = out.cameras.as_mut().and_then(|c| c.rays.take()).map(|r| (r.ray.dims(), to_vec(r.ray), to_vec(r.conf)));
         let mut prediction = self.to_prediction(out, s, h, w, &options.export_feat_layers, options.seed);
-        // 2. As the reference: the ray head's cameras replace CameraDec's inside the network
+        // As the reference: the ray head's cameras replace CameraDec's inside the network
         // (before the nested scaling reads the intrinsics).
         if let Some(([_, _, rh, rw, _], ray, ray_conf)) = rays {
             let cams = crate::ray_pose::ray_pose(&ray, &ray_conf, s, (rh, rw), (h, w), options.seed)?;
@@ -379,15 +470,13 @@ impl<B: Backend> Da3<B> {
         if let Some(gs) = gs {
             // Pose-conditioned: the predicted frame is first scaled towards the user's
             // (normalized) cameras, as `GaussianAdapter` does with `gt_extrinsics`.
-            let pose_scale = network_cameras
-                .as_ref()
-                .map_or(1.0, |cams| crate::gaussians::pose_scale(&cams.world_to_camera, &prediction.extrinsics));
+            let pose_scale =
+                network_cameras.map_or(1.0, |cams| crate::gaussians::pose_scale(&cams.world_to_camera, &prediction.extrinsics));
             prediction.gaussians = Some(gaussians_of(&prediction, gs, pose_scale)?);
             prediction.gaussian_pose_scale = Some(pose_scale);
         }
-        // 3. Nested model: the metric branch gives the any-view output metric scale.
-        if let Some(metric_model) = &self.metric_branch {
-            let metric = metric_model.forward(images, options.ref_view_strategy);
+        // Nested model: the metric branch gives the any-view output metric scale.
+        if let Some(metric) = metric() {
             let metric_depth = to_vec(metric.depth);
             let sky = to_vec(metric.sky.expect("validated: the metric branch is a DPT model with a sky head"));
             let fit = crate::nested::metric_scaling(
@@ -406,7 +495,7 @@ impl<B: Backend> Da3<B> {
             prediction.is_metric = true;
             prediction.sky = Some(sky);
         }
-        // 4. The API aligns whichever cameras were predicted to the user's.
+        // The API aligns whichever cameras were predicted to the user's.
         if let Some(cameras) = &options.cameras {
             let fit = crate::align::align_to_input_cameras(&mut prediction, cameras, options.align_to_input_ext_scale, options.seed)?;
             prediction.input_frame = Some(crate::align::InputFrame { sim3: fit.sim3, user_frame: options.align_to_input_ext_scale });

@@ -31,6 +31,26 @@ pub struct Da3Output<B: Backend> {
     pub gs: Option<GsRawOutput<B>>,
 }
 
+impl<B: Backend> Da3Output<B> {
+    /// Scene `index` of the batch, every tensor narrowed to B = 1 (views and pixels kept).
+    pub fn scene(&self, index: usize) -> Self {
+        let cameras = self.cameras.as_ref().map(|c| CameraOutput {
+            depth_conf: c.depth_conf.clone().narrow(0, index, 1),
+            rays: c.rays.as_ref().map(|r| RayMap { ray: r.ray.clone().narrow(0, index, 1), conf: r.conf.clone().narrow(0, index, 1) }),
+            pose_enc: c.pose_enc.clone().narrow(0, index, 1),
+            extrinsics: c.extrinsics.clone().narrow(0, index, 1),
+            intrinsics: c.intrinsics.clone().narrow(0, index, 1),
+        });
+        Self {
+            depth: self.depth.clone().narrow(0, index, 1),
+            cameras,
+            sky: self.sky.as_ref().map(|t| t.clone().narrow(0, index, 1)),
+            aux_features: self.aux_features.iter().map(|t| t.clone().narrow(0, index, 1)).collect(),
+            gs: self.gs.as_ref().map(|g| GsRawOutput { raw: g.raw.clone().narrow(0, index, 1), density: g.density.clone().narrow(0, index, 1) }),
+        }
+    }
+}
+
 /// The GSDPT head's activated output, before the Gaussian adapter ([`crate::gaussians`]).
 #[derive(Debug, Clone)]
 pub struct GsRawOutput<B: Backend> {

@@ -77,6 +77,31 @@ fn nested_matches_reference() {
     assert!(!sky_depths.is_empty() && sky_depths.iter().all(|d| *d == sky_depths[0] && *d <= 200.0));
 }
 
+/// The nested model batched (`predict_batch`): the metric branch runs on the whole batch, and
+/// each scene gets its own metric fit, i.e. what the scene alone gets; scene 0 (the golden
+/// views) still matches the reference.
+#[test]
+fn nested_batch_equals_each_scene_alone() {
+    let golden = Golden::read(&fixtures(), "nested_s2");
+    let model = nested_model();
+    let first = views(&golden);
+    let second = synthetic_views(first.count(), first.height(), first.width());
+    let options = PredictOptions::default();
+    let batch = model.predict_batch(&[first.clone(), second.clone()], &options).unwrap();
+    let reference = golden.get("depth");
+    let err = common::rel_l2(&batch[0].depth, &reference.0);
+    assert!(err <= TOL, "scene 0 depth vs reference {err:.2e}");
+    let scales: Vec<f32> = batch.iter().map(|p| p.scale_factor.expect("nested models report their scale")).collect();
+    for (pred, views) in batch.iter().zip([&first, &second]) {
+        let alone = model.predict_with(views, &options).unwrap();
+        let (err, worst) = common::prediction_diff(pred, &alone);
+        println!("nested batch: scale {:?}, batched vs alone {worst} {err:.1e}", pred.scale_factor);
+        assert!(err <= 1e-5, "batched vs alone: {worst} {err:.2e}");
+    }
+    // Two different scenes get two different fits (not one shared over the batch).
+    assert!((scales[0] - scales[1]).abs() > 1e-3 * scales[0].abs(), "scales {scales:?}");
+}
+
 #[test]
 fn nested_checkpoint_with_a_missing_branch_names_the_keys() {
     let mut cfg = config("tiny");

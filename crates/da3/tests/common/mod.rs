@@ -106,3 +106,44 @@ pub fn compare(stage: &str, ours: (Vec<f32>, Vec<usize>), golden: &(Vec<f32>, Ve
     }
     err
 }
+
+/// The largest relative L2 error between two predictions of the same views, over every output
+/// both have (depth, confidence, cameras, sky, metric depth, backbone features), with the
+/// name of the worst one; panics when they differ in shape or in which outputs exist.
+pub fn prediction_diff(ours: &da3::Prediction, other: &da3::Prediction) -> (f64, &'static str) {
+    let flat = |m: &[[[f32; 4]; 3]]| m.iter().flatten().flatten().copied().collect::<Vec<f32>>();
+    let flat3 = |m: &[[[f32; 3]; 3]]| m.iter().flatten().flatten().copied().collect::<Vec<f32>>();
+    assert_eq!((ours.views, ours.height, ours.width), (other.views, other.height, other.width), "prediction shapes");
+    assert_eq!(ours.sky.is_some(), other.sky.is_some(), "sky present in one only");
+    assert_eq!(ours.aux_features.len(), other.aux_features.len(), "feature layers");
+    assert_eq!(ours.scale_factor.is_some(), other.scale_factor.is_some(), "scale factor in one only");
+    let mut pairs: Vec<(&'static str, Vec<f32>, Vec<f32>)> = vec![
+        ("depth", ours.depth.clone(), other.depth.clone()),
+        ("conf", ours.conf.clone(), other.conf.clone()),
+        ("extrinsics", flat(&ours.extrinsics), flat(&other.extrinsics)),
+        ("intrinsics", flat3(&ours.intrinsics), flat3(&other.intrinsics)),
+        ("metric_depth", ours.metric_depth.clone(), other.metric_depth.clone()),
+    ];
+    if let (Some(a), Some(b)) = (&ours.sky, &other.sky) {
+        pairs.push(("sky", a.clone(), b.clone()));
+    }
+    if let (Some(a), Some(b)) = (ours.scale_factor, other.scale_factor) {
+        pairs.push(("scale_factor", vec![a], vec![b]));
+    }
+    for (a, b) in ours.aux_features.iter().zip(&other.aux_features) {
+        assert_eq!((a.layer, a.dim), (b.layer, b.dim), "feature layers");
+        pairs.push(("aux_features", a.data.clone(), b.data.clone()));
+    }
+    let mut worst = (0.0, "every output equal");
+    for (name, a, b) in pairs {
+        assert_eq!(a.len(), b.len(), "{name}: lengths");
+        if a.is_empty() {
+            continue;
+        }
+        let err = rel_l2(&a, &b);
+        if !(err <= worst.0) {
+            worst = (err, name);
+        }
+    }
+    worst
+}

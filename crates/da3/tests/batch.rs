@@ -1,0 +1,175 @@
+//! `Da3::predict_batch`: several independent scenes in one forward pass. Each scene's result
+//! must be the reference's batched network output for that scene (the golden `*_b*` cases,
+//! made by `tools/golden/generate.py` with B > 1) and what `predict_with` gives for the scene
+//! alone.
+
+mod common;
+
+use burn::tensor::backend::Backend;
+use common::{compare, fixtures, prediction_diff, Golden};
+use da3::{Da3, Da3Config, Da3Error, InputCameras, PredictOptions, Views};
+
+/// fp32 tolerance against the reference (as in golden.rs).
+const TOL: f64 = 1e-4;
+/// Batched against one-scene passes of our own: the same arithmetic, in larger products whose
+/// sums run in another order (measured ~1e-7).
+const SAME_TOL: f64 = 1e-5;
+
+fn model<B: Backend>(name: &str, device: &B::Device) -> Da3<B> {
+    let dir = fixtures();
+    let config = Da3Config::from_json(&std::fs::read_to_string(dir.join(format!("{name}.config.json"))).unwrap()).unwrap();
+    Da3::<B>::from_file(config, &dir.join(format!("{name}.weights.safetensors")), device).unwrap()
+}
+
+/// The golden case's B scenes, [S, 3, H, W] each.
+fn scenes(golden: &Golden) -> Vec<Views> {
+    let (data, shape) = golden.get("images");
+    let [b, s, _, h, w] = shape[..] else { panic!("images are [B, S, 3, H, W]") };
+    let per_scene = s * 3 * h * w;
+    (0..b).map(|i| Views::from_normalized(data[i * per_scene..(i + 1) * per_scene].to_vec(), s, h, w).unwrap()).collect()
+}
+
+/// Scene `i` of a golden [B, ...] tensor, with B = 1.
+fn scene_of(golden: &Golden, name: &str, i: usize) -> (Vec<f32>, Vec<usize>) {
+    let (data, shape) = golden.get(name);
+    let n = data.len() / shape[0];
+    let mut one = shape.clone();
+    one[0] = 1;
+    (data[i * n..(i + 1) * n].to_vec(), one)
+}
+
+/// A main-series batch (scenes that select different reference views) against the
+/// reference's batched network and against one-scene passes; with the ray poses and
+/// exported features on, which take the per-scene paths after the network.
+fn main_series_batch<B: Backend>(case: &str, device: &B::Device) {
+    let golden = Golden::read(&fixtures(), case);
+    let model = model::<B>(&golden.metadata["config"], device);
+    let options = PredictOptions {
+        ref_view_strategy: golden.metadata["strategy"].parse().unwrap(),
+        ..PredictOptions::default()
+    };
+    let scenes = scenes(&golden);
+    let batch = model.predict_batch(&scenes, &options).unwrap();
+    assert_eq!(batch.len(), scenes.len());
+    let mut failures = Vec::new();
+    let mut report = Vec::new();
+    for (i, pred) in batch.iter().enumerate() {
+        let flat = |m: &[[[f32; 4]; 3]]| m.iter().flatten().flatten().copied().collect::<Vec<f32>>();
+        let flat3 = |m: &[[[f32; 3]; 3]]| m.iter().flatten().flatten().copied().collect::<Vec<f32>>();
+        for (stage, ours) in [
+            ("depth", pred.depth.clone()),
+            ("depth_conf", pred.conf.clone()),
+            ("extrinsics", flat(&pred.extrinsics)),
+            ("intrinsics", flat3(&pred.intrinsics)),
+        ] {
+            let reference = scene_of(&golden, stage, i);
+            let err = compare(&format!("scene {i} {stage}"), (ours, reference.1.clone()), &reference, TOL, &mut failures);
+            report.push(format!("{i}.{stage}={err:.1e}"));
+        }
+        let alone = model.predict_with(&scenes[i], &options).unwrap();
+        let (err, worst) = prediction_diff(pred, &alone);
+        report.push(format!("{i}.alone={err:.1e}"));
+        if !(err <= SAME_TOL) {
+            failures.push(format!("scene {i}: batched vs alone {worst} {err:.2e}"));
+        }
+    }
+    println!("{case}: {}", report.join(" "));
+    assert!(failures.is_empty(), "{case}:\n{}", failures.join("\n"));
+
+    // Ray poses and exported features run per scene after the network.
+    let options = PredictOptions { use_ray_pose: true, export_feat_layers: vec![0, 3], ..options };
+    let batch = model.predict_batch(&scenes, &options).unwrap();
+    for (i, pred) in batch.iter().enumerate() {
+        let alone = model.predict_with(&scenes[i], &options).unwrap();
+        assert_eq!(pred.aux_features.len(), 2);
+        let (err, worst) = prediction_diff(pred, &alone);
+        println!("{case} scene {i} with rays and features: batched vs alone {worst} {err:.1e}");
+        assert!(err <= SAME_TOL, "scene {i} with ray poses and features: {worst} {err:.2e}");
+    }
+}
+
+/// Mono model: the network against the reference's batched pass, and each scene's sky filled
+/// from its own depth (the reference's batched forward pools the quantile over the batch; we
+/// keep scenes independent), i.e. exactly what the scene alone gets.
+fn mono_batch<B: Backend>(device: &B::Device) {
+    let golden = Golden::read(&fixtures(), "mono_b2_s2");
+    let model = model::<B>("tiny-mono", device);
+    let scenes = scenes(&golden);
+    let batch = model.predict_batch(&scenes, &PredictOptions::default()).unwrap();
+    let mut failures = Vec::new();
+    for (i, pred) in batch.iter().enumerate() {
+        let sky = pred.sky.clone().expect("mono models predict sky");
+        let reference_sky = scene_of(&golden, "sky", i);
+        compare(&format!("scene {i} sky"), (sky.clone(), reference_sky.1.clone()), &reference_sky, TOL, &mut failures);
+        // Non-sky pixels keep the network's depth.
+        let reference = scene_of(&golden, "depth", i).0;
+        let keep: Vec<(f32, f32)> = pred.depth.iter().zip(&reference).zip(&sky).filter(|(_, s)| **s < 0.3).map(|((a, b), _)| (*a, *b)).collect();
+        assert!(keep.len() > 10, "scene {i}: the case must have non-sky pixels");
+        let (ours, theirs): (Vec<f32>, Vec<f32>) = keep.into_iter().unzip();
+        let err = common::rel_l2(&ours, &theirs);
+        assert!(err <= TOL, "scene {i}: non-sky depth {err:.2e}");
+        let alone = model.predict_with(&scenes[i], &PredictOptions::default()).unwrap();
+        let (err, worst) = prediction_diff(pred, &alone);
+        println!("mono_b2_s2 scene {i}: non-sky depth vs reference ok, batched vs alone {worst} {err:.1e}");
+        assert!(err <= SAME_TOL, "scene {i}: batched vs alone {worst} {err:.2e}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use super::*;
+    use da3::backends::Flex;
+
+    #[test]
+    fn tiny_b2_s3() {
+        main_series_batch::<Flex>("tiny_b2_s3", &Default::default());
+    }
+
+    #[test]
+    fn swiglu_b3_s4() {
+        main_series_batch::<Flex>("swiglu_b3_s4", &Default::default());
+    }
+
+    #[test]
+    fn mono_b2_s2() {
+        mono_batch::<Flex>(&Default::default());
+    }
+
+    /// What a batch cannot take fails before any compute, naming the fix; an empty batch is
+    /// an empty result.
+    #[test]
+    fn refuses_mixed_shapes_and_cameras() {
+        let model = model::<Flex>("tiny", &Default::default());
+        let views = |s: usize, h: usize, w: usize| Views::from_normalized(vec![0.1; s * 3 * h * w], s, h, w).unwrap();
+        assert!(model.predict_batch(&[], &PredictOptions::default()).unwrap().is_empty());
+        let err = model.predict_batch(&[views(2, 28, 42), views(3, 28, 42)], &PredictOptions::default()).unwrap_err();
+        assert!(matches!(err, Da3Error::Input(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("scene 1 has 3 views of 42x28") && msg.contains("scene 0 has 2 views"), "{msg}");
+        let err = model.predict_batch(&[views(2, 28, 42), views(2, 42, 42)], &PredictOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("scene 1 has 2 views of 42x42"), "{err}");
+        let cameras = InputCameras { world_to_camera: vec![[[0.0; 4]; 4]; 2], intrinsics: vec![[[0.0; 3]; 3]; 2] };
+        let options = PredictOptions { cameras: Some(cameras), ..PredictOptions::default() };
+        let err = model.predict_batch(&[views(2, 28, 42)], &options).unwrap_err();
+        assert!(err.to_string().contains("predict_with"), "{err}");
+        let options = PredictOptions { export_feat_layers: vec![99], ..PredictOptions::default() };
+        let err = model.predict_batch(&[views(2, 28, 42)], &options).unwrap_err();
+        assert!(err.to_string().contains("feature layer 99"), "{err}");
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+
+    #[test]
+    fn tiny_b2_s3() {
+        main_series_batch::<da3::backends::Wgpu>("tiny_b2_s3", &Default::default());
+    }
+
+    #[test]
+    fn mono_b2_s2() {
+        mono_batch::<da3::backends::Wgpu>(&Default::default());
+    }
+}
