@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """da3 vs the reference PyTorch network, in the same run, on identical inputs and weights.
 
-For each case (model, views, size) it alternates ROUNDS times between one `da3-bench` process
+For each case (model, views, size; views may be BxS, B independent scenes of S views in one
+forward pass: da3's `predict_batch`, the reference's `net(x)` on [B, S, 3, H, W]) it alternates ROUNDS times between one `da3-bench` process
 and one `benches/reference.py` process (each: load, one warm-up pass, ITERS timed passes;
 which of the two goes first alternates between rounds), with the same thread count
 (RAYON_NUM_THREADS / MATMUL_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS, `--threads` of
@@ -104,6 +105,14 @@ def run(cmd, threads, autogroup_nice, timeout):
     return result
 
 
+def parse_case(case, default_iters):
+    """MODEL:VIEWS:HxW[:ITERS] -> (model, batch, views per scene, size, iters); VIEWS is S, or
+    BxS for B independent scenes of S views each in one forward pass."""
+    model, views, size, *iters = case.split(":")
+    batch, _, scene_views = views.rpartition("x")
+    return model, int(batch or 1), int(scene_views), size, int(iters[0]) if iters else default_iters
+
+
 def summarize(runs, views):
     times = [t for r in runs for t in r["times_s"]]
     cpu = [t for r in runs for t in r.get("cpu_s", [])]
@@ -166,7 +175,8 @@ def add_run_args(ap):
     """The arguments every benchmark driver here shares (compare.py, size_cache.py)."""
     ap.add_argument("--bin", required=True, help="the da3-bench binary")
     ap.add_argument("--weights-dir", required=True, help="holds <preset>.weights.safetensors")
-    ap.add_argument("--case", action="append", required=True, help="MODEL:VIEWS:HxW[:ITERS]")
+    ap.add_argument("--case", action="append", required=True,
+                    help="MODEL:VIEWS:HxW[:ITERS]; VIEWS may be BxS: B independent scenes of S views in one pass")
     ap.add_argument("--device", default="flex", help="da3-bench --device: flex, ndarray, wgpu, cuda")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
@@ -194,11 +204,12 @@ def main():
 
     rows, raw = [], []
     for case in args.case:
-        model, views, size, *iters = case.split(":")
-        views, iters = int(views), int(iters[0]) if iters else args.iters
+        model, batch, scene_views, size, iters = parse_case(case, args.iters)
+        views = batch * scene_views  # per pass: what "per view" and "views/s" count
         weights = os.path.join(args.weights_dir, f"{model}.weights.safetensors")
-        common = ["--model", model, "--weights", weights, "--views", str(views), "--size", size,
-                  "--iters", str(iters), "--threads", str(args.threads)] + (["--profile"] if args.profile else []) \
+        common = ["--model", model, "--weights", weights, "--views", str(scene_views), "--size", size,
+                  "--iters", str(iters), "--threads", str(args.threads)] + (["--batch", str(batch)] if batch > 1 else []) \
+            + (["--profile"] if args.profile else []) \
             + (["--ray-pose"] if args.ray_pose else [])
         ours_cmd = [args.bin, *common, "--device", args.device, "--precision", args.precision] + (["--unfused"] if args.unfused else [])
         ref_cmd = [sys.executable, os.path.join(HERE, "reference.py"), *common, "--device", ref_device, "--dtype", args.ref_dtype]
@@ -214,7 +225,7 @@ def main():
                   f"da3 {min(ours[-1]['times_s']):.3f} s, reference {min(ref[-1]['times_s']):.3f} s", file=sys.stderr, flush=True)
         a, b = summarize(ours, views), summarize(ref, views)
         a["paired"] = paired_ratios(ours, ref)
-        rows.append((model, views, size, a, b))
+        rows.append((model, f"{batch}x{scene_views}" if batch > 1 else str(scene_views), size, a, b))
         raw.append({"case": case, "da3": ours, "reference": ref, "da3_cmd": ours_cmd, "reference_cmd": ref_cmd})
         if args.profile:
             print_profile(case, ours, ref)
@@ -223,7 +234,7 @@ def main():
                 json.dump({"args": vars(args), "cases": raw}, f, indent=1)
 
     gpu = any(a["gpu_peak_mb"] is not None for *_, a, _ in rows)
-    print("\n| model | views | size (HxW) | da3 ms/view min / median | reference ms/view min / median "
+    print("\n| model | views (BxS: scenes x views) | size (HxW) | da3 ms/view min / median | reference ms/view min / median "
           "| time ratio median (min) | da3 views/s | reference views/s "
           "| da3 peak RSS MB | reference peak RSS MB | RSS ratio "
           + ("| da3 GPU MB | reference GPU MB " if gpu else "")
@@ -245,7 +256,8 @@ def main():
             flops = next((r["flops"] for r in case["reference"] if r.get("flops")), None)
             if not flops:
                 continue
-            fa, fb = flops * a["views_per_s"] / views / 1e12, flops * b["views_per_s"] / views / 1e12
+            per_pass = parse_case(case["case"], 1)
+            fa, fb = (flops * s["views_per_s"] / (per_pass[1] * per_pass[2]) / 1e12 for s in (a, b))
             print(f"  {model} {views}x{size}: {flops / 1e9:.0f} GFLOP per pass; da3 {fa:.1f} TFLOP/s "
                   f"({fa / args.peak_tflops:.1%} of peak), reference {fb:.1f} ({fb / args.peak_tflops:.1%})")
     print(f"\n(da3 --device {args.device} --precision {args.precision}{' --unfused' if args.unfused else ''} vs reference {ref_device} {args.ref_dtype}{'; both with use_ray_pose' if args.ray_pose else ''}; {args.threads} thread(s) "

@@ -69,7 +69,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="preset name, e.g. da3-small")
     ap.add_argument("--weights", required=True)
-    ap.add_argument("--views", type=int, default=1)
+    ap.add_argument("--views", type=int, default=1, help="views per scene")
+    ap.add_argument("--batch", type=int, default=1, help="independent scenes per forward pass ([B, S, 3, H, W])")
     ap.add_argument("--size", default="378x504")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
@@ -105,8 +106,8 @@ def main():
     rss_loaded = status_kb("VmRSS")
 
     def images(seed):
-        i = torch.arange(args.views * 3 * h * w, dtype=torch.int64)
-        x = (((i * 7919 + seed * 104729) % 1000).float() / 500.0 - 1.0).reshape(1, args.views, 3, h, w)
+        i = torch.arange(args.batch * args.views * 3 * h * w, dtype=torch.int64)
+        x = (((i * 7919 + seed * 104729) % 1000).float() / 500.0 - 1.0).reshape(args.batch, args.views, 3, h, w)
         return x.to(device)
 
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
@@ -163,7 +164,7 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({
         "impl": "reference", "device": args.device, "dtype": args.dtype if device.type == "cuda" else "fp32",
-        "model": args.model, "views": args.views, "size": args.size, "threads": torch.get_num_threads(),
+        "model": args.model, "views": args.views, "batch": args.batch, "size": args.size, "threads": torch.get_num_threads(),
         "load_s": load_s, "times_s": times, "cpu_s": cpu,
         "rss_start_kb": rss_start, "rss_loaded_kb": rss_loaded, "peak_rss_kb": peak,
         "device_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,

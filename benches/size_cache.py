@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from compare import add_run_args, run  # noqa: E402  (same arguments and process runner)
+from compare import add_run_args, parse_case, run  # noqa: E402  (same arguments and process runner)
 
 
 def main():
@@ -35,11 +35,10 @@ def main():
 
     rows = []
     for case in args.case:
-        model, views, size, *iters = case.split(":")
-        views, iters = int(views), int(iters[0]) if iters else args.iters
+        model, batch, views, size, iters = parse_case(case, args.iters)
         weights = os.path.join(args.weights_dir, f"{model}.weights.safetensors")
         common = ["--model", model, "--weights", weights, "--views", str(views), "--size", size,
-                  "--iters", str(iters), "--threads", str(args.threads)]
+                  "--iters", str(iters), "--threads", str(args.threads)] + (["--batch", str(batch)] if batch > 1 else [])
         cmds = {
             "cached": [args.bin, *common, "--device", args.device],
             "uncached": [args.bin, *common, "--device", args.device, "--no-size-cache"],

@@ -26,9 +26,13 @@ struct Args {
     /// Weights (`model.safetensors` in the Hub layout).
     #[arg(long)]
     weights: std::path::PathBuf,
-    /// Number of views per forward pass.
+    /// Number of views per scene.
     #[arg(long, default_value_t = 1)]
     views: usize,
+    /// Independent scenes per forward pass (`Da3::predict_batch`, [B, S, 3, H, W]); 1 runs
+    /// `predict_with` on one scene.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
     /// Input size HxW (multiples of 14).
     #[arg(long, default_value = "378x504")]
     size: String,
@@ -104,11 +108,19 @@ impl BackendJob for Bench {
         let load_s = start.elapsed().as_secs_f64();
         let rss_loaded_kb = proc_status_kb("VmRSS");
         let peak_loaded_kb = proc_status_kb("VmHWM"); // the peak of loading alone
-        // Deterministic, non-constant input (the same formula as reference.py); a different one
-        // per iteration so no backend can reuse a previous result.
-        let input = |seed: usize| {
-            let data = (0..args.views * 3 * h * w).map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0).collect();
-            Views::from_normalized(data, args.views, h, w)
+        // Deterministic, non-constant input (the same formula as reference.py, over all B·S
+        // views); a different one per iteration so no backend can reuse a previous result.
+        let batch = args.batch as usize;
+        let input = |seed: usize| -> std::result::Result<Vec<Views>, da3::Da3Error> {
+            let per_scene = args.views * 3 * h * w;
+            (0..batch)
+                .map(|b| {
+                    let data = (b * per_scene..(b + 1) * per_scene)
+                        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
+                        .collect();
+                    Views::from_normalized(data, args.views, h, w)
+                })
+                .collect()
         };
         let options = PredictOptions { use_ray_pose: args.ray_pose, ..PredictOptions::default() };
         // Progress on stderr (compare.py reads the JSON line on stdout): on a GPU the warm-up
@@ -116,17 +128,17 @@ impl BackendJob for Bench {
         // its time went.
         eprintln!("da3-bench: loaded in {load_s:.2} s");
         let warm = Instant::now();
-        model.predict_with(&input(0)?, &options)?; // warm-up
+        predict(&model, &input(0)?, &options)?; // warm-up
         eprintln!("da3-bench: warm-up pass {:.2} s", warm.elapsed().as_secs_f64());
         let (mut times, mut cpu) = (Vec::with_capacity(args.iters), Vec::with_capacity(args.iters));
         for i in 0..args.iters {
             let views = input(i + 1)?;
             let (start, cpu_start) = (Instant::now(), cpu_time_s());
-            let prediction = model.predict_with(&views, &options)?;
+            let predictions = predict(&model, &views, &options)?;
             times.push(start.elapsed().as_secs_f64());
             eprintln!("da3-bench: pass {} {:.4} s", i + 1, times[i]);
             cpu.push(cpu_time_s() - cpu_start);
-            anyhow::ensure!(prediction.depth.iter().all(|d| d.is_finite()), "non-finite depth");
+            anyhow::ensure!(predictions.iter().all(|p| p.depth.iter().all(|d| d.is_finite())), "non-finite depth");
         }
         let profile = if args.profile { Some(profile(&model, &device, &input, args.iters, &options)?) } else { None };
         Ok(serde_json::json!({
@@ -140,6 +152,7 @@ impl BackendJob for Bench {
             "compute_dtype": format!("{:?}", model.compute_dtype()),
             "model": args.model,
             "views": args.views,
+            "batch": batch,
             "ray_pose": args.ray_pose,
             "size": args.size,
             "threads": rayon::current_num_threads(),
@@ -158,6 +171,15 @@ impl BackendJob for Bench {
     }
 }
 
+/// One pass over `scenes`: `predict_with` for one scene (what the single-scene rows have always
+/// measured), `predict_batch` for several.
+fn predict<B: Backend>(model: &Da3<B>, scenes: &[Views], options: &PredictOptions) -> Result<Vec<da3::Prediction>> {
+    Ok(match scenes {
+        [one] => vec![model.predict_with(one, options)?],
+        _ => model.predict_batch(scenes, options)?,
+    })
+}
+
 /// Per-stage times over `iters` passes each: `backbone_s` (DINOv2 with alternating attention
 /// and reference-view selection), `network_s` (backbone + heads + CameraDec, device tensors
 /// out) and `predict_s` (`predict_with`: upload, network, readback, conversion to host
@@ -165,15 +187,17 @@ impl BackendJob for Bench {
 fn profile<B: Backend>(
     model: &Da3<B>,
     device: &B::Device,
-    input: &dyn Fn(usize) -> std::result::Result<Views, da3::Da3Error>,
+    input: &dyn Fn(usize) -> std::result::Result<Vec<Views>, da3::Da3Error>,
     iters: usize,
     options: &PredictOptions,
 ) -> Result<serde_json::Value> {
     let sync = || B::sync(device).map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
-    let tensor = |v: &Views| {
-        Tensor::<B, 5>::from_data(TensorData::new(v.data().to_vec(), [1, v.count(), 3, v.height(), v.width()]), device)
+    let tensor = |scenes: &[Views]| {
+        let v = &scenes[0];
+        let data: Vec<f32> = scenes.iter().flat_map(|s| s.data().iter().copied()).collect();
+        Tensor::<B, 5>::from_data(TensorData::new(data, [scenes.len(), v.count(), 3, v.height(), v.width()]), device)
     };
-    let (mut backbone, mut network, mut predict) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut backbone, mut network, mut predict_s) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..iters {
         let views = input(1000 + i)?;
         let images = tensor(&views);
@@ -193,10 +217,10 @@ fn profile<B: Backend>(
         drop(out);
 
         let start = Instant::now();
-        model.predict_with(&views, options)?;
-        predict.push(start.elapsed().as_secs_f64());
+        predict(model, &views, options)?;
+        predict_s.push(start.elapsed().as_secs_f64());
     }
-    Ok(serde_json::json!({"backbone_s": backbone, "network_s": network, "predict_s": predict}))
+    Ok(serde_json::json!({"backbone_s": backbone, "network_s": network, "predict_s": predict_s}))
 }
 
 /// `HxW` -> (H, W).

@@ -151,7 +151,10 @@ compare() { # extra compare.py arguments...
 step_compare-bf16() {
   compare --precision bf16 --ref-dtype bf16 --peak-tflops $PEAK_BF16 \
     --case da3-large:8:378x504 --case da3-small:1:378x504 --case da3-large:32:378x504:5 \
-    --case da3-base:8:378x504 --case da3-small:8:378x504 --case da3-large:1:378x504 --json "$OUT/compare-bf16.json"
+    --case da3-base:8:378x504 --case da3-small:8:378x504 --case da3-large:1:378x504 \
+    --case da3-large:8x1:378x504 --case da3-small:32x1:378x504:5 --json "$OUT/compare-bf16.json"
+  # (the last two: independent images batched, da3's predict_batch against net(x) on [B, 1, ...];
+  # last, so that a .gpu pack older than da3-bench's --batch loses only them)
 }
 
 step_compare-fp32() {
