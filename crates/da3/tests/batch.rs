@@ -159,17 +159,28 @@ mod flex {
     }
 }
 
+/// The batched model and mono cases on a GPU backend.
+macro_rules! gpu_batch_tests {
+    ($backend:ty) => {
+        #[test]
+        fn tiny_b2_s3() {
+            super::main_series_batch::<$backend>("tiny_b2_s3", &Default::default());
+        }
+
+        #[test]
+        fn mono_b2_s2() {
+            super::mono_batch::<$backend>(&Default::default());
+        }
+    };
+}
+
 #[cfg(feature = "wgpu")]
 mod wgpu {
-    use super::*;
+    gpu_batch_tests!(da3::backends::Wgpu);
+}
 
-    #[test]
-    fn tiny_b2_s3() {
-        main_series_batch::<da3::backends::Wgpu>("tiny_b2_s3", &Default::default());
-    }
-
-    #[test]
-    fn mono_b2_s2() {
-        mono_batch::<da3::backends::Wgpu>(&Default::default());
-    }
+/// On CUDA (built and run only on a GPU machine).
+#[cfg(feature = "cuda")]
+mod cuda {
+    gpu_batch_tests!(da3::backends::Cuda);
 }
