@@ -17,7 +17,9 @@ groups = collections.Counter()
 for stack in sys.stdin.read().split("\n\n"):
     lines = stack.strip().split("\n")[1:]
     frames = [re.sub(r"^\s*[0-9a-f]+\s+", "", line).split("+0x")[0] for line in lines]
-    if not any("predict_with" in f for f in frames):
+    # predict_with, or (when the compiler inlined it there) da3-bench's pass function, which
+    # calls predict_with or predict_batch.
+    if not any("predict_with" in f or "predict_batch" in f or f.startswith("da3_bench::predict") for f in frames):
         continue
     da3 = next((f for f in frames if f.startswith("da3::")), "?")
     burn = [f for f in frames if f.startswith("burn_flex::")]
