@@ -487,6 +487,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--preset", choices=sorted(PRESETS), help="real-size network instead of the tiny fixtures")
     ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1,
+                    help="with --preset: scenes per pass (B > 1: case <preset>_b<B>_s<S>_<HxW>; their reference "
+                         "views must differ and survive noise, as for BATCHED_CASES)")
     ap.add_argument("--size", default="280x378", help="HxW, multiples of 14")
     ap.add_argument("--strategy", default="saddle_balanced")
     ap.add_argument("--threads", type=int, default=1)
@@ -501,8 +504,14 @@ def main():
         randomize(net, WEIGHT_SEED)
         write_config(net, args.preset, cfg, args.out)
         h, w = (int(v) for v in args.size.lower().split("x"))
-        case = f"{args.preset}_s{args.views}_{h}x{w}"
-        save_file(run_case(net, images_for(args.views, h, w, 11), args.strategy),
+        batch = f"b{args.batch}_" if args.batch > 1 else ""
+        case = f"{args.preset}_{batch}s{args.views}_{h}x{w}"
+        images = torch.cat([images_for(args.views, h, w, 11 + i) for i in range(args.batch)])
+        golden = run_case(net, images, args.strategy, require_clear_selection=args.batch > 1)
+        refs = golden.get("golden.ref_index")
+        if args.batch > 1 and refs is not None and len(set(refs.tolist())) == 1:
+            raise SystemExit(f"{case}: every scene selected view {int(refs[0])}; change the image seeds")
+        save_file(golden,
                   os.path.join(args.out, f"{case}.golden.safetensors"),
                   metadata={"config": args.preset, "strategy": args.strategy})
         print(f"wrote {case}")

@@ -6,6 +6,8 @@
 mod common;
 
 use burn::tensor::backend::Backend;
+use std::path::Path;
+
 use common::{compare, fixtures, prediction_diff, Golden};
 use da3::{Da3, Da3Config, Da3Error, InputCameras, PredictOptions, Views};
 
@@ -15,8 +17,7 @@ const TOL: f64 = 1e-4;
 /// sums run in another order (measured ~1e-7).
 const SAME_TOL: f64 = 1e-5;
 
-fn model<B: Backend>(name: &str, device: &B::Device) -> Da3<B> {
-    let dir = fixtures();
+fn model<B: Backend>(dir: &Path, name: &str, device: &B::Device) -> Da3<B> {
     let config = Da3Config::from_json(&std::fs::read_to_string(dir.join(format!("{name}.config.json"))).unwrap()).unwrap();
     Da3::<B>::from_file(config, &dir.join(format!("{name}.weights.safetensors")), device).unwrap()
 }
@@ -41,9 +42,9 @@ fn scene_of(golden: &Golden, name: &str, i: usize) -> (Vec<f32>, Vec<usize>) {
 /// A main-series batch (scenes that select different reference views) against the
 /// reference's batched network and against one-scene passes; with the ray poses and
 /// exported features on, which take the per-scene paths after the network.
-fn main_series_batch<B: Backend>(case: &str, device: &B::Device) {
-    let golden = Golden::read(&fixtures(), case);
-    let model = model::<B>(&golden.metadata["config"], device);
+fn main_series_batch<B: Backend>(dir: &Path, case: &str, device: &B::Device) {
+    let golden = Golden::read(dir, case);
+    let model = model::<B>(dir, &golden.metadata["config"], device);
     let options = PredictOptions {
         ref_view_strategy: golden.metadata["strategy"].parse().unwrap(),
         ..PredictOptions::default()
@@ -93,7 +94,7 @@ fn main_series_batch<B: Backend>(case: &str, device: &B::Device) {
 /// keep scenes independent), i.e. exactly what the scene alone gets.
 fn mono_batch<B: Backend>(device: &B::Device) {
     let golden = Golden::read(&fixtures(), "mono_b2_s2");
-    let model = model::<B>("tiny-mono", device);
+    let model = model::<B>(&fixtures(), "tiny-mono", device);
     let scenes = scenes(&golden);
     let batch = model.predict_batch(&scenes, &PredictOptions::default()).unwrap();
     let mut failures = Vec::new();
@@ -123,12 +124,12 @@ mod flex {
 
     #[test]
     fn tiny_b2_s3() {
-        main_series_batch::<Flex>("tiny_b2_s3", &Default::default());
+        main_series_batch::<Flex>(&fixtures(), "tiny_b2_s3", &Default::default());
     }
 
     #[test]
     fn swiglu_b3_s4() {
-        main_series_batch::<Flex>("swiglu_b3_s4", &Default::default());
+        main_series_batch::<Flex>(&fixtures(), "swiglu_b3_s4", &Default::default());
     }
 
     #[test]
@@ -136,11 +137,21 @@ mod flex {
         mono_batch::<Flex>(&Default::default());
     }
 
+    /// Real size: da3-small, 2 scenes of 3 views at 280×378 (products split into parallel
+    /// tiles, unlike the tiny cases), against the reference's batched network and one-scene
+    /// passes. Fixtures: `tools/golden/real_parity.sh`, which runs this.
+    #[test]
+    #[ignore = "needs real-size fixtures: run tools/golden/real_parity.sh"]
+    fn real_size_batch() {
+        let dir = std::path::PathBuf::from(std::env::var("DA3_REAL_GOLDENS").expect("DA3_REAL_GOLDENS = the generator's --out dir"));
+        main_series_batch::<Flex>(&dir, "da3-small_b2_s3_280x378", &Default::default());
+    }
+
     /// What a batch cannot take fails before any compute, naming the fix; an empty batch is
     /// an empty result.
     #[test]
     fn refuses_mixed_shapes_and_cameras() {
-        let model = model::<Flex>("tiny", &Default::default());
+        let model = model::<Flex>(&fixtures(), "tiny", &Default::default());
         let views = |s: usize, h: usize, w: usize| Views::from_normalized(vec![0.1; s * 3 * h * w], s, h, w).unwrap();
         assert!(model.predict_batch(&[], &PredictOptions::default()).unwrap().is_empty());
         let err = model.predict_batch(&[views(2, 28, 42), views(3, 28, 42)], &PredictOptions::default()).unwrap_err();
@@ -164,7 +175,7 @@ macro_rules! gpu_batch_tests {
     ($backend:ty) => {
         #[test]
         fn tiny_b2_s3() {
-            super::main_series_batch::<$backend>("tiny_b2_s3", &Default::default());
+            super::main_series_batch::<$backend>(&super::fixtures(), "tiny_b2_s3", &Default::default());
         }
 
         #[test]
