@@ -11,7 +11,8 @@ both), and reports over all timed passes: the min and median latency per view, t
 a GPU (peak `nvidia-smi` usage of each process, sampled every 50 ms), model load time, and the
 ratio da3 / reference (< 1: da3 is faster or smaller; for views/s > 1 is better). It also
 prints the paired time ratio: each round's da3 median pass over the same round's reference
-median pass, and the median and range of those over the rounds. The two processes of a round
+median pass, the median and range of those over the rounds, and a distribution-free interval
+for that median (order statistics, ~90 % or more; `median_interval`). The two processes of a round
 run back to back, so its range shows how far a shared host's slow phases (other VMs on the
 same cores) moved the ratio between rounds; the table keeps the pooled ratio.
 
@@ -37,6 +38,7 @@ Usage:
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -132,6 +134,19 @@ def summarize(runs, views):
         "load_median_s": statistics.median(r["load_s"] for r in runs),
         "threads": runs[0].get("threads"),
     }
+
+
+def median_interval(values, at_least=0.9):
+    """A distribution-free confidence interval for the median of what the values sample: the
+    order statistics (x_(k), x_(n+1-k)) with the largest k whose coverage, 1 - 2 P(Bin(n, 1/2) < k),
+    is still >= at_least. Returns (low, high, coverage); (min, max, coverage) when n is too small
+    for more. Rounds are the independent samples of a paired ratio (host phases move both sides)."""
+    xs, n = sorted(values), len(values)
+    tail = lambda k: sum(math.comb(n, i) for i in range(k)) / 2 ** n  # P(Bin(n, 1/2) < k)
+    k = 1
+    while k + 1 <= n // 2 and 1 - 2 * tail(k + 1) >= at_least:
+        k += 1
+    return xs[k - 1], xs[n - k], 1 - 2 * tail(k)
 
 
 def paired_ratios(ours, ref):
@@ -269,9 +284,11 @@ def main():
               f"da3 {a['rss_start_mb']:.0f} / {a['rss_loaded_mb']:.0f} MB, reference {b['rss_start_mb']:.0f} / "
               f"{b['rss_loaded_mb']:.0f} MB")
         paired = a["paired"]
+        low, high, coverage = median_interval(paired)
         print(f"    paired time ratio (per round, da3 median / reference median): median {statistics.median(paired):.2f}, "
               f"range {min(paired):.2f}-{max(paired):.2f} over {len(paired)} rounds: "
-              + " ".join(f"{p:.2f}" for p in paired))
+              + " ".join(f"{p:.2f}" for p in paired)
+              + f"; {coverage:.0%} interval for the median ratio: {low:.2f}-{high:.2f}")
 
 
 if __name__ == "__main__":
