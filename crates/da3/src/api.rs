@@ -351,8 +351,10 @@ impl<B: Backend> Da3<B> {
     /// keeps the device busier than B small ones; on a CPU it gains little.
     ///
     /// Every scene must have the same view count and size (group scenes by shape, or pad them
-    /// to one size first). Known cameras are per scene, so `options.cameras` must be `None`
-    /// here; use [`Self::predict_with`] for pose-conditioned scenes. Memory grows linearly with
+    /// to one size first). `options.cameras`, when given, are the cameras of **every** scene: a
+    /// calibrated rig (stereo pair, multi-camera car) filmed over time, one scene per time
+    /// step; each scene is pose-conditioned on them and aligned to them as `predict_with` would
+    /// do it alone. Scenes with different cameras go through [`Self::predict_with`]. Memory grows linearly with
     /// the batch: the memory-aware planner ([`crate::schedule`]) plans views of one scene, not
     /// batches, so pick B within what one pass of B·S views needs.
     ///
@@ -363,13 +365,6 @@ impl<B: Backend> Da3<B> {
         let Some(first) = scenes.first() else {
             return Ok(Vec::new());
         };
-        if options.cameras.is_some() {
-            return Err(Da3Error::Input(
-                "predict_batch takes no input cameras (they are per scene); run pose-conditioned \
-                 scenes one at a time with predict_with"
-                    .into(),
-            ));
-        }
         let shape = |v: &Views| (v.count(), v.height(), v.width());
         if let Some((i, other)) = scenes.iter().enumerate().find(|(_, v)| shape(v) != shape(first)) {
             return Err(Da3Error::Input(format!(
@@ -384,16 +379,21 @@ impl<B: Backend> Da3<B> {
             )));
         }
         self.check_options(options)?;
+        // The rig's cameras, shared by every scene (CameraEnc repeats them over the batch).
+        let network_cameras = match &options.cameras {
+            Some(cams) => Some(network_cameras(cams, first.count())?),
+            None => None,
+        };
         let refs: Vec<&Views> = scenes.iter().collect();
         let images = self.images_tensor(&refs); // [B, S, 3, H, W]
-        let out = self.model.forward_full(images.clone(), options.ref_view_strategy, None, self.outputs(options), None);
+        let out = self.model.forward_full(images.clone(), options.ref_view_strategy, network_cameras.as_ref(), self.outputs(options), None);
         let metric = self.metric_branch.as_ref().map(|m| m.forward(images, options.ref_view_strategy));
         scenes
             .iter()
             .enumerate()
             .map(|(i, views)| {
                 let metric = metric.as_ref().map(|m| m.scene(i));
-                self.finish_scene(out.scene(i), || metric, views, None, options)
+                self.finish_scene(out.scene(i), || metric, views, network_cameras.as_ref(), options)
             })
             .collect()
     }

@@ -144,13 +144,27 @@ impl<B: Backend> CameraEnc<B> {
     }
 
     /// Camera tokens for `cameras` of `b` scenes of `s` views seen at `h`×`w` pixels: [B, S, D].
+    /// `cameras` holds either B·S views (scene by scene) or S views that every scene shares (a
+    /// calibrated rig filmed over time).
+    ///
+    /// # Panics
+    /// When `cameras` holds neither S nor B·S views (extrinsics and intrinsics alike).
     pub fn forward(&self, cameras: &ViewCameras, b: usize, s: usize, h: usize, w: usize, device: &B::Device) -> Tensor<B, 3> {
-        let encodings: Vec<f32> = cameras
+        let views = cameras.world_to_camera.len();
+        assert!(
+            (views == s || views == b * s) && cameras.intrinsics.len() == views,
+            "CameraEnc: {views} extrinsics and {} intrinsics for {b} scene(s) of {s} views; give {s} (shared by every \
+             scene) or {} (per scene)",
+            cameras.intrinsics.len(),
+            b * s
+        );
+        let per_view: Vec<[f32; 9]> = cameras
             .world_to_camera
             .iter()
             .zip(&cameras.intrinsics)
-            .flat_map(|(ext, k)| pose_encoding(&rigid_inverse(ext), k, h, w).map(|v| v as f32))
+            .map(|(ext, k)| pose_encoding(&rigid_inverse(ext), k, h, w).map(|v| v as f32))
             .collect();
+        let encodings: Vec<f32> = per_view.iter().cycle().take(b * s).flatten().copied().collect();
         let pose = Tensor::<B, 3>::from_data(TensorData::new(encodings, [b, s, 9]), device); // [B, S, 9]
         let x = self.fc2.forward(gelu(self.fc1.forward(pose))); // [B, S, D]
         let mut x = self.token_norm.forward(x);

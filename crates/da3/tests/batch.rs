@@ -137,6 +137,57 @@ mod flex {
         mono_batch::<Flex>(&Default::default());
     }
 
+    /// A calibrated rig over time: every scene pose-conditioned on the same cameras
+    /// (`options.cameras`), each scene = `predict_with` alone with them (alignment to the
+    /// cameras included); the golden scene also matches the reference API's aligned outputs.
+    /// The GS case adds the Gaussians, whose pose scale is fitted per scene.
+    #[test]
+    fn rig_cameras_shared_by_every_scene() {
+        for (case, infer_gs) in [("tiny_s3_posed", false), ("gs_s3_posed", true)] {
+            let golden = Golden::read(&fixtures(), case);
+            let model = model::<Flex>(&fixtures(), &golden.metadata["config"], &Default::default());
+            let (data, shape) = golden.get("images");
+            let (s, h, w) = (shape[1], shape[3], shape[4]);
+            let recorded = Views::from_normalized(data.clone(), s, h, w).unwrap();
+            // A second time step: the same rig, other pixels.
+            let other = Views::from_normalized(data.iter().rev().copied().collect(), s, h, w).unwrap();
+            let matrices = |name: &str, n: usize| -> Vec<Vec<f64>> {
+                golden.get(name).0.chunks_exact(n * n).map(|m| m.iter().map(|v| *v as f64).collect()).collect()
+            };
+            let cameras = InputCameras {
+                world_to_camera: matrices("cameras.world_to_camera", 4)
+                    .iter()
+                    .map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 4 + c])))
+                    .collect(),
+                intrinsics: matrices("cameras.intrinsics", 3)
+                    .iter()
+                    .map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 3 + c])))
+                    .collect(),
+            };
+            let options = PredictOptions {
+                ref_view_strategy: golden.metadata["strategy"].parse().unwrap(),
+                cameras: Some(cameras),
+                infer_gs,
+                ..PredictOptions::default()
+            };
+            let batch = model.predict_batch(&[recorded.clone(), other.clone()], &options).unwrap();
+            if golden.has("aligned.depth") {
+                let err = common::rel_l2(&batch[0].depth, &golden.get("aligned.depth").0);
+                assert!(err <= TOL, "{case}: aligned depth vs the reference API {err:.2e}");
+            }
+            for (i, (pred, views)) in batch.iter().zip([&recorded, &other]).enumerate() {
+                assert!(pred.input_frame.is_some(), "{case} scene {i}: aligned to the input cameras");
+                assert_eq!(pred.gaussians.is_some(), infer_gs);
+                let alone = model.predict_with(views, &options).unwrap();
+                let (err, worst) = prediction_diff(pred, &alone);
+                println!("{case} rig scene {i}: batched vs alone {worst} {err:.1e}");
+                assert!(err <= SAME_TOL, "{case} scene {i}: {worst} {err:.2e}");
+            }
+            let depth_gap = common::rel_l2(&batch[1].depth, &batch[0].depth);
+            assert!(depth_gap > 1e-2, "{case}: the two time steps must differ ({depth_gap:.1e})");
+        }
+    }
+
     /// Real size: da3-small, 2 scenes of 3 views at 280×378 (products split into parallel
     /// tiles, unlike the tiny cases), against the reference's batched network and one-scene
     /// passes. Fixtures: `tools/golden/real_parity.sh`, which runs this.
@@ -150,7 +201,7 @@ mod flex {
     /// What a batch cannot take fails before any compute, naming the fix; an empty batch is
     /// an empty result.
     #[test]
-    fn refuses_mixed_shapes_and_cameras() {
+    fn refuses_mixed_shapes_and_bad_options() {
         let model = model::<Flex>(&fixtures(), "tiny", &Default::default());
         let views = |s: usize, h: usize, w: usize| Views::from_normalized(vec![0.1; s * 3 * h * w], s, h, w).unwrap();
         assert!(model.predict_batch(&[], &PredictOptions::default()).unwrap().is_empty());
@@ -160,10 +211,12 @@ mod flex {
         assert!(msg.contains("scene 1 has 3 views of 42x28") && msg.contains("scene 0 has 2 views"), "{msg}");
         let err = model.predict_batch(&[views(2, 28, 42), views(2, 42, 42)], &PredictOptions::default()).unwrap_err();
         assert!(err.to_string().contains("scene 1 has 2 views of 42x42"), "{err}");
-        let cameras = InputCameras { world_to_camera: vec![[[0.0; 4]; 4]; 2], intrinsics: vec![[[0.0; 3]; 3]; 2] };
+        let eye = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let k = [[40.0, 0.0, 21.0], [0.0, 40.0, 14.0], [0.0, 0.0, 1.0]];
+        let cameras = InputCameras { world_to_camera: vec![eye; 3], intrinsics: vec![k; 3] };
         let options = PredictOptions { cameras: Some(cameras), ..PredictOptions::default() };
         let err = model.predict_batch(&[views(2, 28, 42)], &options).unwrap_err();
-        assert!(err.to_string().contains("predict_with"), "{err}");
+        assert!(err.to_string().contains("3 extrinsics and 3 intrinsics given for 2 views"), "{err}");
         let options = PredictOptions { export_feat_layers: vec![99], ..PredictOptions::default() };
         let err = model.predict_batch(&[views(2, 28, 42)], &options).unwrap_err();
         assert!(err.to_string().contains("feature layer 99"), "{err}");

@@ -108,7 +108,7 @@ pub fn compare(stage: &str, ours: (Vec<f32>, Vec<usize>), golden: &(Vec<f32>, Ve
 }
 
 /// The largest relative L2 error between two predictions of the same views, over every output
-/// both have (depth, confidence, cameras, sky, metric depth, backbone features), with the
+/// both have (depth, confidence, cameras, sky, metric depth, Gaussians, backbone features), with the
 /// name of the worst one; panics when they differ in shape or in which outputs exist.
 pub fn prediction_diff(ours: &da3::Prediction, other: &da3::Prediction) -> (f64, &'static str) {
     let flat = |m: &[[[f32; 4]; 3]]| m.iter().flatten().flatten().copied().collect::<Vec<f32>>();
@@ -129,6 +129,18 @@ pub fn prediction_diff(ours: &da3::Prediction, other: &da3::Prediction) -> (f64,
     }
     if let (Some(a), Some(b)) = (ours.scale_factor, other.scale_factor) {
         pairs.push(("scale_factor", vec![a], vec![b]));
+    }
+    assert_eq!(ours.gaussians.is_some(), other.gaussians.is_some(), "Gaussians in one only");
+    if let (Some(a), Some(b)) = (&ours.gaussians, &other.gaussians) {
+        pairs.push(("gaussians.means", a.means.iter().flatten().copied().collect(), b.means.iter().flatten().copied().collect()));
+        pairs.push(("gaussians.scales", a.scales.iter().flatten().copied().collect(), b.scales.iter().flatten().copied().collect()));
+        pairs.push(("gaussians.rotations", a.rotations.iter().flatten().copied().collect(), b.rotations.iter().flatten().copied().collect()));
+        pairs.push((
+            "gaussians.harmonics",
+            a.harmonics.iter().flatten().flatten().copied().collect(),
+            b.harmonics.iter().flatten().flatten().copied().collect(),
+        ));
+        pairs.push(("gaussians.opacities", a.opacities.clone(), b.opacities.clone()));
     }
     for (a, b) in ours.aux_features.iter().zip(&other.aux_features) {
         assert_eq!((a.layer, a.dim), (b.layer, b.dim), "feature layers");
