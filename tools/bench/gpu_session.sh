@@ -60,7 +60,10 @@ weights() {
 # $OUT/kernels.tar.xz of an earlier session, same build and GPU generation) starts with them.
 KERNELS=/tmp/da3-kernel-caches
 export DA3_KERNEL_CACHE=$KERNELS/cubecl CUDA_CACHE_PATH=$KERNELS/nv CUDA_CACHE_MAXSIZE=4294967296
-save_kernels() { [ -d "$KERNELS" ] && tar -C "$KERNELS" -cJf "$OUT/kernels.tar.xz" . 2>/dev/null; }
+save_kernels() { # the device tool carries 64 MiB in all and .gpu/ takes 31: the size decides whether it can travel back
+  [ -d "$KERNELS" ] && tar -C "$KERNELS" -cJf "$OUT/kernels.tar.xz" . 2>/dev/null &&
+    echo "kernel caches: $(du -sh "$KERNELS" | cut -f1) on disk, $(du -h "$OUT/kernels.tar.xz" | cut -f1) packed" | tee -a "$OUT/session.log"
+}
 
 # Cold and warm start: the same one-pass da3-bench process twice, first with empty kernel
 # caches, then with what the first one left; the wall time of each, and what the caches hold.
