@@ -273,13 +273,13 @@ def main():
                 continue
             per_pass = parse_case(case["case"], 1)
             fa, fb = (flops * s["views_per_s"] / (per_pass[1] * per_pass[2]) / 1e12 for s in (a, b))
-            print(f"  {model} {views}x{size}: {flops / 1e9:.0f} GFLOP per pass; da3 {fa:.1f} TFLOP/s "
+            print(f"  {model} {views} views at {size}: {flops / 1e9:.0f} GFLOP per pass; da3 {fa:.1f} TFLOP/s "
                   f"({fa / args.peak_tflops:.1%} of peak), reference {fb:.1f} ({fb / args.peak_tflops:.1%})")
     print(f"\n(da3 --device {args.device} --precision {args.precision}{' --unfused' if args.unfused else ''} vs reference {ref_device} {args.ref_dtype}{'; both with use_ray_pose' if args.ray_pose else ''}; {args.threads} thread(s) "
           f"[reported: da3 {rows[0][3]['threads']}, reference {rows[0][4]['threads']}]; {args.rounds} rounds, "
           f"passes per process as in each case; load = min over rounds, page cache warm)")
     for model, views, size, a, b in rows:
-        print(f"  {model} {views}x{size}: passes da3 {a['passes']} / reference {b['passes']}; CPU time per wall second "
+        print(f"  {model} {views} views at {size}: passes da3 {a['passes']} / reference {b['passes']}; CPU time per wall second "
               f"da3 {a['cpu_per_wall'] or 0:.2f}, reference {b['cpu_per_wall'] or 0:.2f}; RSS at start / after load "
               f"da3 {a['rss_start_mb']:.0f} / {a['rss_loaded_mb']:.0f} MB, reference {b['rss_start_mb']:.0f} / "
               f"{b['rss_loaded_mb']:.0f} MB")

@@ -356,7 +356,10 @@ impl<B: Backend> Da3<B> {
     /// step; each scene is pose-conditioned on them and aligned to them as `predict_with` would
     /// do it alone. Scenes with different cameras go through [`Self::predict_with`]. Memory grows linearly with
     /// the batch: the memory-aware planner ([`crate::schedule`]) plans views of one scene, not
-    /// batches, so pick B within what one pass of B·S views needs.
+    /// batches, so pick B within what one pass of B·S views needs. For the nested model the
+    /// metric branch runs on the whole batch while the any-view outputs of all scenes are still
+    /// on the device (`predict_with` reads them back first); they are small next to a pass's
+    /// activations.
     ///
     /// Unlike the reference's batched forward, whose mono/metric sky fill takes one 0.99
     /// quantile over the whole batch, each scene's sky is filled from its own depth: a scene's

@@ -188,6 +188,60 @@ mod flex {
         }
     }
 
+    /// The model level with per-scene cameras (B·S of them, as `CameraEnc::forward` takes):
+    /// each scene of the batch equals a one-scene pass with its own cameras, and its cameras
+    /// matter (the other scene's give another result).
+    #[test]
+    fn per_scene_cameras_at_the_model_level() {
+        use burn::tensor::{Tensor, TensorData};
+        use da3::camera_enc::{normalize_extrinsics, ViewCameras};
+        use da3::{Outputs, RefViewStrategy};
+        let golden = Golden::read(&fixtures(), "tiny_s3_posed");
+        let model = model::<Flex>(&fixtures(), &golden.metadata["config"], &Default::default());
+        let net = model.model();
+        let (data, shape) = golden.get("images");
+        let (s, h, w) = (shape[1], shape[3], shape[4]);
+        let scenes = [data.clone(), data.iter().rev().copied().collect::<Vec<f32>>()];
+        let mats = |name: &str, n: usize| -> Vec<Vec<f64>> {
+            golden.get(name).0.chunks_exact(n * n).map(|m| m.iter().map(|v| *v as f64).collect()).collect()
+        };
+        let ext: Vec<[[f64; 4]; 4]> =
+            mats("cameras.world_to_camera", 4).iter().map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 4 + c]))).collect();
+        let ixt: Vec<[[f64; 3]; 3]> =
+            mats("cameras.intrinsics", 3).iter().map(|m| std::array::from_fn(|r| std::array::from_fn(|c| m[r * 3 + c]))).collect();
+        // Scene 1 was taken by the same cameras in another order.
+        let (ext_rev, ixt_rev): (Vec<_>, Vec<_>) = (ext.iter().rev().copied().collect(), ixt.iter().rev().copied().collect());
+        let cams = [
+            ViewCameras { world_to_camera: normalize_extrinsics(&ext), intrinsics: ixt },
+            ViewCameras { world_to_camera: normalize_extrinsics(&ext_rev), intrinsics: ixt_rev },
+        ];
+        let images = |scenes: &[&Vec<f32>]| {
+            let all: Vec<f32> = scenes.iter().flat_map(|v| v.iter().copied()).collect();
+            Tensor::<Flex, 5>::from_data(TensorData::new(all, [scenes.len(), s, 3, h, w]), &Default::default())
+        };
+        let run = |imgs: Tensor<Flex, 5>, cams: &ViewCameras| {
+            let out = net.forward_full(imgs, RefViewStrategy::SaddleBalanced, Some(cams), Outputs::default(), None);
+            let ext = out.cameras.expect("main series").extrinsics;
+            (common::values(out.depth).0, common::values(ext).0)
+        };
+        let both = ViewCameras {
+            world_to_camera: cams.iter().flat_map(|c| c.world_to_camera.clone()).collect(),
+            intrinsics: cams.iter().flat_map(|c| c.intrinsics.clone()).collect(),
+        };
+        let (depth, ext) = run(images(&[&scenes[0], &scenes[1]]), &both);
+        let (n_depth, n_ext) = (depth.len() / 2, ext.len() / 2);
+        for i in 0..2 {
+            let (alone_depth, alone_ext) = run(images(&[&scenes[i]]), &cams[i]);
+            let d = common::rel_l2(&depth[i * n_depth..(i + 1) * n_depth], &alone_depth);
+            let e = common::rel_l2(&ext[i * n_ext..(i + 1) * n_ext], &alone_ext);
+            println!("per-scene cameras, scene {i}: batched vs alone depth {d:.1e}, extrinsics {e:.1e}");
+            assert!(d <= SAME_TOL && e <= SAME_TOL, "scene {i}: depth {d:.2e}, extrinsics {e:.2e}");
+        }
+        let (wrong_depth, _) = run(images(&[&scenes[1]]), &cams[0]);
+        let gap = common::rel_l2(&wrong_depth, &depth[n_depth..]);
+        assert!(gap > 1e-3, "scene 1's own cameras must matter ({gap:.1e})");
+    }
+
     /// Real size: da3-small, 2 scenes of 3 views at 280×378 (products split into parallel
     /// tiles, unlike the tiny cases), against the reference's batched network and one-scene
     /// passes. Fixtures: `tools/golden/real_parity.sh`, which runs this.
