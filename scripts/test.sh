@@ -23,6 +23,26 @@ if ! command -v ffmpeg >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg || true
 fi
 
+# The Python side of the tests: the independent readers and checks (numpy, Pillow, plyfile,
+# pycolmap, trimesh, matplotlib) and the reference package the exports are compared with
+# (depth-anything-3 on CPU torch; ~2 min and ~5 GB, which CI's real-size parity step needs
+# anyway). Installed when they do not import. Once they do, DA3_REQUIRE_PYTHON_CHECKS makes a
+# check that cannot run fail instead of being skipped, so that CI never passes without them.
+py_check="import numpy, PIL, plyfile, pycolmap, trimesh, scipy, matplotlib, torch, depth_anything_3"
+if ! python3 -c "$py_check" 2>/dev/null; then
+  { python3 -m pip install -q -r tools/test-requirements.txt &&
+    python3 -m pip install -q --no-deps depth-anything-3==0.1.1; } ||
+    echo "warning: could not install tools/test-requirements.txt" >&2
+fi
+if python3 -c "$py_check" 2>/dev/null; then
+  export DA3_REQUIRE_PYTHON_CHECKS=1
+elif [ "${CI:-}" = true ]; then
+  echo "error: the tests' Python packages (tools/test-requirements.txt) are missing" >&2
+  exit 1
+else
+  echo "warning: the tests' Python packages are missing; their independent checks will be skipped" >&2
+fi
+
 # One build for everything: the workspace with the flex and wgpu backends (the CLI's defaults;
 # da3-cli also turns on da3's `image` API, so its tests run here too), and da3's
 # `fusion-kernels` (our attention kernel as a custom op on Burn's fusion-wrapped wgpu, tested

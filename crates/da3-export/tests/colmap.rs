@@ -1,6 +1,6 @@
 //! The COLMAP export, read back by the crate's own reader (round trip), by a stdlib `struct`
-//! reader written for this test, by the reference's `read_write_model.py` when it is
-//! unpacked at `/tmp/ref`, and by `pycolmap` when installed.
+//! reader written for this test, by the reference's `read_write_model.py` (from the installed
+//! `depth_anything_3` package) and by `pycolmap` when installed.
 #![allow(clippy::needless_range_loop)]
 
 mod common;
@@ -8,22 +8,25 @@ mod common;
 use common::*;
 use da3_export::colmap::{self, export_colmap, ColmapOptions, SourceImage, PINHOLE};
 
-const REF_READER: &str = "/tmp/ref/depth_anything_3/utils/read_write_model.py";
-
 /// Reads the three files with `struct` (mode `struct`) or the reference's
-/// `read_write_model.py` (mode `reference`, exit 77 if absent); prints one JSON document.
+/// `read_write_model.py` (mode `reference`, found beside the installed `depth_anything_3`
+/// package without importing it; exit 77 if absent); prints one JSON document.
 const READ_STRUCT: &str = r#"
 import sys, os, json, struct
 mode, d = sys.argv[1], sys.argv[2]
 if mode == "reference":
-    path = sys.argv[3]
-    if not os.path.exists(path):
-        print(f"{path} not found", file=sys.stderr); sys.exit(77)
+    import importlib.util
     try:
         import numpy
     except ImportError as e:
         print(f"numpy not installed: {e}", file=sys.stderr); sys.exit(77)
-    import importlib.util
+    package = importlib.util.find_spec("depth_anything_3")
+    if package is None or not package.submodule_search_locations:
+        print("the reference package depth_anything_3 is not installed", file=sys.stderr); sys.exit(77)
+    # (a namespace package: no __init__.py, so its folder, not an origin file)
+    path = os.path.join(list(package.submodule_search_locations)[0], "utils", "read_write_model.py")
+    if not os.path.exists(path):
+        print(f"{path} not found", file=sys.stderr); sys.exit(77)
     spec = importlib.util.spec_from_file_location("rwm", path)
     rwm = importlib.util.module_from_spec(spec); spec.loader.exec_module(rwm)
     cams, imgs, pts = rwm.read_model(d, ".bin")
@@ -218,7 +221,7 @@ fn independent_python_readers_agree() {
     .unwrap();
     let d = dir.to_str().unwrap();
     for mode in ["struct", "reference"] {
-        let Some(out) = python(READ_STRUCT, &[mode, d, REF_READER]) else {
+        let Some(out) = python(READ_STRUCT, &[mode, d]) else {
             continue;
         };
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -116,8 +116,8 @@ fn missing_gaussians_is_an_error() {
 /// with plyfile. Prints one JSON line.
 const PARITY: &str = r#"
 import json, sys
-import numpy as np
 try:
+    import numpy as np
     import torch
     from plyfile import PlyData
     from depth_anything_3.specs import Gaussians

@@ -51,7 +51,9 @@ pub fn infer_ok<P: AsRef<Path>>(inputs: &[P], (config, weights): (&Path, &Path),
     stdout
 }
 
-/// Whether `python3 -c "import numpy"` works; prints a notice when it does not.
+/// Whether `python3 -c "import numpy"` works; prints a notice when it does not. Panics
+/// instead when `DA3_REQUIRE_PYTHON_CHECKS` is set (`scripts/test.sh` sets it after installing
+/// the checks' packages, so that CI cannot skip them).
 pub fn have_numpy() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import numpy"])
@@ -59,6 +61,10 @@ pub fn have_numpy() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
+        assert!(
+            std::env::var_os("DA3_REQUIRE_PYTHON_CHECKS").is_none(),
+            "python3 with numpy is required (DA3_REQUIRE_PYTHON_CHECKS is set) but not available"
+        );
         eprintln!("NOTICE: python3 with numpy not available; skipping the numpy cross-check");
     }
     ok
