@@ -13,6 +13,7 @@
 //! microkernel, transposed).
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Rows of the register block.
 pub(super) const MR: usize = 6;
@@ -26,8 +27,9 @@ pub(super) fn available() -> bool {
 
 /// Packs the `keys` rows of `k` (element [j, d] at `k + j·row + d·col`) into panels of
 /// [`NR`] keys: `kp[((j / NR) · hd + d) · NR + j % NR] = k[j, d]`, the keys past `keys` (up to
-/// the next multiple of [`NR`]) zero. A register block's operand for one `d` is then 16
-/// contiguous floats, and its whole panel `hd · 64` contiguous bytes.
+/// the next multiple of [`NR`]) zero, so every one of those elements is written. A register
+/// block's operand for one `d` is then 16 contiguous floats, and its whole panel `hd · 64`
+/// contiguous bytes.
 ///
 /// # Safety
 /// `k` must be readable at every `(j, d)` above; `kp` must hold `keys.next_multiple_of(NR) · hd`
@@ -38,7 +40,7 @@ pub(super) unsafe fn pack_keys(
     col: isize,
     keys: usize,
     hd: usize,
-    kp: &mut [f32],
+    kp: &mut [MaybeUninit<f32>],
 ) {
     debug_assert!(kp.len() >= keys.next_multiple_of(NR) * hd);
     for (panel, dst) in kp
@@ -50,11 +52,11 @@ pub(super) unsafe fn pack_keys(
         let n = NR.min(keys - j0);
         for (d, lanes) in dst.chunks_exact_mut(NR).enumerate() {
             for (jj, value) in lanes.iter_mut().enumerate() {
-                *value = if jj < n {
+                value.write(if jj < n {
                     *k.offset((j0 + jj) as isize * row + d as isize * col)
                 } else {
                     0.0
-                };
+                });
             }
         }
     }
@@ -62,7 +64,8 @@ pub(super) unsafe fn pack_keys(
 
 /// Packs the `keys` rows of `v` (row j: `hd` contiguous floats at `v + j·row`) into panels of
 /// [`NR`] columns: `vp[((c / NR) · keys + j) · NR + c % NR] = v[j, c]` (`hd` a multiple of
-/// [`NR`]). The second product then streams one panel's 64-byte rows in order.
+/// [`NR`]), writing every one of its first `keys · hd` elements. The second product then
+/// streams one panel's 64-byte rows in order.
 ///
 /// # Safety
 /// `v` must be readable as above; `vp` must hold `keys · hd` floats.
@@ -71,13 +74,13 @@ pub(super) unsafe fn pack_values(
     row: isize,
     keys: usize,
     hd: usize,
-    vp: &mut [f32],
+    vp: &mut [MaybeUninit<f32>],
 ) {
     debug_assert!(hd % NR == 0 && vp.len() >= keys * hd);
     for (panel, dst) in vp.chunks_exact_mut(keys * NR).take(hd / NR).enumerate() {
         for (j, lanes) in dst.chunks_exact_mut(NR).enumerate() {
-            let src = std::slice::from_raw_parts(v.offset(j as isize * row).add(panel * NR), NR);
-            lanes.copy_from_slice(src);
+            let src = v.offset(j as isize * row).add(panel * NR);
+            std::ptr::copy_nonoverlapping(src, lanes.as_mut_ptr().cast::<f32>(), NR);
         }
     }
 }

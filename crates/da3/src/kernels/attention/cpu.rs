@@ -181,19 +181,18 @@ fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
     // its values in panels of 16 columns ([hd / 16, tk, 16]).
     let tk_pad = tk.next_multiple_of(NR);
     let head_len = (tk_pad + tk) * hd;
-    let mut packed = vec![0.0f32; b * h * head_len];
-    packed
-        .par_chunks_mut(head_len)
-        .enumerate()
-        .for_each(|(bh, head)| {
-            let (bi, hi) = (bh / h, bh % h);
-            let (kp, vp) = head.split_at_mut(tk_pad * hd);
-            // SAFETY: rows 0..tk of head hi in batch bi are inside k's and v's storage (View::row).
-            unsafe {
-                pack_keys(kv.row(bi, hi, 0), kv.strides[2], kv.strides[3], tk, hd, kp);
-                pack_values(vv.row(bi, hi, 0), vv.strides[2], tk, hd, vp);
-            }
-        });
+    // Written in parallel into uninitialized memory (pack_keys and pack_values write every
+    // element): a zero-filled `vec!` was a serial memset of 3 MB per layer at one view.
+    let packed = crate::kernels::flex::par_rows(b * h * head_len, head_len, |bh, head| {
+        let (bi, hi) = (bh / h, bh % h);
+        let (kp, vp) = head.split_at_mut(tk_pad * hd);
+        // SAFETY: rows 0..tk of head hi in batch bi are inside k's and v's storage (View::row);
+        // kp holds tk_pad·hd and vp tk·hd elements, all of which the two calls write.
+        unsafe {
+            pack_keys(kv.row(bi, hi, 0), kv.strides[2], kv.strides[3], tk, hd, kp);
+            pack_values(vv.row(bi, hi, 0), vv.strides[2], tk, hd, vp);
+        }
+    });
     let packed = &packed;
     run_blocks(qv.shape, super::avx2::MR, AVX2_BLOCK_Q, |bh, block| {
         let (kp, vp) = packed[bh * head_len..][..head_len].split_at(tk_pad * hd);
