@@ -76,7 +76,12 @@ def run_reference(shapes, threads, iters):
 def main():
     ap = same_run.parser(__doc__, "attention", 5)
     ap.add_argument("--shapes", nargs="+", help="B,H,T,hd shapes (default: the model's)")
+    ap.add_argument("--products", choices=["gemm", "avx2"],
+                    help="da3's CPU attention products (DA3_CPU_ATTENTION_PRODUCTS) instead of the "
+                         "one the CPU gets by default (avx2 on AVX2 CPUs without AVX-512, else gemm)")
     args = ap.parse_args()
+    if args.products:
+        os.environ["DA3_CPU_ATTENTION_PRODUCTS"] = args.products  # inherited by the da3 process
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes] if args.shapes else SHAPES
 
     if args.reference_child:
@@ -107,7 +112,7 @@ def main():
               f"{ours['max_err_vs_f64']:.1e} | {ref['max_err_vs_f64']:.1e} |")
     geo = same_run.geometric_mean(ratios)
     threads = {best[("da3", shapes[0])]["threads"], best[("reference", shapes[0])]["threads"]}
-    print(f"\n(geometric mean of the ratios {geo:.2f}; best of {args.rounds} rounds x {args.iters} calls; "
+    print(f"\n(da3 products: {args.products or 'default'}; geometric mean of the ratios {geo:.2f}; best of {args.rounds} rounds x {args.iters} calls; "
           f"threads reported: {sorted(threads)})")
 
 

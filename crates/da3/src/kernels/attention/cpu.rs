@@ -101,14 +101,31 @@ impl Products {
     /// da3-large's 16 heads (`attention --device flex --paths cpu`, best of 5 calls, two
     /// rounds, against the gemm-only build of `5dff106`); `gemm` re-packs the key and value
     /// tiles in every query block's products. On AVX-512 CPUs gemm's 16-lane microkernels have
-    /// twice the arithmetic width of ours, and no such machine was at hand to measure which
-    /// wins, so they keep gemm.
+    /// twice the arithmetic width of ours, and there gemm wins: on a 2-core Intel Xeon
+    /// (Emerald Rapids) the AVX2 path took 1.2× the gemm path's time at one view, 1.6× at eight
+    /// views' local and 1.5× at their global attention, 1.4× at 16 heads (best of 4 rounds
+    /// of 5 calls each, alternated, 2026-11-24). An AVX-512 version of our blocks (6 rows × 2
+    /// panels of 16, same packing) was tried there and dropped: 0.90× gemm's time at one view
+    /// but 1.19× at eight views' local attention and 1.11× at their global attention.
+    ///
+    /// `DA3_CPU_ATTENTION_PRODUCTS=gemm` or `=avx2` (read once) overrides the choice, so that
+    /// `benches/attention_compare.py --products` can time both on one machine; `avx2` on a CPU
+    /// without AVX2 and FMA keeps gemm.
     fn for_this_cpu() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if super::avx2::available() && !is_x86_feature_detected!("avx512f") {
-            return Self::Avx2;
-        }
-        Self::Gemm
+        static CHOICE: std::sync::OnceLock<Products> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            let avx2 = super::avx2::available();
+            #[cfg(not(target_arch = "x86_64"))]
+            let avx2 = false;
+            let wanted = std::env::var("DA3_CPU_ATTENTION_PRODUCTS").ok();
+            #[cfg(target_arch = "x86_64")]
+            if avx2 && (wanted.as_deref() == Some("avx2") || (wanted.is_none() && !is_x86_feature_detected!("avx512f"))) {
+                return Self::Avx2;
+            }
+            let _ = (avx2, wanted);
+            Self::Gemm
+        })
     }
 }
 
