@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-size parity: da3-small (also two scenes batched in one pass), da3-base, da3mono-large (= da3metric-large's network) at their
 # true dimensions, and da3-giant at its true widths with 5 of its 40 blocks (plus the GS head),
-# against the reference.
+# against the reference; and da3-small's fp16/bf16 precision modes against its fp32 golden.
 # Generates random-weight checkpoints + goldens (not committed; ~140 MB + ~540 MB + ~1.3 GB +
 # ~1.5 GB) into
 # $DA3_REAL_GOLDENS (default ~/.cache/da3-real-goldens), then runs the golden comparison.
@@ -27,5 +27,5 @@ gen da3-small 3 280x378 2 # two scenes in one pass, whose reference views differ
 gen da3-base 2 280x378
 gen da3mono-large 1 280x378   # plain DINOv2 vitl + DPT + sky head
 gen da3-giant-d5 2 280x378    # vitg widths, SwiGLU, alternation, DualDPT 256 + GSDPT
-DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu,da3/fusion-kernels --test golden --test gaussians --test batch -- \
-  --ignored real_size_parity real_size_gaussians real_size_batch --nocapture
+DA3_REAL_GOLDENS="$out" cargo test --workspace --features da3/wgpu,da3/fusion-kernels --test golden --test gaussians --test batch --test precision -- \
+  --ignored real_size_parity real_size_gaussians real_size_batch real_size_da3_small_per_mode --nocapture
