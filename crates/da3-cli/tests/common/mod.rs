@@ -51,9 +51,7 @@ pub fn infer_ok<P: AsRef<Path>>(inputs: &[P], (config, weights): (&Path, &Path),
     stdout
 }
 
-/// Whether `python3 -c "import numpy"` works; prints a notice when it does not. Panics
-/// instead when `DA3_REQUIRE_PYTHON_CHECKS` is set (`scripts/test.sh` sets it after installing
-/// the checks' packages, so that CI cannot skip them).
+/// Whether `python3 -c "import numpy"` works; [`skip_python_check`] when it does not.
 pub fn have_numpy() -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import numpy"])
@@ -61,13 +59,17 @@ pub fn have_numpy() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        assert!(
-            std::env::var_os("DA3_REQUIRE_PYTHON_CHECKS").is_none(),
-            "python3 with numpy is required (DA3_REQUIRE_PYTHON_CHECKS is set) but not available"
-        );
-        eprintln!("NOTICE: python3 with numpy not available; skipping the numpy cross-check");
+        skip_python_check("python3 with numpy not available");
     }
     ok
+}
+
+/// Reports that an independent Python check cannot run: a `NOTICE` on stderr, or a panic when
+/// `DA3_REQUIRE_PYTHON_CHECKS` is set (`scripts/test.sh` sets it after installing the checks'
+/// packages, so that CI cannot skip them).
+pub fn skip_python_check(why: &str) {
+    assert!(std::env::var_os("DA3_REQUIRE_PYTHON_CHECKS").is_none(), "required Python check cannot run (DA3_REQUIRE_PYTHON_CHECKS is set): {why}");
+    eprintln!("NOTICE: {why}; independent check skipped");
 }
 
 /// A float32 or uint8 array read back from an `.npy` entry (uint8 values are in `data` as

@@ -119,13 +119,10 @@ pub fn leftover_tmp_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `script` with `python3 -c`, passing `args`, and returns its stdout. Returns `None`
-/// (after printing a notice) when python3 is missing or the script exits with status 77,
-/// which the scripts use when a module they need cannot be imported. Panics on any other
-/// failure, and on those two as well when `DA3_REQUIRE_PYTHON_CHECKS` is set
-/// (`scripts/test.sh` sets it after installing the checks' packages, so that CI cannot skip
-/// an independent check).
+/// (after [`skip_python_check`], which panics when `DA3_REQUIRE_PYTHON_CHECKS` is set) when
+/// python3 is missing or the script exits with status 77, which the scripts use when a module
+/// they need cannot be imported. Panics on any other failure.
 pub fn python(script: &str, args: &[&str]) -> Option<String> {
-    let required = std::env::var_os("DA3_REQUIRE_PYTHON_CHECKS").is_some();
     let out = match Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -134,15 +131,13 @@ pub fn python(script: &str, args: &[&str]) -> Option<String> {
     {
         Ok(out) => out,
         Err(e) => {
-            assert!(!required, "python3 is required (DA3_REQUIRE_PYTHON_CHECKS is set) but not available: {e}");
-            eprintln!("NOTICE: python3 is not available ({e}); independent check skipped");
+            skip_python_check(&format!("python3 is not available ({e})"));
             return None;
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(77) {
-        assert!(!required, "independent check required (DA3_REQUIRE_PYTHON_CHECKS is set) but skipped: {}", stderr.trim());
-        eprintln!("NOTICE: independent check skipped: {}", stderr.trim());
+        skip_python_check(stderr.trim());
         return None;
     }
     assert!(
@@ -151,6 +146,14 @@ pub fn python(script: &str, args: &[&str]) -> Option<String> {
         out.status
     );
     Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// Reports that an independent Python check cannot run: a `NOTICE` on stderr, or a panic when
+/// `DA3_REQUIRE_PYTHON_CHECKS` is set (`scripts/test.sh` sets it after installing the checks'
+/// packages, so that CI cannot skip them).
+pub fn skip_python_check(why: &str) {
+    assert!(std::env::var_os("DA3_REQUIRE_PYTHON_CHECKS").is_none(), "required Python check cannot run (DA3_REQUIRE_PYTHON_CHECKS is set): {why}");
+    eprintln!("NOTICE: {why}; independent check skipped");
 }
 
 /// Asserts that two floats agree to `tol`.

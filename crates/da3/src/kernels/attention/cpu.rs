@@ -104,7 +104,9 @@ impl Products {
     /// twice the arithmetic width of ours, and there gemm wins: on a 2-core Intel Xeon
     /// (Emerald Rapids) the AVX2 path took 1.2× the gemm path's time at one view, 1.6× at eight
     /// views' local and 1.5× at their global attention, 1.4× at 16 heads (best of 4 rounds
-    /// of 5 calls each, alternated, 2026-11-24). An AVX-512 version of our blocks (6 rows × 2
+    /// of 5 calls each, alternated, 2026-11-24: `DA3_CPU_ATTENTION_PRODUCTS=gemm|avx2
+    /// RAYON_NUM_THREADS=2 attention --device flex --paths cpu --json --iters 5 --shapes
+    /// 1,6,973,64 8,6,973,64 1,6,7784,64 1,16,973,64 1,16,7784,64`). An AVX-512 version of our blocks (6 rows × 2
     /// panels of 16, same packing) was tried there and dropped: 0.90× gemm's time at one view
     /// but 1.19× at eight views' local attention and 1.11× at their global attention.
     ///
