@@ -47,8 +47,25 @@ impl<B: Backend> Dpt<B> {
     }
 
     /// Runs the head on the four backbone outputs, each [BS, N, dim_in] (N row-major patch
-    /// tokens of an `h`×`w` image).
+    /// tokens of an `h`×`w` image). Frames run in chunks of [`super::frames_per_chunk`] (`chunk_size` of the reference's
+    /// `DPT.forward`), which bounds the memory of many frames.
     pub fn forward(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> DptOutput<B> {
+        let (bs, chunk) = (feats[0].dims()[0], super::frames_per_chunk::<B>());
+        if bs <= chunk {
+            return self.forward_chunk(feats, h, w);
+        }
+        let (mut depth, mut sky) = (Vec::new(), Vec::new());
+        for s0 in (0..bs).step_by(chunk) {
+            let len = chunk.min(bs - s0);
+            let out = self.forward_chunk(feats.clone().map(|f| f.narrow(0, s0, len)), h, w);
+            depth.push(out.depth);
+            sky.push(out.sky);
+        }
+        DptOutput { depth: Tensor::cat(depth, 0), sky: Tensor::cat(sky, 0) }
+    }
+
+    /// The head on one chunk of frames (`DPT._forward_impl`).
+    fn forward_chunk(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> DptOutput<B> {
         let (ph, pw) = (h / PATCH_SIZE, w / PATCH_SIZE);
         let level = |k: usize, tokens: Tensor<B, 3>| {
             let [bs, n, c] = tokens.dims();

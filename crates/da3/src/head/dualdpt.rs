@@ -21,9 +21,6 @@ use crate::nn::{Conv2d, ConvSpec, LayerNorm};
 use crate::size_cache::SizeCache;
 use crate::weights::WeightLoader;
 
-/// Frames the head processes at once (`chunk_size` of the reference); bounds peak memory.
-const CHUNK_FRAMES: usize = 8;
-
 /// Epsilon of the head's LayerNorms (PyTorch default).
 const LN_EPS: f64 = 1e-5;
 
@@ -116,14 +113,14 @@ impl<B: Backend> DualDpt<B> {
     /// N = (h/14)·(w/14) row-major patch tokens, for images of `h`×`w` pixels; the aux
     /// branch (rays) runs only if `rays`.
     pub fn forward(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize, rays: bool) -> HeadOutput<B> {
-        let bs = feats[0].dims()[0];
-        if bs <= CHUNK_FRAMES {
+        let (bs, chunk) = (feats[0].dims()[0], super::frames_per_chunk::<B>());
+        if bs <= chunk {
             return self.forward_chunk(feats, h, w, rays);
         }
         let chunks: Vec<HeadOutput<B>> = (0..bs)
-            .step_by(CHUNK_FRAMES)
+            .step_by(chunk)
             .map(|s0| {
-                let len = CHUNK_FRAMES.min(bs - s0);
+                let len = chunk.min(bs - s0);
                 self.forward_chunk(feats.clone().map(|f| f.narrow(0, s0, len)), h, w, rays)
             })
             .collect();

@@ -30,9 +30,6 @@ pub const GS_OUT_CHANNELS: usize = 38;
 /// depth offset 1 (see [`crate::gaussians`]).
 pub const GS_RAW_CHANNELS: usize = GS_OUT_CHANNELS - 1;
 
-/// Frames the head processes at once (the reference's `chunk_size`); bounds peak memory.
-const CHUNK_FRAMES: usize = 8;
-
 /// Outputs of the GS head, per frame (BS = batch × views).
 #[derive(Debug, Clone)]
 pub struct GsHeadOutput<B: Backend> {
@@ -104,13 +101,13 @@ impl<B: Backend> GsDpt<B> {
     /// Runs the head on the four backbone outputs `feats`, each [BS, N, dim_in] (N row-major
     /// patch tokens), and the ImageNet-normalized `images` [BS, 3, H, W] they came from.
     pub fn forward(&self, feats: [Tensor<B, 3>; 4], images: Tensor<B, 4>) -> GsHeadOutput<B> {
-        let bs = feats[0].dims()[0];
-        if bs <= CHUNK_FRAMES {
+        let (bs, chunk) = (feats[0].dims()[0], super::frames_per_chunk::<B>());
+        if bs <= chunk {
             return self.forward_chunk(feats, images);
         }
         let (mut raw, mut density) = (Vec::new(), Vec::new());
-        for s0 in (0..bs).step_by(CHUNK_FRAMES) {
-            let len = CHUNK_FRAMES.min(bs - s0);
+        for s0 in (0..bs).step_by(chunk) {
+            let len = chunk.min(bs - s0);
             let out = self.forward_chunk(feats.clone().map(|f| f.narrow(0, s0, len)), images.clone().narrow(0, s0, len));
             raw.push(out.raw);
             density.push(out.density);
