@@ -137,6 +137,9 @@ impl MemoryModel {
     ///   (F + 32 + 7) maps at 8× the grid (counted even though it runs only with
     ///   `use_ray_pose`: [`ACTIVATION_CALIBRATION`] was fitted with it counted, and an
     ///   over-estimate only makes chunks smaller); the GS head another full-resolution set.
+    ///   The head is counted for every view, as when all views' maps are live together (a
+    ///   GPU's 8-frame head chunks); on flex the heads run one frame at a time
+    ///   (`head::frames_per_chunk`), so there the count over-estimates further at S > 1.
     pub fn per_view_values(&self) -> u64 {
         let n = self.tokens_per_view() as u64;
         let (d, hidden, out_dim) = (self.embed_dim as u64, self.ffn_hidden as u64, self.out_dim as u64);
