@@ -332,9 +332,11 @@ fn tiny_model_in_chunks_of_four_is_aligned_pass_by_pass() {
 }
 
 /// A run under `--max-memory` stays under it, measured: a child process (this test binary
-/// running `peak_memory_child`) predicts 16 views of 280x280 with the tiny model and reports
+/// running `peak_memory_child`) predicts 32 views of 280x280 with the tiny model and reports
 /// its peak resident memory (`VmHWM`, the whole process). Without a budget the single pass
-/// peaks above the budget, so the budget is what kept the chunked run down.
+/// peaks above the budget, so the budget is what kept the chunked run down. (16 views were
+/// enough until the heads ran one frame at a time on flex: their single pass then peaked at
+/// 115 MiB, under the budget; 32 views peak at ~190 MiB.)
 #[cfg(target_os = "linux")]
 #[test]
 fn peak_memory_stays_under_max_memory() {
@@ -365,11 +367,11 @@ fn peak_memory_stays_under_max_memory() {
 fn peak_memory_child() {
     let Ok(budget) = std::env::var("DA3_PEAK_CHILD") else { return };
     let model = tiny();
-    let views = tiny_views(16, 280, 280);
+    let views = tiny_views(32, 280, 280);
     let sched = ScheduleOptions { max_memory: budget.parse().ok(), ..Default::default() };
     let (pred, report) =
         model.predict_scheduled(&views, &PredictOptions::default(), &sched, &DeviceMemory::host()).unwrap();
-    assert_eq!(pred.views, 16);
+    assert_eq!(pred.views, 32);
     let peak = da3::schedule::device::peak_rss().unwrap();
     println!("PEAK {peak} {}", report.chunks.len());
 }
