@@ -47,8 +47,8 @@ impl<B: Backend> Dpt<B> {
     }
 
     /// Runs the head on the four backbone outputs, each [BS, N, dim_in] (N row-major patch
-    /// tokens of an `h`×`w` image). Frames run in chunks of [`super::frames_per_chunk`] (`chunk_size` of the reference's
-    /// `DPT.forward`), which bounds the memory of many frames.
+    /// tokens of an `h`×`w` image). Frames run in chunks of [`super::frames_per_chunk`]
+    /// (`chunk_size` of the reference's `DPT.forward`), which bounds the memory of many frames.
     pub fn forward(&self, feats: [Tensor<B, 3>; 4], h: usize, w: usize) -> DptOutput<B> {
         let (bs, chunk) = (feats[0].dims()[0], super::frames_per_chunk::<B>());
         if bs <= chunk {

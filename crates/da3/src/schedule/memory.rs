@@ -43,10 +43,11 @@ pub enum AttentionKind {
 /// same command: da3-small at 280x280 1.019 at S=1 (62.4 MiB), then 0.618, 0.407, 0.234
 /// at S=2, 4, 8; at 378x504 0.808, 0.512, 0.317, 0.226 (120.3 MiB at S=1, 269.5 at S=8); the
 /// tiny model at 140x140 1.54 at S=1 (9.7 MiB), 1.009 at 280x280. So the one-view pass now
-/// measures about the count or above it, and [`PASS_OVERHEAD_BYTES`] is what keeps the estimate
-/// above the measured peak there (62.4 ≤ 61.3 + 16 MiB; tiny 9.7 ≤ 6.3 + 16); at S > 1 the head, counted for
-/// every view, over-estimates 1.6–4.4× since only one frame's maps are live. A count of one
-/// head chunk plus the per-view outputs would plan larger chunks on the CPU; not done yet.
+/// measures about the count or above it, and [`PASS_OVERHEAD_BYTES`] is what keeps the
+/// estimate above the measured peak there (62.4 ≤ 61.3 + 16 MiB; tiny 9.7 ≤ 6.3 + 16); at
+/// S > 1 the head, counted for every view, over-estimates 1.6–4.4× since only one frame's maps
+/// are live. A count of one head chunk plus the per-view outputs would plan larger chunks on
+/// the CPU; not done yet.
 pub const ACTIVATION_CALIBRATION: f64 = 1.0;
 
 /// Fixed bytes a pass needs beyond the per-view activations (kernel scratch, thread stacks,
