@@ -114,8 +114,12 @@ fn chunked_infer_gs_writes_one_gaussian_ply() {
 
     #[cfg(feature = "wgpu")]
     {
-        // On a GPU the planner's estimate is the weights plus one pass's activations.
-        let mm = model.memory_model(h, w).with_gaussians(true);
+        // On a GPU the planner's estimate is the weights plus one pass's activations, by the
+        // wgpu model's own memory model (its heads run 8 frames at a time, flex's one).
+        let config = da3::Da3Config::from_json(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        let gpu_model = da3::Da3::<da3::backends::Wgpu>::from_file(config, &weights, &Default::default()).unwrap();
+        let mm = gpu_model.memory_model(h, w).with_gaussians(true);
+        drop(gpu_model);
         let budget = (mm.weights + mm.activation_bytes(3)).to_string();
         let (out_gpu, stdout) = run("wgpu", &["--device", "wgpu", "--max-memory", &budget]);
         assert!(stdout.contains(chunked), "the budget of {budget} B forces chunks of 3: {stdout}");

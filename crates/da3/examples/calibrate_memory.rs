@@ -3,7 +3,7 @@
 //! `ACTIVATION_CALIBRATION` and `PASS_OVERHEAD_BYTES`. Linux only (reads `/proc/self`).
 //!
 //! ```text
-//! cargo run -p da3 --example calibrate_memory -- [CONFIG.json WEIGHTS.safetensors] [HxW ...]
+//! cargo run -p da3 --example calibrate_memory -- [CONFIG.json WEIGHTS.safetensors] [HxW ...] [--views 1,2,4,8]
 //! ```
 //! Defaults to the tiny test model at 140x140, 280x280 and 280x518. Every case runs in a
 //! fresh child process (`--case S HxW`): freed memory stays resident in the allocator, so a
@@ -21,6 +21,11 @@ fn main() {
         let c: Vec<String> = args.drain(i..i + 3).collect();
         (c[1].parse::<usize>().unwrap(), c[2].clone())
     });
+    // `--views 1,2,4,8` (the default): the view counts measured per size.
+    let view_counts: Vec<usize> = match args.iter().position(|a| a == "--views") {
+        Some(i) => args.drain(i..i + 2).nth(1).unwrap().split(',').map(|v| v.parse().expect("--views 1,2,4")).collect(),
+        None => vec![1, 2, 4, 8],
+    };
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let (config, weights, rest) = match args.first() {
         Some(a) if a.ends_with(".json") => (a.into(), args[1].clone().into(), &args[2..]),
@@ -38,9 +43,12 @@ fn main() {
     };
     if case.is_none() {
         println!("calibration {ACTIVATION_CALIBRATION}, overhead {} MiB", PASS_OVERHEAD_BYTES >> 20);
-        println!("{:>9} {:>3} {:>12} {:>12} {:>7} {:>12}", "HxW", "S", "measured", "analytic", "ratio", "resident");
+        println!(
+            "{:>9} {:>3} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
+            "HxW", "S", "measured", "analytic", "ratio", "resident", "planned", "m/plan"
+        );
         for (h, w) in &sizes {
-            for s in [1usize, 2, 4, 8] {
+            for &s in &view_counts {
                 let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
                 if args.first().is_some_and(|a| a.ends_with(".json")) {
                     cmd.args(&args[..2]);
@@ -69,14 +77,17 @@ fn main() {
     let pred = model.predict_with(&views, &PredictOptions::default()).unwrap();
     let measured = peak_rss().unwrap().saturating_sub(before);
     drop(pred);
-    let analytic = s as u64 * mm.per_view_values() * mm.dtype_bytes + mm.global_scores_bytes(s);
+    let analytic = mm.activation_values(s) * mm.dtype_bytes + mm.global_scores_bytes(s);
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let planned = mm.activation_bytes(s);
     println!(
-        "{:>9} {s:>3} {:>8.1} MiB {:>8.1} MiB {:>7.3} {:>8.1} MiB",
+        "{:>9} {s:>3} {:>8.1} MiB {:>8.1} MiB {:>7.3} {:>8.1} MiB {:>8.1} MiB {:>7.3}",
         format!("{h}x{w}"),
         mib(measured),
         mib(analytic),
         measured as f64 / analytic as f64,
-        mib(before)
+        mib(before),
+        mib(planned),
+        measured as f64 / planned as f64
     );
 }

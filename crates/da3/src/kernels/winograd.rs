@@ -134,12 +134,25 @@ impl FilterCache {
             Some((held, u)) if same(held) => u.clone(),
             _ => {
                 let u = std::sync::Arc::new(transform_filters(values, c_out, c_in));
+                #[cfg(test)]
+                CACHED_VALUES.with(|c| c.set(c.get() + u.len() as u64));
                 *slot = Some((weight.clone(), u.clone()));
                 u
             }
         }
     }
 }
+
+#[cfg(test)]
+thread_local! {
+    /// Values of the filter transforms this thread has computed into caches so far (tests
+    /// compare it with the scheduler's count, `Da3::conv_filter_cache_bytes`; per thread, as
+    /// the layers call [`FilterCache::get`] on the caller's thread and tests run in parallel).
+    pub(crate) static CACHED_VALUES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Values of the transform of one 3×3 weight value (36 per 9).
+pub(crate) const TRANSFORMED_PER_WEIGHT: u64 = (XI / 9) as u64;
 
 /// Sizes shared by the blocks of one convolution, and the layout of a block's padded rows.
 ///

@@ -21,43 +21,61 @@ pub enum AttentionKind {
 /// Multiplier on the analytic activation count so that it bounds the measured peak.
 ///
 /// Measured with `cargo run -p da3 --example calibrate_memory` (flex backend, f32, one child
-/// process per case, 2026-11-22, 2-core machine under load): peak resident memory growth
-/// during `predict_with` (`/proc/self/status` VmHWM after resetting it through
-/// `/proc/self/clear_refs`, minus VmRSS before) divided by the analytic count
-/// (`S · per_view_values · 4`):
+/// process per case, 2-core Xeon, 2026-11-24): peak resident memory growth during
+/// `predict_with` (`/proc/self/status` VmHWM after resetting it through
+/// `/proc/self/clear_refs`, minus VmRSS before), divided by the planned bytes of the pass
+/// ([`MemoryModel::activation_bytes`]: this factor × the analytic count of
+/// [`MemoryModel::activation_values`] with the heads one frame at a time, plus the Winograd
+/// filter cache and [`PASS_OVERHEAD_BYTES`]):
 ///
-/// | model | size | S=1 | S=2 | S=4 | S=8 |
-/// |---|---|---|---|---|---|
-/// | tiny (D=32, F=16) | 140x140 | 0.904 | 0.778 | 0.716 | 0.689 |
-/// | tiny | 280x280 | 0.720 | 0.684 | 0.668 | 0.659 |
-/// | tiny | 280x518 | 0.681 | 0.672 | 0.666 | 0.748 |
-/// | da3-small (random weights) | 140x140 | 0.786 | 0.730 | 0.635 | 0.638 |
-/// | da3-small | 280x280 | 0.644 | 0.636 | 0.734 | 0.634 |
-/// | da3-small | 280x518 | 0.620 | 0.733 | 0.653 | — |
+/// | model | size | S=1 | S=2 | S=4 | S=8 | S=16 |
+/// |---|---|---|---|---|---|---|
+/// | tiny (D=32, F=16) | 140x140 | 0.40 | 0.42 | 0.46 | 0.50 | — |
+/// | tiny | 280x518 | 0.55 | 0.55 | 0.52 | 0.51 | — |
+/// | da3-small | 140x140 | 0.54 | 0.56 | 0.59 | 0.66 | 0.69 |
+/// | da3-small | 280x280 | 0.54 | 0.62 | 0.70 | 0.64 | 0.81 |
+/// | da3-small | 378x504 | 0.54 | 0.63 | 0.65 | 0.71 | 0.85 |
+/// | da3-base | 280x280 | 0.57 | — | 0.66 | — | 0.71 |
+/// | da3-base | 378x504 | 0.56 | — | 0.69 | — | 0.80 |
+/// | da3mono-large | 280x280 | 0.75 | — | 0.84 | — | 0.70 |
+/// | da3mono-large | 378x504 | 0.65 | — | 0.71 | — | 0.57 |
 ///
-/// (da3-small at 280x280 measured 39.4 MiB for one view, 310.7 MiB for eight.) The analytic
-/// count is pessimistic (it holds the backbone's stored features and the head's largest maps
-/// live together); 1.0 keeps ≥ 10 % above the largest ratio, 0.904.
+/// (The tiny and da3-small rows were measured in a run planned with a factor of 1.0 and are
+/// recomputed for 1.15; da3-small at S=16 measured 212.5 MiB at 280x280 and 491.1 MiB at
+/// 378x504, and at S=32 116.5, 400.9 and 967.1 MiB at the three sizes: 0.76, 0.83, 0.87 of
+/// the plan.) At many views the backbone's count decides, and the measured growth per view
+/// was up to 1.05× it (da3-small 16 → 32 views: 3.1 MiB per view at 140x140, 11.8 at
+/// 280x280, 29.7 at 378x504); 1.15 keeps ≥ 10 % above that. At few views the head's count
+/// decides, which holds all of one frame's maps live together and so over-estimates.
 ///
-/// Re-measured 2026-11-24 at `c61bd6a` (the heads one frame at a time on flex, 2-core Xeon),
-/// same command: da3-small at 280x280 1.019 at S=1 (62.4 MiB), then 0.618, 0.407, 0.234
-/// at S=2, 4, 8; at 378x504 0.808, 0.512, 0.317, 0.226 (120.3 MiB at S=1, 269.5 at S=8); the
-/// tiny model at 140x140 1.54 at S=1 (9.7 MiB), 1.009 at 280x280. So the one-view pass now
-/// measures about the count or above it, and [`PASS_OVERHEAD_BYTES`] is what keeps the
-/// estimate above the measured peak there (62.4 ≤ 61.3 + 16 MiB; tiny 9.7 ≤ 6.3 + 16); at
-/// S > 1 the head, counted for every view, over-estimates 1.6–4.4× since only one frame's maps
-/// are live. A count of one head chunk plus the per-view outputs would plan larger chunks on
-/// the CPU; not done yet.
-pub const ACTIVATION_CALIBRATION: f64 = 1.0;
+/// Before the heads ran one frame at a time on the CPU (and before the filter cache and the
+/// per-view inputs and outputs were counted), the head was counted for every view: a factor
+/// of 1.0 then over-estimated 1.6–4.4× at S > 1, and 32 views of the tiny model under a
+/// 160 MiB budget ran in 31 chunks peaking at 89 MiB; now in 10 peaking at 116 MiB
+/// (`tests/schedule.rs`, `peak_memory_stays_under_max_memory`).
+pub const ACTIVATION_CALIBRATION: f64 = 1.15;
 
 /// Fixed bytes a pass needs beyond the per-view activations (kernel scratch, thread stacks,
-/// the allocator's arenas). Linear fits of the measurements above intercept at 2–3 MiB; 16 MiB
-/// leaves room for backends and machines not measured.
+/// the allocator's arenas). Linear fits of the first measurements (2026-11-22) intercepted at
+/// 2–3 MiB; 16 MiB leaves room for backends and machines not measured.
 pub const PASS_OVERHEAD_BYTES: u64 = 16 << 20;
 
 /// Values per pixel of one Gaussian (means 3, scales 3, rotation 4, SH 3·9, opacity 1), and
 /// of the GS head's raw output (37 channels and the density).
 const GAUSSIAN_VALUES: u64 = 38;
+
+/// One view's (or one head frame's) share of a pass, in values (see
+/// [`MemoryModel::per_view_values`]).
+struct PassValues {
+    /// The backbone's peak per view.
+    backbone: u64,
+    /// The head's maps per frame of a head chunk.
+    head: u64,
+    /// The stored backbone outputs per view, live until the heads finish.
+    features: u64,
+    /// Per view, live while the heads run: the input and the heads' outputs.
+    outputs: u64,
+}
 
 /// The memory needs of one model at one resolution and precision.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +102,12 @@ pub struct MemoryModel {
     gaussians: bool,
     /// Whether a second network (the nested model's metric branch) runs on the same views.
     branches: u64,
+    /// Frames whose head maps are live together (the head's chunk, see
+    /// [`Self::with_head_frames`]); `None`: every view of the pass.
+    head_frames: Option<usize>,
+    /// Bytes the backend's kernels cache per model on its first pass and keep (see
+    /// [`Self::with_kernel_cache`]).
+    kernel_cache: u64,
     /// How attention is computed.
     pub attention: AttentionKind,
     /// Views per pass beyond which the global attention costs more than the rest of the pass
@@ -111,6 +135,8 @@ impl MemoryModel {
             gs_head: config.gs_head,
             gaussians: false,
             branches: 1 + u64::from(config.metric_branch.is_some()),
+            head_frames: None,
+            kernel_cache: 0,
             attention,
             balanced_views: ComputeModel::new(config, height, width).balanced_views(),
         }
@@ -128,6 +154,22 @@ impl MemoryModel {
         self
     }
 
+    /// The model of a backend whose heads run `frames` frames at a time (`head::frames_per_chunk`:
+    /// one on flex, 8 on GPUs): a pass of S views then holds the head maps of min(S, frames)
+    /// frames, not of all S. Without it (as from [`Self::new`]) every view's are counted.
+    pub fn with_head_frames(mut self, frames: usize) -> Self {
+        self.head_frames = Some(frames.max(1));
+        self
+    }
+
+    /// The model of a backend whose kernels keep `bytes` of per-model tables once the first
+    /// pass has run (the CPU's Winograd filter transforms): counted in every pass's
+    /// activations, since a job's first pass creates them.
+    pub fn with_kernel_cache(mut self, bytes: u64) -> Self {
+        self.kernel_cache = bytes;
+        self
+    }
+
     /// Tokens per view N: the patches plus the class and camera tokens.
     pub fn tokens_per_view(&self) -> usize {
         (self.height / PATCH_SIZE) * (self.width / PATCH_SIZE) + 2
@@ -139,7 +181,7 @@ impl MemoryModel {
     /// - backbone: the residual stream and the local copy kept for `cat_token` (2·N·D), the
     ///   largest block temporary (attention: norm, qkv, q/k/v permuted copies, output and
     ///   projection ≈ 9·N·D; FFN: input + hidden + activated hidden ≈ N·(D + 2·hidden)), and
-    ///   the four stored outputs (4·N·out_dim);
+    ///   the four stored outputs (4·N·out_dim), and the pass's input (3·H·W);
     /// - head: the reassembled levels at 4×, 2×, 1×, ½× the patch grid (their projections and
     ///   the F-wide copies), three F-wide tensors at 8× the grid (fusion with its residual
     ///   units), `output_conv1` (F/2 at 8×) and at full resolution the upsampled F/2 map, the
@@ -147,30 +189,56 @@ impl MemoryModel {
     ///   (F + 32 + 7) maps at 8× the grid (counted even though it runs only with
     ///   `use_ray_pose`: [`ACTIVATION_CALIBRATION`] was fitted with it counted, and an
     ///   over-estimate only makes chunks smaller); the GS head another full-resolution set.
-    ///   The head is counted for every view, as when all views' maps are live together (a
-    ///   GPU's 8-frame head chunks); on flex the heads run one frame at a time
-    ///   (`head::frames_per_chunk`), so there the count over-estimates further at S > 1.
+    ///   The head is counted for every view here; [`Self::activation_values`] counts it for one
+    ///   head chunk's frames when the model knows them ([`Self::with_head_frames`]).
     pub fn per_view_values(&self) -> u64 {
+        let p = self.value_parts();
+        p.backbone.max(p.head + p.features)
+    }
+
+    /// Values of the activations of one pass over `views` views, weights and materialized
+    /// scores excluded: `views · per_view_values`; with [`Self::with_head_frames`] the larger
+    /// of the backbone's peak over every view and, while the heads run, every view's stored
+    /// features and outputs plus the head maps of one head chunk's frames.
+    pub fn activation_values(&self, views: usize) -> u64 {
+        let p = self.value_parts();
+        let s = views as u64;
+        match self.head_frames {
+            None => s * p.backbone.max(p.head + p.features),
+            Some(frames) => (s * p.backbone).max(s * (p.features + p.outputs) + views.min(frames) as u64 * p.head),
+        }
+    }
+
+    /// The parts of [`Self::per_view_values`] and [`Self::activation_values`], in values.
+    fn value_parts(&self) -> PassValues {
         let n = self.tokens_per_view() as u64;
         let (d, hidden, out_dim) = (self.embed_dim as u64, self.ffn_hidden as u64, self.out_dim as u64);
         let block_tmp = (9 * d).max(d + 2 * hidden);
-        let backbone = n * (2 * d + block_tmp + 4 * out_dim);
         let hw = ((self.height / PATCH_SIZE) * (self.width / PATCH_SIZE)) as u64; // patch grid
         let full = (self.height * self.width) as u64; // H·W
+        // The pass's input [3, H, W] stays live through the backbone: 588 values per patch,
+        // 1.5× a da3-small token (left out, the count fell 10–13 % short of the measured growth
+        // per view at 16–32 views).
+        let input = 3 * full;
+        let backbone = n * (2 * d + block_tmp + 4 * out_dim) + input;
         let f = self.features as u64;
         let oc = self.out_channels.map(|c| c as u64);
         let grid8 = 64 * hw; // (8ph)·(8pw)
         let levels = oc[0] * 16 * hw + oc[1] * 4 * hw + oc[2] * hw + oc[3] * hw / 4 + f * (16 + 4 + 1) * hw + f * hw / 4;
         let mut head = levels + 3 * f * grid8 + f / 2 * grid8 + (f / 2 + 32 + 4) * full;
+        // The input; the two main outputs (depth and confidence, or depth and sky) twice: per
+        // head chunk and concatenated.
+        let mut outputs = input + 2 * 2 * full;
         if self.dual_head {
             head += (f + 32 + 7) * grid8;
+            outputs += 2 * 7 * grid8; // rays and their confidence, twice
         }
         if self.gs_head {
             head += (f / 2 + 38 + 3) * full;
+            outputs += 2 * GAUSSIAN_VALUES * full; // the raw Gaussians, twice
         }
         // The stored backbone outputs stay live while the head runs.
-        let head_with_features = head + n * 4 * out_dim;
-        backbone.max(head_with_features)
+        PassValues { backbone, head, features: n * 4 * out_dim, outputs }
     }
 
     /// Bytes of the global attention scores for S views when they are materialized (the
@@ -188,8 +256,8 @@ impl MemoryModel {
     /// Peak bytes of the activations of one pass over `views` views (weights excluded),
     /// calibrated (see [`ACTIVATION_CALIBRATION`]).
     pub fn activation_bytes(&self, views: usize) -> u64 {
-        let analytic = views as u64 * self.per_view_values() * self.dtype_bytes + self.global_scores_bytes(views);
-        (analytic as f64 * ACTIVATION_CALIBRATION) as u64 * self.branches + PASS_OVERHEAD_BYTES
+        let analytic = self.activation_values(views) * self.dtype_bytes + self.global_scores_bytes(views);
+        (analytic as f64 * ACTIVATION_CALIBRATION) as u64 * self.branches + self.kernel_cache + PASS_OVERHEAD_BYTES
     }
 
     /// Host bytes of the inputs of one view ([3, H, W] f32; the API keeps the views and one
@@ -296,5 +364,30 @@ mod tests {
         let mat = MemoryModel::new(&config, 280, 280, 0, AttentionKind::Materialized);
         // 100 views materialized: 2 · 6 · 40200² · 4 B ≈ 77.6 GB of scores.
         assert!(mat.global_scores_bytes(100) > 77_000_000_000);
+    }
+
+    /// With the heads one frame at a time (flex), a view beyond the first few costs what the
+    /// backbone holds per view, counted by hand for da3-small at 504×378: N = 27·36 + 2 = 974
+    /// tokens × (2·384 residual + 3,456 block temporary + 4·768 stored outputs) + the input
+    /// 3·378·504. With a GPU's 8-frame chunks, 8 views count every frame's head maps.
+    #[test]
+    fn head_frames_bound_what_grows_with_the_views() {
+        let config = Da3Config::preset("da3-small").unwrap();
+        let base = MemoryModel::new(&config, 378, 504, 0, AttentionKind::Fused);
+        let cpu = base.clone().with_head_frames(1);
+        let per_view = 974 * (2 * 384 + 3456 + 4 * 768) + 3 * 378 * 504;
+        assert_eq!(cpu.activation_values(17) - cpu.activation_values(16), per_view);
+        assert_eq!(cpu.activation_values(33) - cpu.activation_values(32), per_view);
+        // One view: the head's frame with the stored features, the input and the outputs.
+        let gpu = base.clone().with_head_frames(8);
+        assert_eq!(cpu.activation_values(1), gpu.activation_values(1));
+        assert!(cpu.activation_values(1) > base.activation_values(1));
+        // 8 views: the GPU's chunk holds 8 frames' head maps, at least the all-views count.
+        assert!(gpu.activation_values(8) >= base.activation_values(8));
+        assert!(cpu.activation_values(8) < base.activation_values(8) / 3);
+        // The filter cache is added once per pass, not per view.
+        let cached = cpu.clone().with_kernel_cache(24 << 20);
+        assert_eq!(cached.activation_bytes(1) - cpu.activation_bytes(1), 24 << 20);
+        assert_eq!(cached.activation_bytes(9) - cpu.activation_bytes(9), 24 << 20);
     }
 }

@@ -40,12 +40,31 @@ use crate::Da3Error;
 impl<B: Backend> Da3<B> {
     /// The memory model of this network at `height`×`width` on its backend (f32 weights and
     /// activations; materialized attention scores on `ndarray`, whose attention is Burn's
-    /// generic fallback; fused everywhere else).
+    /// generic fallback; fused everywhere else), with its heads' chunk of frames
+    /// ([`MemoryModel::with_head_frames`]).
     pub fn memory_model(&self, height: usize, width: usize) -> MemoryModel {
         let params = self.model().num_params() + self.metric_branch().map_or(0, |m| m.num_params());
         let attention =
             if B::name(self.device()).contains("ndarray") { AttentionKind::Materialized } else { AttentionKind::Fused };
         MemoryModel::new(self.config(), height, width, params as u64 * 4, attention)
+            .with_head_frames(crate::head::frames_per_chunk::<B>())
+            .with_kernel_cache(self.conv_filter_cache_bytes())
+    }
+
+    /// Bytes that the CPU (flex) backend's 3×3 convolutions keep beside their weights once
+    /// they have run: every stride-1 layer's Winograd filter transform, 36 f32 per 9 weights
+    /// (`kernels::winograd`; da3-small 16 MiB, da3-large 0.3 GiB); 0 on other backends.
+    pub fn conv_filter_cache_bytes(&self) -> u64 {
+        #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+        if crate::kernels::flex::is_flex::<B>() {
+            let mut count = Conv3x3Values::default();
+            self.model().visit(&mut count);
+            if let Some(metric) = self.metric_branch() {
+                metric.visit(&mut count);
+            }
+            return count.values * crate::kernels::winograd::TRANSFORMED_PER_WEIGHT * 4;
+        }
+        0
     }
 
     /// Whether chunks of a job with these options must be aligned into one pose frame: the
@@ -189,4 +208,66 @@ pub fn is_out_of_memory(message: &str) -> bool {
     ["out of memory", "outofmemory", "out_of_memory", "unable to allocate", "allocation failed", "max_buffer_size", "max_storage_buffer_binding_size"]
         .iter()
         .any(|k| m.contains(k))
+}
+
+/// Counts the values of the 3×3 convolution weights that run through the Winograd kernel:
+/// every rank-4 parameter with a 3×3 kernel except inside the reassembly's stride-2
+/// down-projection (field `Reassemble::resize_down2`, im2col; the only strided 3×3 layer).
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+#[derive(Default)]
+struct Conv3x3Values {
+    values: u64,
+    /// Depth of the `resize_down2` submodule being visited (0: outside it).
+    strided: usize,
+}
+
+#[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
+impl<B: Backend> burn::module::ModuleVisitor<B> for Conv3x3Values {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        if self.strided > 0 || name == "resize_down2" {
+            self.strided += 1;
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.strided = self.strided.saturating_sub(1);
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<B, D>>) {
+        let dims = param.val().dims();
+        if D == 4 && dims[2] == 3 && dims[3] == 3 && self.strided == 0 {
+            self.values += dims.iter().product::<usize>() as u64;
+        }
+    }
+}
+
+#[cfg(all(test, feature = "flex", not(target_arch = "wasm32")))]
+mod tests {
+    use crate::kernels::winograd::CACHED_VALUES;
+    use crate::{Da3, Da3Config, PredictOptions, Views};
+
+    /// The scheduler's count of the CPU's Winograd filter cache is what a pass that runs every
+    /// head (rays and Gaussians included) actually caches: the dual-DPT, mono-DPT and GS
+    /// fixtures, whose stride-2 down-projections must not be counted.
+    #[test]
+    fn filter_cache_count_matches_what_a_pass_caches() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for name in ["tiny", "tiny-mono", "tiny-gs"] {
+            let config = std::fs::read_to_string(fixtures.join(format!("{name}.config.json"))).unwrap();
+            let config = Da3Config::from_json(&config).unwrap();
+            let weights = fixtures.join(format!("{name}.weights.safetensors"));
+            let model = Da3::<crate::backends::Flex>::from_file(config, &weights, &Default::default()).unwrap();
+            let counted = model.conv_filter_cache_bytes();
+            let (s, h, w) = (2, 28, 42);
+            let data: Vec<f32> = (0..s * 3 * h * w).map(|i| (i % 17) as f32 / 8.0 - 1.0).collect();
+            let views = Views::from_normalized(data, s, h, w).unwrap();
+            let rays = model.model().has_cameras();
+            let options = PredictOptions { use_ray_pose: rays, infer_gs: name == "tiny-gs", ..Default::default() };
+            let before = CACHED_VALUES.with(|c| c.get());
+            model.predict_with(&views, &options).unwrap();
+            let cached = (CACHED_VALUES.with(|c| c.get()) - before) * 4;
+            assert!(counted > 0, "{name}: no 3×3 layers counted");
+            assert_eq!(counted, cached, "{name}: counted {counted} B, a pass cached {cached} B");
+        }
+    }
 }
