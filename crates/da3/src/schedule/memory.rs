@@ -43,9 +43,11 @@ pub enum AttentionKind {
 /// (The tiny and da3-small rows were measured in a run planned with a factor of 1.0 and are
 /// recomputed for 1.15; da3-small at S=16 measured 212.5 MiB at 280x280 and 491.1 MiB at
 /// 378x504, and at S=32 116.5, 400.9 and 967.1 MiB at the three sizes: 0.76, 0.83, 0.87 of
-/// the plan.) At many views the backbone's count decides, and the measured growth per view
-/// was up to 1.05× it (da3-small 16 → 32 views: 3.1 MiB per view at 140x140, 11.8 at
-/// 280x280, 29.7 at 378x504); 1.15 keeps ≥ 10 % above that. At few views the head's count
+/// the plan; with the `da3` command's malloc settings, `da3-cli`'s `alloc.rs`, set through
+/// `GLIBC_TUNABLES`: 0.59–0.85 at 280x280 and 378x504, 1–16 views.) At many views the
+/// backbone's count decides, and the measured growth per view was up to 1.05× it (da3-small
+/// 16 → 32 views: 3.1 MiB per view at 140x140, 11.8 at 280x280, 29.7 at 378x504); 1.15 keeps
+/// ≥ 10 % above that. At few views the head's count
 /// decides, which holds all of one frame's maps live together and so over-estimates.
 ///
 /// Before the heads ran one frame at a time on the CPU (and before the filter cache and the
