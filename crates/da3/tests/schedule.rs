@@ -293,6 +293,11 @@ fn tiny_model_in_chunks_of_four_is_aligned_pass_by_pass() {
     assert_eq!(report.chunks, vec![0..4, 2..6, 4..8, 6..10]);
     assert_eq!(pred.views, 10);
     let n = 42 * 56;
+    // The merged arrays were sized for all 10 views when the first chunk came (growing them
+    // chunk by chunk doubled their capacity, past the planner's count of the outputs).
+    assert_eq!((pred.depth.len(), pred.depth.capacity()), (10 * n, 10 * n));
+    assert_eq!((pred.conf.len(), pred.conf.capacity()), (10 * n, 10 * n));
+    assert_eq!(pred.extrinsics.capacity(), 10);
     // Replay: separate passes, aligned one after the other.
     let mut job_ext: Vec<Extrinsics> = Vec::new();
     let mut job_depth: Vec<Vec<f32>> = Vec::new();

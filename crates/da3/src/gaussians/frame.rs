@@ -48,6 +48,16 @@ impl Gaussians {
         }
     }
 
+    /// Reserves room for `more` views' Gaussians beyond the ones held.
+    pub fn reserve_views(&mut self, more: usize) {
+        let n = more * self.height * self.width;
+        self.means.reserve_exact(n);
+        self.scales.reserve_exact(n);
+        self.rotations.reserve_exact(n);
+        self.harmonics.reserve_exact(n);
+        self.opacities.reserve_exact(n);
+    }
+
     /// Appends the Gaussians of `other`'s views from `skip` on (the views before are shared
     /// ones, already held). Both must have the same image size.
     pub fn append_views(&mut self, other: &Gaussians, skip: usize) -> Result<(), Da3Error> {

@@ -102,7 +102,7 @@ where
         alignments: Vec::new(),
         metric_refit: None,
     };
-    let mut assembly = Assembly::default();
+    let mut assembly = Assembly { expected_views: total, ..Assembly::default() };
     let (mut k, mut overlap) = (plan.chunk_size, plan.overlap);
     let mut cache = ViewCache::default();
     std::thread::scope(|scope| -> Result<(), Da3Error> {

@@ -149,6 +149,9 @@ pub struct Assembly {
     pub prediction: Prediction,
     /// How each chunk after the first was aligned (`None` where no alignment was needed).
     pub alignments: Vec<Option<ChunkAlignment>>,
+    /// Views the job will have in all: the merged arrays reserve room for them when the first
+    /// chunk arrives (0: grow as chunks come).
+    pub expected_views: usize,
 }
 
 impl Assembly {
@@ -172,6 +175,7 @@ impl Assembly {
         let shared = have - start;
         if have == 0 {
             self.prediction = chunk;
+            reserve_views(&mut self.prediction, self.expected_views);
             return Ok(());
         }
         let input_frames = match (&self.prediction.input_frame, &chunk.input_frame) {
@@ -250,6 +254,34 @@ impl Assembly {
         }
         p.views += chunk.views - skip;
         Ok(())
+    }
+}
+
+/// Reserves room in `p`'s per-view arrays for `total` views in all, so that appending the
+/// later chunks never reallocates: a growing array doubles its capacity, and while it moves
+/// the old and the new buffer are both live, which had made a chunked job's resident memory
+/// climb past what the planner counts (the merged views plus one chunk's prediction).
+fn reserve_views(p: &mut Prediction, total: usize) {
+    let more = total.saturating_sub(p.views);
+    if more == 0 {
+        return;
+    }
+    let n = p.height * p.width;
+    for map in [&mut p.depth, &mut p.conf, &mut p.metric_depth] {
+        if !map.is_empty() {
+            map.reserve_exact(more * n);
+        }
+    }
+    if let Some(sky) = p.sky.as_mut() {
+        sky.reserve_exact(more * n);
+    }
+    p.extrinsics.reserve_exact(more);
+    p.intrinsics.reserve_exact(more);
+    for f in p.aux_features.iter_mut() {
+        f.data.reserve_exact(more * f.height * f.width * f.dim);
+    }
+    if let Some(g) = p.gaussians.as_mut() {
+        g.reserve_views(more);
     }
 }
 
