@@ -226,6 +226,8 @@ impl CommonArgs {
             max_memory: self.max_memory,
             chunk_size: self.chunk_size.map(|n| n as usize),
             overlap: self.chunk_overlap.map(|n| n as usize),
+            // Set per job where the image size is known (`scene.rs`).
+            kept_bytes_per_view: 0,
         }
     }
 

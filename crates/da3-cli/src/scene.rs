@@ -199,6 +199,10 @@ impl StreamJob<'_> {
             } else {
                 DeviceMemory::gpu(gpu_free_memory(self.cuda_memory), model.memory_model(h, w).weights, None)
             };
+            // Counted against a CPU budget for every view of the job: what this command keeps of
+            // each view until it writes its outputs, the processed 8-bit image
+            // (`Preprocessed::images`), the writers' copy of it and the `npz` export's.
+            let schedule = ScheduleOptions { kept_bytes_per_view: 3 * 3 * (h * w) as u64, ..schedule.clone() };
             let plan = model.plan(count, h, w, &opts, &schedule, &memory).context("inference failed")?;
             let first = plan.chunks.first().cloned().unwrap_or(0..count);
 

@@ -107,6 +107,8 @@ pub struct MemoryModel {
     /// Frames whose head maps are live together (the head's chunk, see
     /// [`Self::with_head_frames`]); `None`: every view of the pass.
     head_frames: Option<usize>,
+    /// Host bytes per view the caller keeps (see [`Self::with_kept_bytes_per_view`]).
+    kept_bytes_per_view: u64,
     /// Bytes the backend's kernels cache per model on its first pass and keep (see
     /// [`Self::with_kernel_cache`]).
     kernel_cache: u64,
@@ -139,6 +141,7 @@ impl MemoryModel {
             branches: 1 + u64::from(config.metric_branch.is_some()),
             head_frames: None,
             kernel_cache: 0,
+            kept_bytes_per_view: 0,
             attention,
             balanced_views: ComputeModel::new(config, height, width).balanced_views(),
         }
@@ -169,6 +172,14 @@ impl MemoryModel {
     /// activations, since a job's first pass creates them.
     pub fn with_kernel_cache(mut self, bytes: u64) -> Self {
         self.kernel_cache = bytes;
+        self
+    }
+
+    /// The model of a job whose caller keeps `bytes` of host memory per view until the job
+    /// ends ([`crate::schedule::ScheduleOptions::kept_bytes_per_view`]): counted with every
+    /// view's returned prediction ([`Self::output_bytes_per_view`]).
+    pub fn with_kept_bytes_per_view(mut self, bytes: u64) -> Self {
+        self.kept_bytes_per_view = bytes;
         self
     }
 
@@ -269,9 +280,11 @@ impl MemoryModel {
     }
 
     /// Host bytes of one view's returned prediction (depth, confidence, sky: f32 each; with
-    /// [`Self::with_gaussians`] the Gaussians' 38 f32 per pixel).
+    /// [`Self::with_gaussians`] the Gaussians' 38 f32 per pixel), plus what the caller keeps
+    /// per view ([`Self::with_kept_bytes_per_view`]).
     pub fn output_bytes_per_view(&self) -> u64 {
         (3 + if self.gaussians { GAUSSIAN_VALUES } else { 0 }) * (self.height * self.width) as u64 * 4
+            + self.kept_bytes_per_view
     }
 
     /// Host bytes per view of the running pass that are not returned: the GS head's raw

@@ -83,7 +83,10 @@ impl<B: Backend> Da3<B> {
         schedule: &ScheduleOptions,
         device_memory: &DeviceMemory,
     ) -> Result<Plan, Da3Error> {
-        let model = self.memory_model(height, width).with_gaussians(options.infer_gs);
+        let model = self
+            .memory_model(height, width)
+            .with_gaussians(options.infer_gs)
+            .with_kept_bytes_per_view(schedule.kept_bytes_per_view);
         plan::plan(&model, device_memory, views, schedule, self.needs_pose_frame(options))
     }
 
@@ -130,7 +133,10 @@ impl<B: Backend> Da3<B> {
     where
         S: Fn(Range<usize>) -> Result<Views, Da3Error> + Sync,
     {
-        let model = self.memory_model(height, width).with_gaussians(options.infer_gs);
+        let model = self
+            .memory_model(height, width)
+            .with_gaussians(options.infer_gs)
+            .with_kept_bytes_per_view(schedule.kept_bytes_per_view);
         let pose_frame = self.needs_pose_frame(options);
         let plan = plan::plan(&model, device_memory, count, schedule, pose_frame)?;
         if let Some(c) = &options.cameras {

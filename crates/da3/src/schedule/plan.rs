@@ -22,6 +22,10 @@ pub struct ScheduleOptions {
     pub chunk_size: Option<usize>,
     /// Views shared by consecutive chunks, overriding the default (`--chunk-overlap`).
     pub overlap: Option<usize>,
+    /// Host bytes per view that the caller keeps until the job ends, outside the returned
+    /// prediction (the `da3` command: each view's processed 8-bit image and the copies its
+    /// exports make of it): counted for every view of the job against a CPU budget.
+    pub kept_bytes_per_view: u64,
 }
 
 /// What set the chunk size of a [`Plan`].
@@ -284,6 +288,23 @@ mod tests {
         assert!(m.largest_tensor_bytes(11) > max_buffer);
     }
 
+    /// Host bytes the caller keeps per view (the `da3` command's 8-bit images) count on the
+    /// host with every view's prediction, and not against a GPU's memory.
+    #[test]
+    fn kept_bytes_count_on_the_host_only() {
+        let m = small_280();
+        let kept = m.clone().with_kept_bytes_per_view(9 * 280 * 280);
+        let host = DeviceMemory { available: None, host: true, resident: m.weights, max_buffer: None };
+        let dev = DeviceMemory::gpu(None, m.weights, None);
+        let extra = estimated_peak(&kept, &host, 100, 10) - estimated_peak(&m, &host, 100, 10);
+        assert_eq!(extra, (100 + 10) * 9 * 280 * 280);
+        assert_eq!(estimated_peak(&kept, &dev, 100, 10), estimated_peak(&m, &dev, 100, 10));
+        // A host budget that fits 10 views per pass without them fits fewer with them.
+        let budget = Some(estimated_peak(&m, &host, 100, 10));
+        let p = plan(&kept, &host, 100, &ScheduleOptions { max_memory: budget, ..Default::default() }, true).unwrap();
+        assert!(p.chunk_size < 10 && p.estimated_peak <= budget.unwrap(), "{p:?}");
+    }
+
     /// A budget that would fit 200+ views per chunk gets chunks of the balanced size instead
     /// (24 for da3-small at 280×280: there the global attention costs as much as the rest of
     /// the pass); a job that fits whole still runs as one pass.
@@ -301,7 +322,7 @@ mod tests {
         let whole = plan(&m, &dev, 200, &ScheduleOptions { max_memory: budget, ..Default::default() }, true).unwrap();
         assert_eq!((whole.chunk_size, whole.limit), (200, ChunkLimit::None));
         // `--chunk-size` wins over the cap.
-        let asked = ScheduleOptions { max_memory: budget, chunk_size: Some(60), overlap: None };
+        let asked = ScheduleOptions { max_memory: budget, chunk_size: Some(60), ..Default::default() };
         let p = plan(&m, &dev, 1000, &asked, true).unwrap();
         assert_eq!((p.chunk_size, p.limit), (60, ChunkLimit::Requested));
     }
@@ -310,7 +331,7 @@ mod tests {
     fn overrides_and_impossible_budgets() {
         let m = small_280();
         let dev = DeviceMemory::gpu(None, m.weights, None);
-        let o = |k, ov| ScheduleOptions { max_memory: None, chunk_size: Some(k), overlap: ov };
+        let o = |k, ov| ScheduleOptions { max_memory: None, chunk_size: Some(k), overlap: ov, ..Default::default() };
         let p = plan(&m, &dev, 10, &o(4, None), true).unwrap();
         assert_eq!((p.chunk_size, p.overlap, p.chunks.len()), (4, 2, 4));
         let p = plan(&m, &dev, 10, &o(4, Some(3)), true).unwrap();
