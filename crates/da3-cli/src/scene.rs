@@ -14,7 +14,7 @@ use da3::schedule::{ChunkLimit, DeviceMemory, Event, RunReport, ScheduleOptions}
 use da3::{Da3, Da3Config, InputCameras, PredictOptions, Prediction};
 use indicatif::ProgressBar;
 use da3_export::atomic::write_bytes_atomic;
-use da3_export::ImageRgb8;
+use da3_export::{ExportFormat, ImageRgb8};
 use serde_json::{json, Map, Value};
 
 use crate::args::{flavor_name, strategy_name, CommonArgs};
@@ -107,6 +107,9 @@ pub struct StreamJob<'a> {
     pub predict: PredictOptions,
     /// `--max-memory`, `--chunk-size`, `--chunk-overlap`.
     pub schedule: ScheduleOptions,
+    /// Host bytes per pixel of every view that the command keeps until its outputs are
+    /// written ([`kept_bytes_per_pixel`]), counted against a CPU budget.
+    pub kept_bytes_per_pixel: u64,
     /// Whether the backend computes in host memory (flex, ndarray): the budget is then the
     /// process's resident memory, bounded by the available RAM.
     pub host_memory: bool,
@@ -123,6 +126,14 @@ pub struct StreamJob<'a> {
     /// Called with each chunk's views just before its inference starts (tests pace and
     /// observe the overlap with it).
     pub chunk_hook: Option<LoadHook<'a>>,
+}
+
+/// Host bytes per pixel of each view that the command keeps until its outputs are written,
+/// beyond the returned prediction: the processed 8-bit image (`Preprocessed::images`) and the
+/// writers' copy of it (3 + 3), and with the `npz` export its own image copy and its rounded
+/// depth and confidence (3 + 4 + 4).
+pub fn kept_bytes_per_pixel(formats: &[ExportFormat]) -> u64 {
+    6 + if formats.contains(&ExportFormat::Npz) { 11 } else { 0 }
 }
 
 /// What [`StreamJob::run`] produced.
@@ -199,10 +210,8 @@ impl StreamJob<'_> {
             } else {
                 DeviceMemory::gpu(gpu_free_memory(self.cuda_memory), model.memory_model(h, w).weights, None)
             };
-            // Counted against a CPU budget for every view of the job: what this command keeps of
-            // each view until it writes its outputs, the processed 8-bit image
-            // (`Preprocessed::images`), the writers' copy of it and the `npz` export's.
-            let schedule = ScheduleOptions { kept_bytes_per_view: 3 * 3 * (h * w) as u64, ..schedule.clone() };
+            let kept_bytes_per_view = self.kept_bytes_per_pixel * (h * w) as u64;
+            let schedule = ScheduleOptions { kept_bytes_per_view, ..schedule.clone() };
             let plan = model.plan(count, h, w, &opts, &schedule, &memory).context("inference failed")?;
             let first = plan.chunks.first().cloned().unwrap_or(0..count);
 
@@ -492,6 +501,7 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         max_pixels: common.max_pixels,
         predict,
         schedule: common.schedule(),
+        kept_bytes_per_pixel: kept_bytes_per_pixel(&common.formats()),
         host_memory: matches!(common.device, DeviceKind::Flex | DeviceKind::Ndarray),
         cuda_memory: common.device == DeviceKind::Cuda,
         export_dir: &common.export_dir,
