@@ -129,7 +129,7 @@ fn paced_run(model: &Da3<B>, paths: &[PathBuf], name: &str) -> (da3_cli::scene::
         max_pixels: MAX_PIXELS,
         predict: PredictOptions::default(),
         schedule: schedule(),
-        kept_bytes_per_pixel: 6,
+        kept_bytes_per_pixel: da3_cli::scene::KEPT_BYTES_PER_PIXEL,
         host_memory: true,
         cuda_memory: false,
         export_dir: &export_dir,

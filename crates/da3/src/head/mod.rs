@@ -23,8 +23,8 @@ use burn::tensor::backend::Backend;
 /// Why one frame on the CPU: at 8 frames the head's full-resolution maps of all frames are
 /// live together, far past the caches. da3-small at 8 views of 504×378 (`da3-bench`, 2
 /// threads, 2-core Xeon, 2026-11-24, `tools/bench/ab.sh` against chunks of 8): peak RSS 860 →
-/// 489 MB, median pass 0.914× (min 0.875×, 6 rounds); at 2 views 368 → 322 MB, 0.981×. On a GPU a chunk of 8 keeps the device busy with fewer, larger
-/// kernels, as in the reference.
+/// 489 MB, median pass 0.914× (min 0.875×, 6 rounds); at 2 views 368 → 322 MB, 0.981×. On a
+/// GPU a chunk of 8 keeps the device busy with fewer, larger kernels, as in the reference.
 pub(crate) fn frames_per_chunk<B: Backend>() -> usize {
     #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
     if crate::kernels::flex::is_flex::<B>() {

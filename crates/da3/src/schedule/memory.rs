@@ -214,11 +214,13 @@ impl MemoryModel {
     /// of the backbone's peak over every view and, while the heads run, every view's stored
     /// features and outputs plus the head maps of one head chunk's frames.
     pub fn activation_values(&self, views: usize) -> u64 {
-        let p = self.value_parts();
         let s = views as u64;
         match self.head_frames {
-            None => s * p.backbone.max(p.head + p.features),
-            Some(frames) => (s * p.backbone).max(s * (p.features + p.outputs) + views.min(frames) as u64 * p.head),
+            None => s * self.per_view_values(),
+            Some(frames) => {
+                let p = self.value_parts();
+                (s * p.backbone).max(s * (p.features + p.outputs) + views.min(frames) as u64 * p.head)
+            }
         }
     }
 

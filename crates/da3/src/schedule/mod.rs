@@ -53,7 +53,7 @@ impl<B: Backend> Da3<B> {
 
     /// Bytes that the CPU (flex) backend's 3×3 convolutions keep beside their weights once
     /// they have run: every stride-1 layer's Winograd filter transform, 36 f32 per 9 weights
-    /// (`kernels::winograd`; da3-small 16 MiB, da3-large 0.3 GiB); 0 on other backends.
+    /// (`kernels::winograd`; da3-small 24 MiB, da3-base 96 MiB); 0 on other backends.
     pub fn conv_filter_cache_bytes(&self) -> u64 {
         #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
         if crate::kernels::flex::is_flex::<B>() {

@@ -24,7 +24,8 @@ pub struct ScheduleOptions {
     pub overlap: Option<usize>,
     /// Host bytes per view that the caller keeps until the job ends, outside the returned
     /// prediction (the `da3` command: each view's processed 8-bit image and the copies its
-    /// exports make of it): counted for every view of the job against a CPU budget.
+    /// writers make of it): counted against a CPU budget with every returned view (and the
+    /// running chunk's, as the outputs are).
     pub kept_bytes_per_view: u64,
 }
 
