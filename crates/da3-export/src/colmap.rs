@@ -20,6 +20,9 @@
 //! 3D points with `conf` plus valid depth but 2D points with `conf` alone, which pairs them
 //! wrongly when some depth is not positive; this port uses one mask for both.
 //!
+//! [`export_colmap`] writes the files as it unprojects, view by view, so its memory does
+//! not grow with the number of points (the files do: about 100 bytes per point).
+//!
 //! COLMAP ≥ 3.12 also has `rigs.bin` and `frames.bin`; they are not written. Older readers
 //! know only the three files, and pycolmap 4.2 reads a model without them (the tests check
 //! this when pycolmap is installed), creating one trivial rig and frame per camera and image.
@@ -31,7 +34,7 @@ use da3::Prediction;
 
 use crate::atomic::{create_dir, write_atomic};
 use crate::error::{ExportError, Result};
-use crate::geometry::{conf_filter, unproject, Mat3};
+use crate::geometry::{conf_filter, for_each_point, for_each_point_of_view, Mat3, Point};
 use crate::image::{check_inputs_with_cameras, ImageRgb8};
 
 /// File names of the model inside the export directory.
@@ -159,13 +162,28 @@ pub struct ColmapFiles {
 }
 
 /// Builds the model of the COLMAP export (see the module docs); `sources` has one entry per
-/// view.
+/// view. It holds every point in memory (over 100 bytes per kept pixel of the scene);
+/// [`export_colmap`] writes the same files without storing the points.
 pub fn build_model(
     pred: &Prediction,
     images: &[ImageRgb8],
     sources: &[SourceImage],
     options: &ColmapOptions,
 ) -> Result<Model> {
+    let mut model = model_without_points(pred, images, sources)?;
+    let keep = conf_filter(pred, options.conf_thresh_percentile);
+    for_each_point(pred, images, keep, |pt| {
+        let id = model.points.len() as u64 + 1;
+        let image = &mut model.images[pt.view];
+        let (point2d, point3d) = records(pred, &sources[pt.view], image.id, image.points2d.len(), id, &pt);
+        image.points2d.push(point2d);
+        model.points.push(point3d);
+    })?;
+    Ok(model)
+}
+
+/// The model's cameras and images, with no 2D or 3D points, after checking the inputs.
+fn model_without_points(pred: &Prediction, images: &[ImageRgb8], sources: &[SourceImage]) -> Result<Model> {
     check_inputs_with_cameras(pred, images, "colmap")?;
     if sources.len() != pred.views {
         return Err(ExportError::Input(format!(
@@ -173,6 +191,9 @@ pub fn build_model(
             sources.len(),
             pred.views
         )));
+    }
+    if u32::try_from(pred.views).is_err() || u32::try_from(pred.height * pred.width).is_err() {
+        return Err(ExportError::Input("too many views or pixels per view for COLMAP's 32-bit ids".into()));
     }
     for (i, s) in sources.iter().enumerate() {
         if s.width == 0 || s.height == 0 {
@@ -188,12 +209,6 @@ pub fn build_model(
             )));
         }
     }
-    let cloud = unproject(
-        pred,
-        images,
-        conf_filter(pred, options.conf_thresh_percentile),
-    )?;
-
     let mut model = Model::default();
     for (v, src) in sources.iter().enumerate() {
         let (sx, sy) = (
@@ -201,8 +216,7 @@ pub fn build_model(
             src.height as f64 / pred.height as f64,
         );
         let k = pred.intrinsics[v].map(|r| r.map(f64::from));
-        let id = u32::try_from(v + 1)
-            .map_err(|_| ExportError::Input("too many views for COLMAP".into()))?;
+        let id = v as u32 + 1;
         model.cameras.push(Camera {
             id,
             model_id: PINHOLE,
@@ -221,33 +235,41 @@ pub fn build_model(
             points2d: Vec::new(),
         });
     }
-    for (k, (&point, &(v, x, y))) in cloud.points.iter().zip(&cloud.pixels).enumerate() {
-        let id = k as u64 + 1;
-        let (src, image) = (&sources[v], &mut model.images[v]);
-        let idx = u32::try_from(image.points2d.len())
-            .map_err(|_| ExportError::Input("too many points in one view for COLMAP".into()))?;
-        image.points2d.push(Point2D {
-            xy: [
-                x as f64 * src.width as f64 / pred.width as f64,
-                y as f64 * src.height as f64 / pred.height as f64,
-            ],
-            point3d_id: Some(id),
-        });
-        model.points.push(Point3D {
-            id,
-            xyz: point.map(f64::from),
-            rgb: cloud.colors[k],
-            error: -1.0,
-            track: vec![TrackElement {
-                image_id: image.id,
-                point2d_idx: idx,
-            }],
-        });
-    }
     Ok(model)
 }
 
-/// Builds the model and writes it into `dir` (created if needed).
+/// The 2D observation (index `index` of image `image_id`) and the 3D point `id` of one
+/// unprojected pixel.
+fn records(
+    pred: &Prediction,
+    src: &SourceImage,
+    image_id: u32,
+    index: usize,
+    id: u64,
+    pt: &Point,
+) -> (Point2D, Point3D) {
+    let point2d = Point2D {
+        xy: [
+            pt.x as f64 * src.width as f64 / pred.width as f64,
+            pt.y as f64 * src.height as f64 / pred.height as f64,
+        ],
+        point3d_id: Some(id),
+    };
+    let point3d = Point3D {
+        id,
+        xyz: pt.world.map(f64::from),
+        rgb: pt.color,
+        error: -1.0,
+        // Below 2^32: checked by `model_without_points` (at most H·W points per view).
+        track: vec![TrackElement { image_id, point2d_idx: index as u32 }],
+    };
+    (point2d, point3d)
+}
+
+/// Writes the model of the COLMAP export into `dir` (created if needed): the same files
+/// as `write_model(dir, &build_model(..))`, without holding the points. A first pass over
+/// the pixels counts each view's points; then `points3D.bin` and `images.bin` are written
+/// view by view, unprojecting again.
 pub fn export_colmap(
     dir: &Path,
     pred: &Prediction,
@@ -255,13 +277,64 @@ pub fn export_colmap(
     sources: &[SourceImage],
     options: &ColmapOptions,
 ) -> Result<ColmapFiles> {
-    let model = build_model(pred, images, sources, options)?;
-    write_model(dir, &model)
+    let model = model_without_points(pred, images, sources)?;
+    let keep = conf_filter(pred, options.conf_thresh_percentile);
+    let mut per_view = vec![0u64; pred.views];
+    for_each_point(pred, images, &keep, |pt| per_view[pt.view] += 1)?;
+    // Id of the first point of each view.
+    let first_ids: Vec<u64> = per_view.iter().scan(1u64, |next, &n| Some(std::mem::replace(next, *next + n))).collect();
+    // Calls `write` with the records of every point of view `v`, stopping at the first error.
+    let view_records = |v: usize, write: &mut dyn FnMut(Point2D, Point3D) -> std::io::Result<()>| -> std::io::Result<()> {
+        let (mut index, mut result) = (0usize, Ok(()));
+        let image_id = model.images[v].id;
+        for_each_point_of_view(pred, &images[v], v, &keep, &mut |pt| {
+            if result.is_ok() {
+                let (p2, p3) = records(pred, &sources[v], image_id, index, first_ids[v] + index as u64, &pt);
+                result = write(p2, p3);
+            }
+            index += 1;
+        })
+        .map_err(std::io::Error::other)?;
+        result
+    };
+    let files = write_files(dir, &model.cameras, |w| {
+        w.write_all(&(model.images.len() as u64).to_le_bytes())?;
+        for (v, im) in model.images.iter().enumerate() {
+            write_image_header(w, im, per_view[v])?;
+            view_records(v, &mut |p2, _| write_point2d(w, &p2))?;
+        }
+        Ok(())
+    }, |w| {
+        w.write_all(&per_view.iter().sum::<u64>().to_le_bytes())?;
+        (0..pred.views).try_for_each(|v| view_records(v, &mut |_, p3| write_point3d(w, &p3)))
+    })?;
+    Ok(files)
 }
 
 /// Writes `cameras.bin`, `images.bin` and `points3D.bin` of `model` into `dir` (created if
 /// needed), each atomically.
 pub fn write_model(dir: &Path, model: &Model) -> Result<ColmapFiles> {
+    write_files(dir, &model.cameras, |w| {
+        w.write_all(&(model.images.len() as u64).to_le_bytes())?;
+        for im in &model.images {
+            write_image_header(w, im, im.points2d.len() as u64)?;
+            im.points2d.iter().try_for_each(|p| write_point2d(w, p))?;
+        }
+        Ok(())
+    }, |w| {
+        w.write_all(&(model.points.len() as u64).to_le_bytes())?;
+        model.points.iter().try_for_each(|p| write_point3d(w, p))
+    })
+}
+
+/// Creates `dir` and writes the three files atomically: `cameras.bin` from `cameras`, the
+/// contents of `images.bin` and `points3D.bin` from the two writers.
+fn write_files(
+    dir: &Path,
+    cameras: &[Camera],
+    images: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    points: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<ColmapFiles> {
     create_dir(dir)?;
     let files = ColmapFiles {
         cameras: dir.join(CAMERAS_BIN),
@@ -269,8 +342,8 @@ pub fn write_model(dir: &Path, model: &Model) -> Result<ColmapFiles> {
         points: dir.join(POINTS3D_BIN),
     };
     write_atomic(&files.cameras, |w| {
-        w.write_all(&(model.cameras.len() as u64).to_le_bytes())?;
-        for c in &model.cameras {
+        w.write_all(&(cameras.len() as u64).to_le_bytes())?;
+        for c in cameras {
             w.write_all(&c.id.to_le_bytes())?;
             w.write_all(&c.model_id.to_le_bytes())?;
             w.write_all(&c.width.to_le_bytes())?;
@@ -281,44 +354,45 @@ pub fn write_model(dir: &Path, model: &Model) -> Result<ColmapFiles> {
         }
         Ok(())
     })?;
-    write_atomic(&files.images, |w| {
-        w.write_all(&(model.images.len() as u64).to_le_bytes())?;
-        for im in &model.images {
-            w.write_all(&im.id.to_le_bytes())?;
-            im.qvec
-                .iter()
-                .chain(&im.tvec)
-                .try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
-            w.write_all(&im.camera_id.to_le_bytes())?;
-            w.write_all(im.name.as_bytes())?;
-            w.write_all(&[0])?;
-            w.write_all(&(im.points2d.len() as u64).to_le_bytes())?;
-            for p in &im.points2d {
-                w.write_all(&p.xy[0].to_le_bytes())?;
-                w.write_all(&p.xy[1].to_le_bytes())?;
-                w.write_all(&p.point3d_id.unwrap_or(u64::MAX).to_le_bytes())?;
-            }
-        }
-        Ok(())
-    })?;
-    write_atomic(&files.points, |w| {
-        w.write_all(&(model.points.len() as u64).to_le_bytes())?;
-        for p in &model.points {
-            w.write_all(&p.id.to_le_bytes())?;
-            p.xyz
-                .iter()
-                .try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
-            w.write_all(&p.rgb)?;
-            w.write_all(&p.error.to_le_bytes())?;
-            w.write_all(&(p.track.len() as u64).to_le_bytes())?;
-            for t in &p.track {
-                w.write_all(&t.image_id.to_le_bytes())?;
-                w.write_all(&t.point2d_idx.to_le_bytes())?;
-            }
-        }
-        Ok(())
-    })?;
+    write_atomic(&files.images, |w| images(w))?;
+    write_atomic(&files.points, |w| points(w))?;
     Ok(files)
+}
+
+/// An image record of `images.bin` up to its number of 2D points (`count`).
+fn write_image_header(w: &mut dyn Write, im: &Image, count: u64) -> std::io::Result<()> {
+    w.write_all(&im.id.to_le_bytes())?;
+    im.qvec
+        .iter()
+        .chain(&im.tvec)
+        .try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
+    w.write_all(&im.camera_id.to_le_bytes())?;
+    w.write_all(im.name.as_bytes())?;
+    w.write_all(&[0])?;
+    w.write_all(&count.to_le_bytes())
+}
+
+/// One 2D point of `images.bin`.
+fn write_point2d(w: &mut dyn Write, p: &Point2D) -> std::io::Result<()> {
+    w.write_all(&p.xy[0].to_le_bytes())?;
+    w.write_all(&p.xy[1].to_le_bytes())?;
+    w.write_all(&p.point3d_id.unwrap_or(u64::MAX).to_le_bytes())
+}
+
+/// One point record of `points3D.bin`.
+fn write_point3d(w: &mut dyn Write, p: &Point3D) -> std::io::Result<()> {
+    w.write_all(&p.id.to_le_bytes())?;
+    p.xyz
+        .iter()
+        .try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
+    w.write_all(&p.rgb)?;
+    w.write_all(&p.error.to_le_bytes())?;
+    w.write_all(&(p.track.len() as u64).to_le_bytes())?;
+    for t in &p.track {
+        w.write_all(&t.image_id.to_le_bytes())?;
+        w.write_all(&t.point2d_idx.to_le_bytes())?;
+    }
+    Ok(())
 }
 
 /// The unit quaternion `(w, x, y, z)` with `w ≥ 0` of a rotation matrix (Shepperd's

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{ExportError, Result};
 use crate::image::ImageRgb8;
+use crate::order_stats::streamed_percentiles;
 
 /// A 3×3 matrix, row-major, in double precision.
 pub type Mat3 = [[f64; 3]; 3];
@@ -144,16 +145,25 @@ pub fn percentiles<T: Real>(values: &[T], ps: &[f64]) -> Option<Vec<f64>> {
 
 /// [`percentile`] of already sorted data (NaN when empty).
 pub fn percentile_of_sorted<T: Real>(sorted: &[T], p: f64) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
+    if sorted.is_empty() {
         return f64::NAN;
     }
+    let (lo, hi, t) = percentile_position(sorted.len(), p);
+    lerp_percentile(sorted[lo].to_f64(), sorted[hi].to_f64(), t)
+}
+
+/// Where the `p`-th percentile of `n > 0` sorted values lies: between the order statistics
+/// `lo` and `hi` (0-based ranks), at fraction `t` of the way (NumPy's "linear" method).
+pub fn percentile_position(n: usize, p: f64) -> (usize, usize, f64) {
     let index = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
     let lo = (index.floor() as usize).min(n - 1);
     let hi = (lo + 1).min(n - 1);
-    let t = index - lo as f64;
-    let (a, b) = (sorted[lo].to_f64(), sorted[hi].to_f64());
-    // NumPy's `_lerp`: the formula that is exact at the end nearer to t.
+    (lo, hi, index - lo as f64)
+}
+
+/// NumPy's `_lerp` of the order statistics `a <= b` at `t`: the formula that is exact at the
+/// end nearer to `t`.
+pub fn lerp_percentile(a: f64, b: f64, t: f64) -> f64 {
     let diff = b - a;
     if t >= 0.5 {
         b - diff * (1.0 - t)
@@ -201,6 +211,16 @@ impl Cloud {
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
+    /// An empty cloud with room for `n` points.
+    pub fn with_capacity(n: usize) -> Cloud {
+        Cloud { points: Vec::with_capacity(n), colors: Vec::with_capacity(n), pixels: Vec::with_capacity(n) }
+    }
+    /// Appends one point.
+    pub fn push(&mut self, pt: Point) {
+        self.points.push(pt.world);
+        self.colors.push(pt.color);
+        self.pixels.push((pt.view, pt.x, pt.y));
+    }
     /// Keeps only the points at `indices`, in that order (indices past the end are skipped).
     pub fn select(&self, indices: &[usize]) -> Cloud {
         let indices: Vec<usize> = indices
@@ -226,9 +246,14 @@ impl Cloud {
 /// The pixel filter `conf >= percentile(conf, p)` over all views (NumPy's linear
 /// percentile), as a `keep(view, pixel)` closure for [`unproject`]; keeps every pixel when
 /// the prediction has no confidence. The comparison is made in float32 (see
-/// [`threshold_f32`]).
+/// [`threshold_f32`]). The percentile is found without copying the confidences
+/// ([`streamed_percentiles`]).
 pub fn conf_filter(pred: &Prediction, p: f64) -> impl Fn(usize, usize) -> bool + '_ {
-    let threshold = percentile(&pred.conf, p).map(threshold_f32);
+    let conf = &pred.conf;
+    let threshold = streamed_percentiles(1, &[(0, p)], |sink: &mut dyn FnMut(usize, f32)| {
+        conf.iter().for_each(|&c| sink(0, c))
+    })[0]
+    .map(threshold_f32);
     let n = pred.height * pred.width;
     move |v, i| threshold.is_none_or(|t| pred.conf[v * n + i] >= t)
 }
@@ -240,46 +265,107 @@ pub fn threshold_f32(t: f64) -> f32 {
     t as f32
 }
 
-/// Unprojects every pixel with finite positive depth for which `keep(view, pixel_index)`
-/// holds: `X_world = c2w · (depth · K⁻¹ · [x, y, 1])`, with pixel centres at integer
-/// coordinates like the reference (`glb.py::_depths_to_world_points_with_colors`).
-/// Points that come out non-finite are dropped.
+/// One unprojected point (see [`for_each_point`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// World coordinates.
+    pub world: [f32; 3],
+    /// RGB of the source pixel in the processed image.
+    pub color: [u8; 3],
+    /// View of the source pixel.
+    pub view: usize,
+    /// Column of the source pixel (processed-image pixels).
+    pub x: usize,
+    /// Row of the source pixel.
+    pub y: usize,
+}
+
+/// Calls `visit` with every point of view `v` that [`unproject`] keeps, in row-major order,
+/// without storing them: pixels with finite positive depth for which `keep(v, pixel_index)`
+/// holds, `X_world = c2w · (depth · K⁻¹ · [x, y, 1])` with pixel centres at integer
+/// coordinates like the reference (`glb.py::_depths_to_world_points_with_colors`); points
+/// that come out non-finite are dropped. A view without any kept pixel is skipped before
+/// its camera is read.
+pub fn for_each_point_of_view(
+    pred: &Prediction,
+    image: &ImageRgb8,
+    v: usize,
+    keep: &impl Fn(usize, usize) -> bool,
+    visit: &mut impl FnMut(Point),
+) -> Result<()> {
+    let (h, w) = (pred.height, pred.width);
+    let depth = pred.depth_of(v);
+    if !(0..h * w).any(|p| depth[p].is_finite() && depth[p] > 0.0 && keep(v, p)) {
+        return Ok(());
+    }
+    let k_inv = inverse_intrinsics(pred, v)?;
+    let c2w = cam_to_world(pred, v)?;
+    let rgb = &image.pixels;
+    for y in 0..h {
+        for x in 0..w {
+            let p = y * w + x;
+            let d = depth[p];
+            if !(d.is_finite() && d > 0.0 && keep(v, p)) {
+                continue;
+            }
+            let ray = mat3_mul_vec(&k_inv, [x as f64, y as f64, 1.0]);
+            let d = f64::from(d);
+            let world = affine_apply(&c2w, [ray[0] * d, ray[1] * d, ray[2] * d]).map(|c| c as f32);
+            if world.iter().all(|c| c.is_finite()) {
+                visit(Point { world, color: [rgb[3 * p], rgb[3 * p + 1], rgb[3 * p + 2]], view: v, x, y });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`for_each_point_of_view`] over every view, in view order: the points of [`unproject`],
+/// one at a time.
+pub fn for_each_point(
+    pred: &Prediction,
+    images: &[ImageRgb8],
+    keep: impl Fn(usize, usize) -> bool,
+    mut visit: impl FnMut(Point),
+) -> Result<()> {
+    for (v, image) in images.iter().enumerate().take(pred.views) {
+        for_each_point_of_view(pred, image, v, &keep, &mut visit)?;
+    }
+    Ok(())
+}
+
+/// Every point [`for_each_point`] visits, stored. Holds about 40 bytes per kept pixel of
+/// the whole scene: for large scenes, [`sampled_cloud`] stores only what it keeps.
 pub fn unproject(
     pred: &Prediction,
     images: &[ImageRgb8],
     keep: impl Fn(usize, usize) -> bool,
 ) -> Result<Cloud> {
-    let (h, w) = (pred.height, pred.width);
     let mut cloud = Cloud::default();
-    for (v, image) in images.iter().enumerate().take(pred.views) {
-        let depth = pred.depth_of(v);
-        if !(0..h * w).any(|p| depth[p].is_finite() && depth[p] > 0.0 && keep(v, p)) {
-            continue;
+    for_each_point(pred, images, keep, |pt| cloud.push(pt))?;
+    Ok(cloud)
+}
+
+/// `unproject(pred, images, keep).subsample(max, seed)` without storing the points that
+/// the subsample drops: one pass counts the points, a second keeps the drawn ones.
+pub fn sampled_cloud(
+    pred: &Prediction,
+    images: &[ImageRgb8],
+    keep: impl Fn(usize, usize) -> bool,
+    max: usize,
+    seed: u64,
+) -> Result<Cloud> {
+    let mut count = 0usize;
+    for_each_point(pred, images, &keep, |_| count += 1)?;
+    let drawn = subsample_indices(count, max, seed);
+    let mut cloud = Cloud::with_capacity(drawn.len());
+    let (mut index, mut next) = (0usize, drawn.iter().peekable());
+    for_each_point(pred, images, &keep, |pt| {
+        if next.peek() == Some(&&index) {
+            cloud.push(pt);
+            next.next();
         }
-        let k_inv = inverse_intrinsics(pred, v)?;
-        let c2w = cam_to_world(pred, v)?;
-        let rgb = &image.pixels;
-        for y in 0..h {
-            for x in 0..w {
-                let p = y * w + x;
-                let d = depth[p];
-                if !(d.is_finite() && d > 0.0 && keep(v, p)) {
-                    continue;
-                }
-                let ray = mat3_mul_vec(&k_inv, [x as f64, y as f64, 1.0]);
-                let d = f64::from(d);
-                let world = affine_apply(&c2w, [ray[0] * d, ray[1] * d, ray[2] * d]);
-                let point = world.map(|c| c as f32);
-                if point.iter().all(|c| c.is_finite()) {
-                    cloud.points.push(point);
-                    cloud
-                        .colors
-                        .push([rgb[3 * p], rgb[3 * p + 1], rgb[3 * p + 2]]);
-                    cloud.pixels.push((v, x, y));
-                }
-            }
-        }
-    }
+        index += 1;
+    })?;
     Ok(cloud)
 }
 

@@ -16,6 +16,11 @@
 //!    (`h = (i + 0.5) / n`, s 0.85, v 0.95), where `size = camera_size × ‖p95 − p5‖` of
 //!    the kept points (1 when fewer than 2 points).
 //!
+//! Memory: only the kept points are stored. The percentiles of steps 2 and 4 are exact
+//! order statistics found by radix selection ([`crate::order_stats`]), and steps 3–5
+//! unproject the pixels again on each pass (8 passes), so a 1000-view scene costs what its
+//! `num_max_points` cost, not tens of bytes per pixel.
+//!
 //! Layout: a `points` mesh with one POINTS primitive (POSITION float VEC3 with min/max,
 //! COLOR_0 normalized unsigned byte VEC4) and one `camera_NNNN` mesh per camera with one
 //! LINES primitive (16 vertices, same attributes), one node per mesh, all in scene 0, one
@@ -35,9 +40,10 @@ use json::validation::{Checked::Valid, USize64};
 use crate::atomic::{create_dir, write_bytes_atomic};
 use crate::error::{ExportError, Result};
 use crate::geometry::{
-    affine_apply, affine_compose, affine_from_f32, cam_to_world, inverse_intrinsics, mat3_mul_vec,
-    median, percentiles, threshold_f32, unproject, Affine,
+    affine_apply, affine_compose, affine_from_f32, cam_to_world, for_each_point, inverse_intrinsics, mat3_mul_vec,
+    percentiles, threshold_f32, Affine, Point,
 };
+use crate::order_stats::streamed_percentiles;
 use crate::image::{check_inputs_with_cameras, ImageRgb8};
 
 /// File name of the scene in the export directory.
@@ -120,56 +126,74 @@ pub fn glb_scene(
     }
     let n = pred.height * pred.width;
     let all_at_least = |rgb: &[u8], v: u8| rgb.iter().all(|&c| c >= v);
-    let conf: Vec<f32> = (0..pred.views * n)
-        .map(|k| {
-            let rgb = &images[k / n].pixels[3 * (k % n)..3 * (k % n) + 3];
-            let black = options.filter_black_bg && rgb.iter().all(|&c| c < 16);
-            let white = options.filter_white_bg && all_at_least(rgb, 240);
-            if black || white {
-                1.0
-            } else {
-                // Without predicted confidence every pixel counts as confident.
-                pred.conf.get(k).copied().unwrap_or(f32::INFINITY)
-            }
-        })
-        .collect();
-    let conf_threshold = conf_threshold(&conf, options);
+    // Confidence of pixel `k` of the scene after the background filters, computed where
+    // used: a copy would cost 4 bytes per pixel of every view.
+    let conf_at = |k: usize| -> f32 {
+        let rgb = &images[k / n].pixels[3 * (k % n)..3 * (k % n) + 3];
+        let black = options.filter_black_bg && rgb.iter().all(|&c| c < 16);
+        let white = options.filter_white_bg && all_at_least(rgb, 240);
+        if black || white {
+            1.0
+        } else {
+            // Without predicted confidence every pixel counts as confident.
+            pred.conf.get(k).copied().unwrap_or(f32::INFINITY)
+        }
+    };
+    let bounds = streamed_percentiles(
+        1,
+        &[(0, options.conf_thresh_percentile), (0, options.ensure_thresh_percentile)],
+        |sink: &mut dyn FnMut(usize, f32)| (0..pred.views * n).for_each(|k| sink(0, conf_at(k))),
+    );
+    let conf_threshold = clamp_threshold(options, bounds[0].zip(bounds[1]));
     let thr32 = threshold_f32(conf_threshold);
-    let cloud = unproject(pred, images, |v, p| conf[v * n + p] >= thr32)?;
+    let keep = |v: usize, p: usize| conf_at(v * n + p) >= thr32;
 
-    // World -> camera 0 -> glTF axes, then centred on the median point.
+    // World -> camera 0 -> glTF axes, then centred on the median point. The points are
+    // unprojected again on every pass instead of being stored (tens of bytes per pixel).
     let mut alignment = affine_from_f32(&pred.extrinsics[0]);
     for row in &mut alignment[1..] {
         row.iter_mut().for_each(|v| *v = -*v);
     }
-    let moved: Vec<[f64; 3]> = cloud
-        .points
-        .iter()
-        .map(|p| affine_apply(&alignment, p.map(f64::from)))
-        .collect();
-    let center: [f64; 3] = std::array::from_fn(|a| {
-        median(&moved.iter().map(|p| p[a]).collect::<Vec<_>>()).unwrap_or(0.0)
+    let axes = alignment;
+    let moved = |pt: &Point| affine_apply(&axes, pt.world.map(f64::from));
+    let mut failed = None;
+    let medians = streamed_percentiles(3, &[(0, 50.0), (1, 50.0), (2, 50.0)], |sink: &mut dyn FnMut(usize, f64)| {
+        let pass = for_each_point(pred, images, keep, |pt| moved(&pt).iter().enumerate().for_each(|(a, &c)| sink(a, c)));
+        if let Err(e) = pass {
+            failed.get_or_insert(e);
+        }
     });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let center: [f64; 3] = std::array::from_fn(|a| medians[a].unwrap_or(0.0));
     for (r, c) in center.iter().enumerate() {
         alignment[r][3] -= c;
     }
-    let aligned: Vec<[f32; 3]> = moved
-        .iter()
-        .map(|p| std::array::from_fn(|a| (p[a] - center[a]) as f32))
-        .collect();
-    let keep: Vec<usize> = (0..aligned.len())
-        .filter(|&i| aligned[i].iter().all(|c| c.is_finite()))
-        .collect();
-    let keep: Vec<usize> = if keep.len() > options.num_max_points {
-        crate::geometry::subsample_indices(keep.len(), options.num_max_points, options.seed)
-            .into_iter()
-            .map(|i| keep[i])
-            .collect()
-    } else {
-        keep
+    let aligned = |pt: &Point| -> [f32; 3] {
+        let p = moved(pt);
+        std::array::from_fn(|a| (p[a] - center[a]) as f32)
     };
-    let points: Vec<[f32; 3]> = keep.iter().map(|&i| aligned[i]).collect();
-    let colors: Vec<[u8; 3]> = keep.iter().map(|&i| cloud.colors[i]).collect();
+    let finite = |p: &[f32; 3]| p.iter().all(|c| c.is_finite());
+    // A seeded subsample of the finite aligned points: one pass counts them, one keeps the
+    // drawn ones.
+    let mut count = 0usize;
+    for_each_point(pred, images, keep, |pt| count += usize::from(finite(&aligned(&pt))))?;
+    let drawn = crate::geometry::subsample_indices(count, options.num_max_points, options.seed);
+    let (mut points, mut colors) = (Vec::with_capacity(drawn.len()), Vec::with_capacity(drawn.len()));
+    let (mut index, mut next) = (0usize, drawn.iter().peekable());
+    for_each_point(pred, images, keep, |pt| {
+        let p = aligned(&pt);
+        if !finite(&p) {
+            return;
+        }
+        if next.peek() == Some(&&index) {
+            points.push(p);
+            colors.push(pt.color);
+            next.next();
+        }
+        index += 1;
+    })?;
 
     let mut cameras = Vec::new();
     if options.show_cameras {
@@ -194,14 +218,15 @@ pub fn glb_scene(
 /// `min(max(conf_thresh, pct(conf, p_low)), pct(conf, p_high))`, or `conf_thresh` when
 /// `conf` is empty.
 pub fn conf_threshold(conf: &[f32], options: &GlbOptions) -> f64 {
-    match percentiles(
-        conf,
-        &[
-            options.conf_thresh_percentile,
-            options.ensure_thresh_percentile,
-        ],
-    ) {
-        Some(p) => options.conf_thresh.max(p[0]).min(p[1]),
+    let p = percentiles(conf, &[options.conf_thresh_percentile, options.ensure_thresh_percentile]);
+    clamp_threshold(options, p.map(|p| (p[0], p[1])))
+}
+
+/// `min(max(conf_thresh, low), high)` of the percentiles `(low, high)`, or `conf_thresh`
+/// without them.
+fn clamp_threshold(options: &GlbOptions, percentiles: Option<(f64, f64)>) -> f64 {
+    match percentiles {
+        Some((low, high)) => options.conf_thresh.max(low).min(high),
         None => options.conf_thresh,
     }
 }

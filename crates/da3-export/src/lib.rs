@@ -24,6 +24,7 @@ pub mod geometry;
 pub mod glb;
 pub mod gs_ply;
 pub mod image;
+pub mod order_stats;
 pub mod ply;
 pub mod spectral;
 

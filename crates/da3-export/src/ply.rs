@@ -7,7 +7,8 @@
 //!   prediction has no confidence) is unprojected with
 //!   `K⁻¹` and the camera-to-world inverse of its extrinsics;
 //! - when more than `num_max_points` remain, a uniform subsample is drawn with a seeded
-//!   ChaCha8 generator, so a rerun writes the same file.
+//!   ChaCha8 generator, so a rerun writes the same file. Only the drawn points are stored
+//!   (two passes over the pixels), so memory does not grow with the scene.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use da3::Prediction;
 
 use crate::atomic::{create_dir, write_atomic};
 use crate::error::Result;
-use crate::geometry::{conf_filter, unproject, Cloud};
+use crate::geometry::{conf_filter, sampled_cloud, Cloud};
 use crate::image::{check_inputs_with_cameras, ImageRgb8};
 
 /// File name of the point cloud in the export directory.
@@ -47,12 +48,13 @@ impl Default for PlyOptions {
 /// Selects, unprojects and subsamples the points of the PLY export (see the module docs).
 pub fn ply_points(pred: &Prediction, images: &[ImageRgb8], options: &PlyOptions) -> Result<Cloud> {
     check_inputs_with_cameras(pred, images, "ply")?;
-    let cloud = unproject(
+    sampled_cloud(
         pred,
         images,
         conf_filter(pred, options.conf_thresh_percentile),
-    )?;
-    Ok(cloud.subsample(options.num_max_points, options.seed))
+        options.num_max_points,
+        options.seed,
+    )
 }
 
 /// Writes `dir/scene.ply` (creating `dir` if needed) and returns its path.
