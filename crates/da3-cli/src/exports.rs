@@ -1,9 +1,10 @@
 //! `--export-format`: the formats written by `da3-export` beside `results.npz`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use da3::preprocess::{Preprocessed, ResizeMethod};
+use da3::preprocess::{reference_pixel_lut, Preprocessed, ResizeMethod};
 use da3::{Da3Config, Prediction};
 use da3_export::colmap::{export_colmap, ColmapOptions, SourceImage};
 use da3_export::depth_vis::export_depth_vis;
@@ -13,7 +14,7 @@ use da3_export::ply::{export_ply, PlyOptions};
 use da3_export::atomic::write_atomic;
 use da3_export::{ExportFormat, ImageRgb8};
 
-use crate::npz::{write_npz_any, NpyArray, NpyData};
+use crate::npz::{write_npz_any, ElementType, NpyArray, NpyData};
 
 /// Options of the point-cloud formats (`--conf-thresh-percentile`, `--num-max-points`,
 /// `--show-cameras`, `--gs-views-interval`).
@@ -70,31 +71,70 @@ pub const NPZ_EXPORT_PATH: &str = "exports/npz/results.npz";
 /// in float32 (numpy keeps the array's dtype), ties to even.
 pub fn round_like_numpy(values: &[f32], decimals: i32) -> Vec<f32> {
     let factor = 10f32.powi(decimals);
-    values.iter().map(|&v| (v * factor).round_ties_even() / factor).collect()
+    values.iter().map(|&v| round_with(v, factor)).collect()
+}
+
+/// One value of [`round_like_numpy`], with `factor = 10^decimals`.
+fn round_with(v: f32, factor: f32) -> f32 {
+    (v * factor).round_ties_even() / factor
+}
+
+/// Values per piece when an array is written mapped (a multiple of 3: whole RGB pixels).
+const PIECE: usize = 3 << 14;
+
+/// Writes [`round_like_numpy`]`(values, decimals)` as little-endian bytes, a piece at a time.
+fn write_rounded(w: &mut dyn Write, values: &[f32], decimals: i32) -> std::io::Result<()> {
+    let factor = 10f32.powi(decimals);
+    let mut buf = Vec::with_capacity(4 * PIECE);
+    for piece in values.chunks(PIECE) {
+        buf.clear();
+        piece.iter().for_each(|&v| buf.extend_from_slice(&round_with(v, factor).to_le_bytes()));
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// Writes the processed images as the reference returns them (every pixel through
+/// [`reference_pixel_lut`]), a piece at a time.
+fn write_reference_images(w: &mut dyn Write, images: &[ImageRgb8]) -> std::io::Result<()> {
+    let lut = reference_pixel_lut();
+    let mut buf = Vec::with_capacity(PIECE);
+    for image in images {
+        for piece in image.pixels.chunks(PIECE) {
+            buf.clear();
+            // PIECE is a multiple of 3, so `i % 3` is the channel.
+            buf.extend(piece.iter().enumerate().map(|(i, &v)| lut[i % 3][v as usize]));
+            w.write_all(&buf)?;
+        }
+    }
+    Ok(())
 }
 
 /// The reference's `npz` export (`export_to_npz`): `image` (S,H,W,3) uint8, the processed
 /// images as the reference returns them (recovered from the normalized input, see
-/// [`Preprocessed::reference_processed_images`]); `depth` rounded to 6 decimals; `conf`
-/// rounded to 2, `extrinsics` (S,3,4) and `intrinsics` (S,3,3) when predicted. Written
-/// atomically to `dir/exports/npz/results.npz`.
-pub fn write_npz_export(dir: &Path, pred: &Prediction, pre: &Preprocessed) -> Result<PathBuf> {
+/// [`da3::preprocess::Preprocessed::reference_processed_images`]); `depth` rounded to 6
+/// decimals; `conf` rounded to 2, `extrinsics` (S,3,4) and `intrinsics` (S,3,3) when
+/// predicted. `images` are the processed 8-bit images (`Preprocessed::images`). Written
+/// atomically to `dir/exports/npz/results.npz`; the mapped images and rounded maps are
+/// computed as they are written, so the export holds no copy of the scene.
+pub fn write_npz_export(dir: &Path, pred: &Prediction, images: &[ImageRgb8]) -> Result<PathBuf> {
     let path = dir.join(NPZ_EXPORT_PATH);
     let parent = path.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let (s, h, w) = (pred.views, pred.height, pred.width);
-    let pixels: Vec<u8> = pre.reference_processed_images().into_iter().flat_map(|im| im.pixels).collect();
-    let depth = round_like_numpy(&pred.depth, 6);
-    let conf = round_like_numpy(&pred.conf, 2);
     let extrinsics: Vec<f32> = pred.extrinsics.iter().flatten().flatten().copied().collect();
     let intrinsics: Vec<f32> = pred.intrinsics.iter().flatten().flatten().copied().collect();
     let (image_shape, map_shape, ext_shape, ixt_shape) = ([s, h, w, 3], [s, h, w], [s, 3, 4], [s, 3, 3]);
+    let pixels = images.iter().map(|im| im.pixels.len()).sum();
+    let image = |w: &mut dyn Write| write_reference_images(w, images);
+    let depth = |w: &mut dyn Write| write_rounded(w, &pred.depth, 6);
+    let conf = |w: &mut dyn Write| write_rounded(w, &pred.conf, 2);
     let mut arrays = vec![
-        NpyArray { name: "image", shape: &image_shape, data: NpyData::U8(&pixels) },
-        NpyArray { name: "depth", shape: &map_shape, data: NpyData::F32(&depth) },
+        NpyArray { name: "image", shape: &image_shape, data: NpyData::Written { element: ElementType::U8, len: pixels, write: &image } },
+        NpyArray { name: "depth", shape: &map_shape, data: NpyData::Written { element: ElementType::F32, len: pred.depth.len(), write: &depth } },
     ];
     if pred.has_cameras() {
-        arrays.push(NpyArray { name: "conf", shape: &map_shape, data: NpyData::F32(&conf) });
+        arrays.push(NpyArray { name: "conf", shape: &map_shape, data: NpyData::Written { element: ElementType::F32, len: pred.conf.len(), write: &conf } });
         arrays.push(NpyArray { name: "extrinsics", shape: &ext_shape, data: NpyData::F32(&extrinsics) });
         arrays.push(NpyArray { name: "intrinsics", shape: &ixt_shape, data: NpyData::F32(&intrinsics) });
     }
@@ -117,7 +157,7 @@ pub fn write_exports(
     let mut written = Vec::new();
     let wants = |f: ExportFormat| formats.contains(&f);
     if wants(ExportFormat::Npz) {
-        written.push(write_npz_export(dir, pred, pre)?);
+        written.push(write_npz_export(dir, pred, images)?);
     }
     if wants(ExportFormat::DepthVis) || wants(ExportFormat::Glb) {
         let files = export_depth_vis(dir, pred, images)?; // writes dir/depth_vis/

@@ -85,27 +85,79 @@ pub fn write_npy<W: Write>(w: &mut W, shape: &[usize], data: &[f32]) -> io::Resu
 }
 
 /// The values of one array of a mixed-type `.npz` ([`write_npz_any`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum NpyData<'a> {
     /// float32 (`<f4`).
     F32(&'a [f32]),
     /// uint8 (`|u1`), e.g. images.
     U8(&'a [u8]),
+    /// `len` values produced by `write` as little-endian bytes, in pieces, so that no whole
+    /// copy of a derived array (rounded maps, mapped images) is held; `write` must write
+    /// exactly `len` values.
+    Written {
+        /// The element type: [`ElementType::F32`] or [`ElementType::U8`].
+        element: ElementType,
+        /// Number of values.
+        len: usize,
+        /// Writes the values' bytes, in C order.
+        write: &'a dyn Fn(&mut dyn Write) -> io::Result<()>,
+    },
+}
+
+/// Element types of [`NpyData::Written`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    /// float32 (`<f4`).
+    F32,
+    /// uint8 (`|u1`).
+    U8,
+}
+
+impl ElementType {
+    fn descr(self) -> &'static str {
+        match self {
+            Self::F32 => "<f4",
+            Self::U8 => "|u1",
+        }
+    }
+
+    fn size(self) -> u64 {
+        match self {
+            Self::F32 => 4,
+            Self::U8 => 1,
+        }
+    }
+}
+
+impl std::fmt::Debug for NpyData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::F32(d) => write!(f, "F32({} values)", d.len()),
+            Self::U8(d) => write!(f, "U8({} values)", d.len()),
+            Self::Written { element, len, .. } => write!(f, "Written({element:?}, {len} values)"),
+        }
+    }
 }
 
 impl NpyData<'_> {
-    fn descr(&self) -> &'static str {
+    fn element(&self) -> ElementType {
         match self {
-            Self::F32(_) => "<f4",
-            Self::U8(_) => "|u1",
+            Self::F32(_) => ElementType::F32,
+            Self::U8(_) => ElementType::U8,
+            Self::Written { element, .. } => *element,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(d) => d.len(),
+            Self::U8(d) => d.len(),
+            Self::Written { len, .. } => *len,
         }
     }
 
     fn byte_len(&self) -> u64 {
-        match self {
-            Self::F32(d) => 4 * d.len() as u64,
-            Self::U8(d) => d.len() as u64,
-        }
+        self.element().size() * self.len() as u64
     }
 }
 
@@ -128,19 +180,49 @@ impl<'a> From<NpzArray<'a>> for NpyArray<'a> {
 
 /// Writes one `.npy` file of float32 or uint8 values to `w`.
 pub fn write_npy_any<W: Write>(w: &mut W, shape: &[usize], data: NpyData<'_>) -> io::Result<()> {
+    let expected: usize = shape.iter().product();
+    if expected != data.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("shape {shape:?} holds {expected} values but {} were given", data.len()),
+        ));
+    }
     match data {
         NpyData::F32(d) => write_npy(w, shape, d),
         NpyData::U8(d) => {
-            let expected: usize = shape.iter().product();
-            if expected != d.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("shape {shape:?} holds {expected} values but {} were given", d.len()),
-                ));
-            }
-            w.write_all(&npy_header_for(data.descr(), shape)?)?;
+            w.write_all(&npy_header_for(data.element().descr(), shape)?)?;
             w.write_all(d)
         }
+        NpyData::Written { element, write, .. } => {
+            w.write_all(&npy_header_for(element.descr(), shape)?)?;
+            let mut counted = CountingWriter { inner: w, bytes: 0 };
+            write(&mut counted)?;
+            if counted.bytes != data.byte_len() {
+                return Err(io::Error::other(format!(
+                    "internal error: {} bytes written for {} values of shape {shape:?}",
+                    counted.bytes,
+                    data.len()
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A writer that counts the bytes passed through it.
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -221,6 +303,27 @@ mod tests {
         assert_eq!(out.len(), 128 + 8);
         assert_eq!(&out[128..132], &1.5f32.to_le_bytes());
         assert_eq!(&out[132..136], &(-2.0f32).to_le_bytes());
+    }
+
+    #[test]
+    fn written_values_equal_stored_ones_and_are_counted() {
+        let values = [1.5f32, -2.0, 0.25, 7.0, 8.0, 9.0];
+        let mut stored = Vec::new();
+        write_npy_any(&mut stored, &[2, 3], NpyData::F32(&values)).unwrap();
+        let write = |w: &mut dyn Write| values.chunks(4).try_for_each(|c| c.iter().try_for_each(|v| w.write_all(&v.to_le_bytes())));
+        let mut written = Vec::new();
+        write_npy_any(&mut written, &[2, 3], NpyData::Written { element: ElementType::F32, len: 6, write: &write }).unwrap();
+        assert_eq!(written, stored);
+        // A writer that writes fewer (or more) bytes than its values is an error, not a
+        // corrupt file.
+        let short = |w: &mut dyn Write| w.write_all(&[0; 20]);
+        let e = write_npy_any(&mut Vec::new(), &[2, 3], NpyData::Written { element: ElementType::F32, len: 6, write: &short }).unwrap_err();
+        assert!(e.to_string().contains("20 bytes written for 6 values"), "{e}");
+        let bytes = |w: &mut dyn Write| w.write_all(&[1, 2, 3]);
+        let mut u8s = Vec::new();
+        write_npy_any(&mut u8s, &[3], NpyData::Written { element: ElementType::U8, len: 3, write: &bytes }).unwrap();
+        assert!(std::str::from_utf8(&u8s[10..64]).unwrap().contains("'descr': '|u1'") && u8s.ends_with(&[1, 2, 3]));
+        assert!(write_npy_any(&mut Vec::new(), &[4], NpyData::Written { element: ElementType::U8, len: 3, write: &bytes }).is_err());
     }
 
     #[test]

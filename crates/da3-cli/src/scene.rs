@@ -129,13 +129,13 @@ pub struct StreamJob<'a> {
 }
 
 /// Host bytes per pixel of each view that the command holds beyond the returned prediction:
-/// the processed 8-bit image through the run (`Preprocessed::images`, 3) and what writing the
-/// outputs adds at the end. Measured on 48 views of da3-small at 280×280 (`da3 images
-/// --max-memory`, chunks of 2): the last 45 MiB of the peak came while the outputs were
-/// written, 12.5 bytes per pixel of every view, the same with the `npz` export as without
-/// (326 MiB peak either way; the writers' copies of the images and the export's rounded maps
-/// reuse memory freed by then). 16 covers both with a little room.
-pub const KEPT_BYTES_PER_PIXEL: u64 = 16;
+/// the processed 8-bit image through the run (`Preprocessed::images`, 3). Writing the
+/// outputs at the end adds no copy of the scene: the images are moved into the writers, the
+/// `npz` export maps and rounds its arrays as it writes them, and the point-cloud exports
+/// stream over the pixels (`da3_export::geometry::for_each_point`). What writing does hold
+/// is one view's buffers and the `--num-max-points` cloud (under 50 MB at the default
+/// million points), which reuse the memory the last pass freed.
+pub const KEPT_BYTES_PER_PIXEL: u64 = 3;
 
 /// What [`StreamJob::run`] produced.
 pub struct Streamed {
@@ -512,7 +512,7 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         chunk_hook: None,
     };
     let timed = dispatch(common.device, PredictJob { spec: &spec, stream })?;
-    let Streamed { mut prediction, report, batch, conditioned, decode, inference } = timed.streamed;
+    let Streamed { mut prediction, report, mut batch, conditioned, decode, inference } = timed.streamed;
     let paths = batch.kept_paths(&scene.images);
     let focals = if spec.config.metric {
         let focals = apply_metric_scale(&mut prediction, metric_focals(common.focal, &batch.pre));
@@ -528,11 +528,10 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         None
     };
 
-    let images: Vec<ImageRgb8> = batch
-        .pre
-        .images
-        .iter()
-        .map(|im| ImageRgb8::new(im.width, im.height, im.pixels.clone()))
+    // Moved, not copied: nothing reads `batch.pre.images` after this.
+    let images: Vec<ImageRgb8> = std::mem::take(&mut batch.pre.images)
+        .into_iter()
+        .map(|im| ImageRgb8::new(im.width, im.height, im.pixels))
         .collect::<Result<_, _>>()
         .context("internal error: processed image of the wrong size")?;
     let mut extra = Map::new();

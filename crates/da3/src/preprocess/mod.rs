@@ -171,7 +171,7 @@ impl Preprocessed {
     /// normalized tensor (`x * std + mean` in f64, clipped, `* 255`, truncated to u8), which
     /// is one level below [`Preprocessed::images`] for about half of the 8-bit values.
     pub fn reference_processed_images(&self) -> Vec<RgbImage> {
-        let lut = denormalize_lut();
+        let lut = reference_pixel_lut();
         self.images
             .iter()
             .map(|img| {
@@ -183,8 +183,9 @@ impl Preprocessed {
 }
 
 /// Per channel, 8-bit value to the reference's round-tripped value (see
-/// [`Preprocessed::reference_processed_images`]).
-fn denormalize_lut() -> [[u8; 256]; 3] {
+/// [`Preprocessed::reference_processed_images`]): `lut[c][v]` for channel `c` of an RGB
+/// pixel. For writers that map the images as they write them, without a copy.
+pub fn reference_pixel_lut() -> [[u8; 256]; 3] {
     const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
     const STD: [f64; 3] = [0.229, 0.224, 0.225];
     let norm = normalize_lut();
