@@ -4,12 +4,15 @@
 # `--max-memory 4GiB` under GNU time, and prints the run's own summary (chunks, budget, times)
 # and the peak resident memory against the budget.
 #
-# Usage: benches/thousand_views.sh DA3_BINARY WEIGHTS_DIR [MODEL [VIEWS [BUDGET]]]
-#   (defaults: da3-small 1000 4GiB; WEIGHTS_DIR holds MODEL.config.json and
+# Usage: benches/thousand_views.sh DA3_BINARY WEIGHTS_DIR [MODEL [VIEWS [BUDGET [FORMATS]]]]
+#   (defaults: da3-small 1000 4GiB, the default outputs; FORMATS is an --export-format value
+#   such as mini_npz-npz-ply-glb-colmap-depth_vis; WEIGHTS_DIR holds MODEL.config.json and
 #   MODEL.weights.safetensors, e.g. from tools/golden/generate.py). Needs python3 with numpy
 #   and Pillow, and /usr/bin/time. Set RAYON_NUM_THREADS to fix the thread count.
 set -euo pipefail
-bin=$1 dir=$2 model=${3:-da3-small} views=${4:-1000} budget=${5:-4GiB}
+bin=$1 dir=$2 model=${3:-da3-small} views=${4:-1000} budget=${5:-4GiB} formats=${6:-}
+extra=()
+[ -n "$formats" ] && extra=(--export-format "$formats")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 - "$tmp/in" "$views" <<'EOF'
@@ -27,10 +30,10 @@ for i in range(views):
     Image.fromarray(strip[:, i * step:i * step + size]).save(f"{out}/view_{i:04d}.jpg", quality=90)
 EOF
 /usr/bin/time -v "$bin" images "$tmp/in" -m "$dir/$model.config.json" -w "$dir/$model.weights.safetensors" \
-  --process-res 280 --max-memory "$budget" --out "$tmp/out" >"$tmp/run.log" 2>"$tmp/time.log" \
+  --process-res 280 --max-memory "$budget" --out "$tmp/out" "${extra[@]}" >"$tmp/run.log" 2>"$tmp/time.log" \
   || { cat "$tmp/run.log" "$tmp/time.log"; exit 1; }
 grep -v "^ *$tmp/out/" "$tmp/run.log"
-written=$(find "$tmp/out" -name 'depth_*.png' | wc -l)
+written=$(find "$tmp/out" -maxdepth 1 -name 'depth_*.png' | wc -l)
 peak_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$tmp/time.log")
 wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$tmp/time.log")
-echo "depth maps written: $written of $views; wall $wall; peak RSS $((peak_kb / 1024)) MiB (budget $budget)"
+echo "depth maps written: $written of $views; wall $wall; peak RSS $((peak_kb / 1024)) MiB (budget $budget); outputs $(du -sh "$tmp/out" | cut -f1)"
