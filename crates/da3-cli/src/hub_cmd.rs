@@ -167,7 +167,7 @@ pub fn known_preset_config(model: Option<&str>, weights: Option<&Path>, model_di
 }
 
 /// Parses a model name; a name that is neither a preset nor a repository is a usage error.
-fn parse_spec(name: &str) -> Result<ModelSpec> {
+pub(crate) fn parse_spec(name: &str) -> Result<ModelSpec> {
     ModelSpec::parse(name).map_err(|e| UsageError(e.to_string()).into())
 }
 

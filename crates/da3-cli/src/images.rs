@@ -118,18 +118,22 @@ pub fn decoder_limits(max_pixels: u64) -> Limits {
 /// call [`check_input`] first for a clear message.
 pub fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    decode_bytes(bytes, &path.display().to_string(), max_pixels)
+}
+
+/// [`decode`] of an image file's bytes (an upload, say); `name` names it in errors.
+pub fn decode_bytes(bytes: Vec<u8>, name: &str, max_pixels: u64) -> Result<DynamicImage> {
+    let cannot = || format!("cannot decode image {name} (supported formats: PNG, JPEG)");
     if image::guess_format(&bytes).ok() == Some(ImageFormat::Jpeg) {
         if crate::jpeg::is_truncated(&bytes) {
-            bail!("{}: the JPEG data is truncated (the file ends before its end-of-image marker)", cannot_decode(path));
+            bail!("{}: the JPEG data is truncated (the file ends before its end-of-image marker)", cannot());
         }
-        return crate::jpeg::decode(&bytes, &decoder_limits(max_pixels))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", cannot_decode(path)));
+        return crate::jpeg::decode(&bytes, &decoder_limits(max_pixels)).map_err(|e| anyhow::anyhow!("{}: {e}", cannot()));
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .with_context(|| format!("cannot read image {}", path.display()))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().with_context(|| format!("cannot read image {name}"))?;
     reader.limits(decoder_limits(max_pixels));
-    reader.decode().with_context(|| cannot_decode(path))
+    reader.decode().with_context(cannot)
 }
 
 /// The preprocessing of one decoded image ([`da3::preprocess::prepare`]), with its samples

@@ -25,6 +25,7 @@ pub mod png16;
 pub mod poses;
 pub mod progress;
 pub mod scene;
+pub mod serve;
 pub mod stream;
 pub mod video;
 
@@ -63,6 +64,8 @@ pub enum Command {
     Fetch(hub_cmd::FetchArgs),
     /// List the model presets: Hub repository, licence, size, capabilities, whether cached.
     Models(hub_cmd::ModelsArgs),
+    /// Serve predictions over HTTP with the model kept resident (POST /v1/predict).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command line.
@@ -76,6 +79,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Fetch(args) => hub_cmd::run_fetch(args),
         Command::Models(args) => hub_cmd::run_models(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

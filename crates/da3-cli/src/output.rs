@@ -1,7 +1,7 @@
 //! The files `da3 infer` writes: `results.npz`, `depth_NNNN.png`, `processed_NNNN.png` and
 //! `depth_png_ranges.json`.
 
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
@@ -99,32 +99,8 @@ pub fn write_outputs(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let (s, h, w) = (p.views, p.height, p.width);
 
-    let extrinsics: Vec<f32> = p.extrinsics.iter().flatten().flatten().copied().collect();
-    let intrinsics: Vec<f32> = p.intrinsics.iter().flatten().flatten().copied().collect();
     let npz = dir.join(NPZ_NAME);
-    let (map_shape, ext_shape, ixt_shape) = ([s, h, w], [s, 3, 4], [s, 3, 3]);
-    let mut arrays = vec![NpzArray { name: "depth", shape: &map_shape, data: &p.depth }];
-    if p.has_cameras() {
-        arrays.push(NpzArray { name: "conf", shape: &map_shape, data: &p.conf });
-        arrays.push(NpzArray { name: "extrinsics", shape: &ext_shape, data: &extrinsics });
-        arrays.push(NpzArray { name: "intrinsics", shape: &ixt_shape, data: &intrinsics });
-    }
-    if let Some(sky) = &p.sky {
-        arrays.push(NpzArray { name: "sky", shape: &map_shape, data: sky });
-    }
-    // The reference's `aux["feat_layer_<i>"]` arrays, [S, H/14, W/14, D].
-    let feat_names: Vec<String> = p.aux_features.iter().map(|f| format!("feat_layer_{}", f.layer)).collect();
-    let feat_shapes: Vec<[usize; 4]> = p.aux_features.iter().map(|f| [s, f.height, f.width, f.dim]).collect();
-    for ((f, name), shape) in p.aux_features.iter().zip(&feat_names).zip(&feat_shapes) {
-        ensure!(
-            f.data.len() == shape.iter().product::<usize>(),
-            "internal error: feature layer {} has {} values for shape {shape:?}",
-            f.layer,
-            f.data.len()
-        );
-        arrays.push(NpzArray { name, shape, data: &f.data });
-    }
-    write_atomic(&npz, |f| write_npz(f, &arrays).map(drop))?;
+    write_atomic(&npz, |f| write_mini_npz(f, p).map(drop))?;
 
     let mut depth_pngs = Vec::with_capacity(s);
     let mut processed_pngs = Vec::with_capacity(s);
@@ -172,4 +148,38 @@ pub fn write_outputs(
         f.write_all(b"\n")
     })?;
     Ok(Written { npz, depth_pngs, processed_pngs, ranges })
+}
+
+/// Writes `p`'s arrays with the upstream "mini_npz" keys as an `.npz` into `w`: `depth`
+/// [S,H,W]; with cameras `conf` [S,H,W], `extrinsics` [S,3,4], `intrinsics` [S,3,3]; `sky`
+/// [S,H,W] for models that predict it; `feat_layer_<i>` [S,H/14,W/14,D] when requested.
+/// `results.npz` and `da3 serve`'s npz responses.
+pub fn write_mini_npz<W: Write + Seek>(w: W, p: &Prediction) -> std::io::Result<W> {
+    let (s, h, wd) = (p.views, p.height, p.width);
+    let extrinsics: Vec<f32> = p.extrinsics.iter().flatten().flatten().copied().collect();
+    let intrinsics: Vec<f32> = p.intrinsics.iter().flatten().flatten().copied().collect();
+    let (map_shape, ext_shape, ixt_shape) = ([s, h, wd], [s, 3, 4], [s, 3, 3]);
+    let mut arrays = vec![NpzArray { name: "depth", shape: &map_shape, data: &p.depth }];
+    if p.has_cameras() {
+        arrays.push(NpzArray { name: "conf", shape: &map_shape, data: &p.conf });
+        arrays.push(NpzArray { name: "extrinsics", shape: &ext_shape, data: &extrinsics });
+        arrays.push(NpzArray { name: "intrinsics", shape: &ixt_shape, data: &intrinsics });
+    }
+    if let Some(sky) = &p.sky {
+        arrays.push(NpzArray { name: "sky", shape: &map_shape, data: sky });
+    }
+    // The reference's `aux["feat_layer_<i>"]` arrays, [S, H/14, W/14, D].
+    let feat_names: Vec<String> = p.aux_features.iter().map(|f| format!("feat_layer_{}", f.layer)).collect();
+    let feat_shapes: Vec<[usize; 4]> = p.aux_features.iter().map(|f| [s, f.height, f.width, f.dim]).collect();
+    for ((f, name), shape) in p.aux_features.iter().zip(&feat_names).zip(&feat_shapes) {
+        if f.data.len() != shape.iter().product::<usize>() {
+            return Err(std::io::Error::other(format!(
+                "internal error: feature layer {} has {} values for shape {shape:?}",
+                f.layer,
+                f.data.len()
+            )));
+        }
+        arrays.push(NpzArray { name, shape, data: &f.data });
+    }
+    write_npz(w, &arrays)
 }

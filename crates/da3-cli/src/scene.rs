@@ -154,7 +154,7 @@ pub struct Streamed {
 }
 
 /// Free device memory of a CUDA job (`cuda`: the driver's count, now); `None` elsewhere.
-fn gpu_free_memory(cuda: bool) -> Option<u64> {
+pub(crate) fn gpu_free_memory(cuda: bool) -> Option<u64> {
     #[cfg(feature = "cuda")]
     if cuda {
         return da3::schedule::device::cuda_memory(0).map(|(free, _total)| free);
@@ -398,7 +398,7 @@ pub fn prepare_export_dir(dir: &Path) -> Result<()> {
 
 /// The focal length (pixels of the processed image) of each view of a metric model: from
 /// `--focal` (original pixels, scaled like the image) or the known intrinsics, else `None`.
-fn metric_focals(focal: Option<f64>, pre: &Preprocessed) -> Option<Vec<f64>> {
+pub(crate) fn metric_focals(focal: Option<f64>, pre: &Preprocessed) -> Option<Vec<f64>> {
     match focal {
         Some(f) => Some(
             pre.info
@@ -415,7 +415,7 @@ fn metric_focals(focal: Option<f64>, pre: &Preprocessed) -> Option<Vec<f64>> {
 
 /// Converts a metric model's depth to metres (`depth * focal / 300` per view) when the
 /// focal lengths are known, and sets `is_metric` accordingly. Returns the focal lengths used.
-fn apply_metric_scale(pred: &mut Prediction, focals: Option<Vec<f64>>) -> Option<Vec<f64>> {
+pub(crate) fn apply_metric_scale(pred: &mut Prediction, focals: Option<Vec<f64>>) -> Option<Vec<f64>> {
     let Some(focals) = focals else {
         pred.is_metric = false;
         return None;
