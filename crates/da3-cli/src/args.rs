@@ -11,9 +11,9 @@ use da3_export::{ExportFormat, ExportFormats};
 use crate::device::DeviceKind;
 use crate::images::DEFAULT_MAX_PIXELS;
 
-/// Flags shared by every inference subcommand.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CommonArgs {
+/// Which model a command loads (shared by the file commands and `da3 serve`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ModelArgs {
     /// Model: a preset (da3-small, da3-base, da3-large, da3-giant, da3mono-large,
     /// da3metric-large, da3nested-giant-large; see `da3 models`), PRESET@1.0, a Hub
     /// repository owner/name[@revision], or the path of a config.json (Hub form
@@ -32,6 +32,14 @@ pub struct CommonArgs {
     /// download.
     #[arg(long, value_name = "DIR", help_heading = "Model")]
     pub model_dir: Option<PathBuf>,
+}
+
+/// Flags shared by every inference subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Which model: --model, --weights, --model-dir.
+    #[command(flatten)]
+    pub source: ModelArgs,
 
     /// Also run the 3D-Gaussian head and write the Gaussians as a 3DGS PLY
     /// (DIR/gs_ply/0000.ply, i.e. the gs_ply export, added to --export-format). Only models

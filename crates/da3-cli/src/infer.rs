@@ -97,9 +97,9 @@ pub struct ModelSpec {
 /// weights exist or downloading them into the Hugging Face cache (before any slow work).
 pub fn resolve_model(common: &CommonArgs) -> Result<ModelSpec> {
     let (config, config_source, weights) = crate::hub_cmd::resolve_model(
-        common.model.as_deref(),
-        common.weights.as_deref(),
-        common.model_dir.as_deref(),
+        common.source.model.as_deref(),
+        common.source.weights.as_deref(),
+        common.source.model_dir.as_deref(),
         common.quiet,
     )?;
     Ok(ModelSpec { config, config_source, weights, precision: common.precision })

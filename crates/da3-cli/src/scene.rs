@@ -451,9 +451,9 @@ pub fn preflight(common: &CommonArgs) -> Result<ModelSpec> {
     // (--infer-gs without a GS head, feature layers past its depth, --focal on a relative
     // model) before the download.
     let known = crate::hub_cmd::known_preset_config(
-        common.model.as_deref(),
-        common.weights.as_deref(),
-        common.model_dir.as_deref(),
+        common.source.model.as_deref(),
+        common.source.weights.as_deref(),
+        common.source.model_dir.as_deref(),
     );
     if let Some(config) = &known {
         check_model_config(common, config)?;

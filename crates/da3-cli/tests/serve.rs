@@ -166,7 +166,7 @@ fn served_predictions_equal_da3_infer() {
 
     let (config, weights) = tiny_fixture("tiny").unwrap();
     let out = scratch("serve-equal-infer");
-    infer_ok(&paths, (&config, &weights), &out, &["--process-res", "112", "--ref-view-strategy", "middle", "--quiet"]);
+    infer_ok(&paths, (&config, &weights), &out, &["--process-res", "112", "--ref-view-strategy", "middle", "--export-format", "glb", "--quiet"]);
     let written = read_npz(&out.join("results.npz"));
     assert_eq!(served.keys().collect::<Vec<_>>(), vec!["conf", "depth", "extrinsics", "intrinsics"]);
     assert_eq!(served, written, "the served arrays differ from da3 infer's results.npz");
@@ -184,7 +184,12 @@ fn served_predictions_equal_da3_infer() {
         let max = depth.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         assert_eq!(doc["per_view"][v]["depth_max"].as_f64().unwrap() as f32, max);
     }
-    assert_eq!(server.health()["predictions_served"], 2);
+    // The GLB scene: the bytes of the glb export.
+    let (status, headers, glb) = server.predict(&images, &[("process_res", "112"), ("ref_view_strategy", "middle"), ("format", "glb")]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&glb));
+    assert_eq!(headers.get("content-type").map(String::as_str), Some("model/gltf-binary"));
+    assert!(glb == std::fs::read(out.join("scene.glb")).unwrap(), "the served GLB differs from da3 infer's scene.glb");
+    assert_eq!(server.health()["predictions_served"], 3);
 }
 
 #[test]
@@ -235,7 +240,7 @@ fn bad_requests_get_json_errors() {
     let (st, _, body) = server.predict(&one, &[("precision", "fp8")]);
     error_of(st, &body, 400, "field `precision`");
     let (st, _, body) = server.predict(&one, &[("format", "xml")]);
-    error_of(st, &body, 400, "npz or json");
+    error_of(st, &body, 400, "npz, json or glb");
     let (st, _, body) = server.predict(&one, &[("focal", "500")]);
     error_of(st, &body, 400, "`focal` applies to metric models");
     let (st, _, body) = server.predict(&one, &[("colour", "blue")]);
@@ -320,6 +325,9 @@ fn focal_gives_metric_depth_in_metres() {
     assert_eq!(is_metric(&[("process_res", "56"), ("format", "json"), ("focal", "100")]), true);
     let (st, _, body) = server.predict(&png, &[("focal", "-3")]);
     error_of(st, &body, 400, "positive focal length");
+    // A depth-only model has no cameras to place a GLB scene with.
+    let (st, _, body) = server.predict(&png, &[("format", "glb")]);
+    error_of(st, &body, 400, "predicts depth only");
 }
 
 /// Requests sent at once are queued for the one inference slot and all answered, with the

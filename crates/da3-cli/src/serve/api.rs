@@ -5,7 +5,8 @@
 //!   optional text fields `model`, `precision`, `process_res`, `process_res_method`,
 //!   `ref_view_strategy`, `use_ray_pose` (`true`/`false`), `focal` (pixels of the original
 //!   images: a metric model's depth in metres, as `da3 infer --focal`) and `format` (`npz`, the default:
-//!   the `results.npz` arrays; or `json`: cameras, sizes and depth ranges without the maps).
+//!   the `results.npz` arrays; `json`: cameras, sizes and depth ranges without the maps;
+//!   `glb`: the point cloud and cameras as `scene.glb`).
 //! - `GET /v1/health`: the device and the resident models.
 //!
 //! Errors are JSON `{"error": "..."}`: 400 for a bad request (a field, an image that does
@@ -26,6 +27,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use da3::preprocess::{Options, ResizeMethod};
 use da3::{Precision, PredictOptions, RefViewStrategy};
+use da3_export::glb::{encode_glb, glb_scene, GlbOptions};
+use da3_export::ImageRgb8;
 use serde_json::{json, Value};
 
 use super::models::{ModelCache, ModelKey, Resident};
@@ -133,6 +136,9 @@ fn describe(r: &Resident) -> Value {
 enum Format {
     Npz,
     Json,
+    /// The `glb` export (`scene.glb`: points and camera frustums), as `da3 infer
+    /// --export-format glb` writes it.
+    Glb,
 }
 
 /// A parsed `POST /v1/predict`.
@@ -200,7 +206,8 @@ async fn read_request(mut multipart: Multipart, max_views: usize) -> Result<Pred
                 req.format = match value {
                     "npz" => Format::Npz,
                     "json" => Format::Json,
-                    _ => return Err(bad("npz or json")),
+                    "glb" => Format::Glb,
+                    _ => return Err(bad("npz, json or glb")),
                 }
             }
             _ => {
@@ -242,7 +249,7 @@ fn run_prediction(state: &ServerState, req: PredictRequest) -> Result<Response, 
         .map(|(label, bytes)| crate::images::decode_bytes(bytes, &format!("part {label}"), state.max_pixels))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    let pre = da3::image_api::preprocess_images(&images, &req.options).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut pre = da3::image_api::preprocess_images(&images, &req.options).map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(images);
     let decode_time = start.elapsed();
 
@@ -281,23 +288,44 @@ fn run_prediction(state: &ServerState, req: PredictRequest) -> Result<Response, 
     let timing =
         Timing { decode: decode_time, queued, inference, loaded: loaded.then_some(resident.load_time), passes: run.passes };
 
+    let binary = |bytes: Vec<u8>, content_type: &'static str, file: &'static str| {
+        let mut response = Response::new(Body::from(bytes));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(file));
+        for (name, value) in timing.headers(&resident) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+        response
+    };
+    let internal = |what: &str, e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the {what}: {e}"));
     match req.format {
         Format::Npz => {
             let bytes = crate::output::write_mini_npz(Cursor::new(Vec::new()), &prediction)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the npz: {e}")))?
+                .map_err(|e| internal("npz", &e))?
                 .into_inner();
-            let mut response = Response::new(Body::from(bytes));
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"results.npz\""));
-            for (name, value) in timing.headers(&resident) {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    headers.insert(name, v);
-                }
-            }
-            Ok(response)
+            Ok(binary(bytes, "application/octet-stream", "attachment; filename=\"results.npz\""))
         }
         Format::Json => Ok(Json(summary(&prediction, &pre, &resident, &timing)).into_response()),
+        Format::Glb => {
+            if !prediction.has_cameras() {
+                return Err(ApiError::bad_request(format!(
+                    "format glb needs a model that predicts cameras; {} predicts depth only (use npz or json)",
+                    resident.predictor.config().name
+                )));
+            }
+            // The processed images colour the points (moved, not copied).
+            let images: Vec<ImageRgb8> = std::mem::take(&mut pre.images)
+                .into_iter()
+                .map(|im| ImageRgb8::new(im.width, im.height, im.pixels))
+                .collect::<Result<_, _>>()
+                .map_err(|e| internal("glb", &e))?;
+            let scene = glb_scene(&prediction, &images, &GlbOptions::default()).map_err(|e| internal("glb", &e))?;
+            let bytes = encode_glb(&scene).map_err(|e| internal("glb", &e))?;
+            Ok(binary(bytes, "model/gltf-binary", "attachment; filename=\"scene.glb\""))
+        }
     }
 }
 

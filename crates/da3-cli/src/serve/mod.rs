@@ -13,7 +13,6 @@ pub mod api;
 pub mod models;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,6 +21,7 @@ use anyhow::{Context, Result};
 use da3::Precision;
 use da3_hub::{Hub, DEFAULT_PRESET};
 
+use crate::args::ModelArgs;
 use crate::device::DeviceKind;
 use crate::infer::ModelSpec;
 use crate::UsageError;
@@ -37,18 +37,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// The model of requests that name none (a preset, a Hub repository or a config.json
-    /// with --weights), loaded before the server listens. Default: da3-small.
-    #[arg(short, long, value_name = "PRESET|REPO|CONFIG.JSON", help_heading = "Model")]
-    pub model: Option<String>,
-
-    /// Weights (model.safetensors) of --model.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "model_dir", help_heading = "Model")]
-    pub weights: Option<PathBuf>,
-
-    /// A directory with config.json and model.safetensors.
-    #[arg(long, value_name = "DIR", help_heading = "Model")]
-    pub model_dir: Option<PathBuf>,
+    /// The model of requests that name none, loaded before the server listens (see
+    /// `da3 infer --help`; default da3-small).
+    #[command(flatten)]
+    pub source: ModelArgs,
 
     /// Backend every model runs on.
     #[arg(short, long, value_enum, default_value_t = DeviceKind::Flex, help_heading = "Model")]
@@ -97,7 +89,8 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// The name requests use for the server's own model.
 fn default_label(args: &ServeArgs) -> String {
-    match (&args.weights, &args.model_dir, &args.model) {
+    let m = &args.source;
+    match (&m.weights, &m.model_dir, &m.model) {
         (Some(w), _, _) => w.display().to_string(),
         (None, Some(d), _) => d.display().to_string(),
         (None, None, Some(m)) => m.clone(),
@@ -109,7 +102,8 @@ fn default_label(args: &ServeArgs) -> String {
 /// repository from the Hugging Face cache (downloaded with `allow_download`).
 fn resolve(args: &ServeArgs, label: &str, name: &str, precision: Precision) -> Result<ModelSpec> {
     let (config, config_source, weights) = if name == label {
-        crate::hub_cmd::resolve_model(args.model.as_deref(), args.weights.as_deref(), args.model_dir.as_deref(), true)?
+        let m = &args.source;
+        crate::hub_cmd::resolve_model(m.model.as_deref(), m.weights.as_deref(), m.model_dir.as_deref(), true)?
     } else {
         if name.ends_with(".json") || std::path::Path::new(name).exists() {
             return Err(UsageError(format!(
