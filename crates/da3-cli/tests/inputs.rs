@@ -304,13 +304,8 @@ print('numpy ok')
 /// to the processed size); without it the depth is left as is and marked not metric.
 #[test]
 fn focal_converts_metric_depth_to_metres() {
-    let Some((cfg, weights)) = tiny_fixture("tiny-mono") else { return };
     let dir = scratch("inputs_focal");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    config["metric"] = serde_json::Value::Bool(true);
-    let metric_cfg = dir.join("metric.config.json");
-    std::fs::write(&metric_cfg, config.to_string()).unwrap();
-    let model = (metric_cfg, weights);
+    let Some(model) = common::tiny_metric_fixture(&dir) else { return };
     let img = dir.join("a.png");
     write_rgb_png(&img, 112, 84, 4);
 

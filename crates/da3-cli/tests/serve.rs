@@ -296,12 +296,8 @@ fn a_bad_model_fails_at_start() {
 /// the original image), as with `da3 infer --focal`; without it, it is marked not metric.
 #[test]
 fn focal_gives_metric_depth_in_metres() {
-    let Some((cfg, weights)) = tiny_fixture("tiny-mono") else { return };
     let dir = scratch("serve-focal");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    config["metric"] = serde_json::Value::Bool(true);
-    let metric_cfg = dir.join("metric.config.json");
-    std::fs::write(&metric_cfg, config.to_string()).unwrap();
+    let Some((metric_cfg, weights)) = common::tiny_metric_fixture(&dir) else { return };
     let img = dir.join("a.png");
     common::write_rgb_png(&img, 112, 84, 4);
     let server = Server::start_with("focal", &metric_cfg, &weights, &[]);

@@ -137,6 +137,17 @@ pub fn tiny_fixture(name: &str) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// The tiny mono fixture made metric (`"metric": true` in a copy of its config written to
+/// `dir`): `(config, weights)`, or `None` as [`tiny_fixture`].
+pub fn tiny_metric_fixture(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (cfg, weights) = tiny_fixture("tiny-mono")?;
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    config["metric"] = serde_json::Value::Bool(true);
+    let metric_cfg = dir.join("metric.config.json");
+    std::fs::write(&metric_cfg, config.to_string()).unwrap();
+    Some((metric_cfg, weights))
+}
+
 /// `path` as a `String` for command lines.
 pub fn s(path: &Path) -> String {
     path.display().to_string()
