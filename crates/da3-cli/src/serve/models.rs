@@ -12,6 +12,10 @@ use da3::{Da3, Da3Config, Precision, Prediction, PredictOptions, Views};
 use crate::device::{dispatch, BackendJob, DeviceKind};
 use crate::infer::{load_model, ModelSpec};
 
+/// Host bytes per pixel of every view that a request holds while it is predicted (see
+/// [`Predictor::predict`]).
+pub const REQUEST_BYTES_PER_PIXEL: u64 = 15;
+
 /// What identifies a resident model on the server's device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelKey {
@@ -49,7 +53,10 @@ impl<B: Backend> Predictor for Loaded<B> {
             let weights = model.memory_model(views.height(), views.width()).weights;
             DeviceMemory::gpu(crate::scene::gpu_free_memory(self.cuda), weights, None)
         };
-        let schedule = ScheduleOptions { max_memory, ..ScheduleOptions::default() };
+        // The request holds every view through the job: its normalized f32 input (12 bytes
+        // per pixel) and its 8-bit processed image (3), counted against a host budget.
+        let kept_bytes_per_view = REQUEST_BYTES_PER_PIXEL * (views.height() * views.width()) as u64;
+        let schedule = ScheduleOptions { max_memory, kept_bytes_per_view, ..ScheduleOptions::default() };
         model.predict_scheduled(views, options, &schedule, &memory)
     }
 
