@@ -351,3 +351,31 @@ fn concurrent_requests_are_queued_and_all_answered() {
     }
     assert_eq!(server.health()["predictions_served"], 4);
 }
+
+/// The server on wgpu (lavapipe in CI): requests land on different blocking-pool threads
+/// and the resident GPU model answers each like the CPU one (to the backends' difference).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_server_answers_like_the_cpu_one() {
+    let Some(gpu) = Server::start("wgpu", &["--device", "wgpu"]) else { return };
+    let Some(cpu) = Server::start("wgpu-cpu", &[]) else { return };
+    let paths = example_images();
+    let images: Vec<(&str, Vec<u8>)> = paths[..2].iter().map(|p| ("v.png", std::fs::read(p).unwrap())).collect();
+    let (st, _, want) = cpu.predict(&images, &[("process_res", "56")]);
+    assert_eq!(st, 200);
+    let want = npz_of(&want);
+    for round in 0..3 {
+        let (st, headers, body) = gpu.predict(&images, &[("process_res", "56")]);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(!headers.contains_key("x-da3-load-seconds"), "round {round}: the model stays resident");
+        let got = npz_of(&body);
+        for key in ["depth", "conf", "extrinsics"] {
+            let (a, b) = (&got[key].data, &want[key].data);
+            assert_eq!(a.len(), b.len());
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst <= 1e-3 * scale, "{key}, round {round}: wgpu vs flex {worst} (scale {scale})");
+        }
+    }
+    assert_eq!(gpu.health()["device"], "wgpu");
+}
