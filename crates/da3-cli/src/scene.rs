@@ -115,6 +115,9 @@ pub struct StreamJob<'a> {
     pub host_memory: bool,
     /// Whether the backend is CUDA (device 0): its free memory is asked of the driver.
     pub cuda_memory: bool,
+    /// The largest single buffer the GPU allows ([`gpu_max_buffer`]): no pass may need a
+    /// larger tensor.
+    pub gpu_max_buffer: Option<u64>,
     /// Where outputs go: checked (created, probed) once the first images are decoded.
     pub export_dir: &'a Path,
     /// Draw progress bars.
@@ -154,6 +157,19 @@ pub struct Streamed {
 }
 
 /// Free device memory of a CUDA job (`cuda`: the driver's count, now); `None` elsewhere.
+/// The largest single buffer the `kind` backend allows, where it is limited and known: on
+/// wgpu the adapter's storage-binding limit ([`da3::schedule::device::wgpu_max_buffer`]);
+/// `None` elsewhere, and where the device cannot start (the load reports that).
+pub fn gpu_max_buffer(kind: DeviceKind) -> Option<u64> {
+    #[cfg(feature = "wgpu")]
+    if kind == DeviceKind::Wgpu {
+        let device = burn::backend::wgpu::WgpuDevice::default();
+        return std::panic::catch_unwind(|| da3::schedule::device::wgpu_max_buffer(&device)).ok();
+    }
+    let _ = kind;
+    None
+}
+
 pub(crate) fn gpu_free_memory(cuda: bool) -> Option<u64> {
     #[cfg(feature = "cuda")]
     if cuda {
@@ -204,12 +220,13 @@ impl StreamJob<'_> {
                 opts.cameras = input_cameras(c, &loader);
             }
             // GPUs: CUDA's free memory comes from the driver; wgpu has no free-memory query, so
-            // its budget is --max-memory alone (see da3::schedule::device). Out-of-memory
+            // its budget is --max-memory alone, with the adapter's single-buffer limit capping
+            // each pass's largest tensor (see da3::schedule::device). Out-of-memory
             // errors that surface split the chunk either way.
             let memory = if self.host_memory {
                 DeviceMemory::host()
             } else {
-                DeviceMemory::gpu(gpu_free_memory(self.cuda_memory), model.memory_model(h, w).weights, None)
+                DeviceMemory::gpu(gpu_free_memory(self.cuda_memory), model.memory_model(h, w).weights, self.gpu_max_buffer)
             };
             let kept_bytes_per_view = self.kept_bytes_per_pixel * (h * w) as u64;
             let schedule = ScheduleOptions { kept_bytes_per_view, ..schedule.clone() };
@@ -505,6 +522,7 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         kept_bytes_per_pixel: KEPT_BYTES_PER_PIXEL,
         host_memory: matches!(common.device, DeviceKind::Flex | DeviceKind::Ndarray),
         cuda_memory: common.device == DeviceKind::Cuda,
+        gpu_max_buffer: gpu_max_buffer(common.device),
         export_dir: &common.export_dir,
         show_progress: show,
         quiet: common.quiet,

@@ -132,6 +132,7 @@ fn paced_run(model: &Da3<B>, paths: &[PathBuf], name: &str) -> (da3_cli::scene::
         kept_bytes_per_pixel: da3_cli::scene::KEPT_BYTES_PER_PIXEL,
         host_memory: true,
         cuda_memory: false,
+        gpu_max_buffer: None,
         export_dir: &export_dir,
         show_progress: false,
         quiet: true,

@@ -829,3 +829,33 @@ fn nested_chunks_take_one_metric_scale_fitted_on_all_views() {
     let again = da3::schedule::stitch::refit_metric_scale(&mut pred, 5).unwrap().unwrap();
     assert!((again - 1.0).abs() < 1e-6, "{again}"); // f32 depth: rounding only
 }
+
+/// wgpu: the adapter's single-buffer limit as CubeCL allocates by it
+/// (`schedule::device::wgpu_max_buffer`, which the CLI hands to the planner) is at least
+/// WebGPU's guaranteed 128 MiB, and a plan on that device keeps every pass's largest tensor
+/// under it: a job whose one-pass tensor would exceed it is chunked even without a budget.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_buffer_limit_caps_the_chunks() {
+    use da3::backends::Wgpu;
+    let device = burn::backend::wgpu::WgpuDevice::default();
+    let max_buffer = da3::schedule::device::wgpu_max_buffer(&device);
+    println!("wgpu max buffer: {max_buffer} B");
+    assert!(max_buffer >= 128 << 20, "{max_buffer}");
+    let dir = common::fixtures();
+    let config = Da3Config::from_json(&std::fs::read_to_string(dir.join("tiny.config.json")).unwrap()).unwrap();
+    let model = Da3::<Wgpu>::from_file(config, &dir.join("tiny.weights.safetensors"), &device).unwrap();
+    let (h, w) = (518, 518);
+    let mm = model.memory_model(h, w);
+    // Enough views that one pass's largest tensor would not fit one buffer.
+    let views = (1..1 << 20).find(|&k| mm.largest_tensor_bytes(k) > max_buffer).expect("some view count exceeds the limit");
+    let memory = DeviceMemory::gpu(None, mm.weights, Some(max_buffer));
+    let options = da3::PredictOptions::default();
+    let planned = model.plan(views, h, w, &options, &ScheduleOptions::default(), &memory).unwrap();
+    assert!(planned.chunks.len() > 1, "{views} views: {planned:?}");
+    for c in &planned.chunks {
+        assert!(mm.largest_tensor_bytes(c.len()) <= max_buffer, "chunk {c:?}");
+    }
+    let unlimited = model.plan(views, h, w, &options, &ScheduleOptions::default(), &DeviceMemory::gpu(None, mm.weights, None)).unwrap();
+    assert!(unlimited.is_single_pass(), "without the limit nothing forces chunks");
+}

@@ -42,6 +42,8 @@ struct Loaded<B: Backend> {
     /// Whether the backend computes in host memory (the budget is then the process's).
     host_memory: bool,
     cuda: bool,
+    /// The largest single buffer the GPU allows (wgpu).
+    max_buffer: Option<u64>,
 }
 
 impl<B: Backend> Predictor for Loaded<B> {
@@ -51,7 +53,7 @@ impl<B: Backend> Predictor for Loaded<B> {
             DeviceMemory::host()
         } else {
             let weights = model.memory_model(views.height(), views.width()).weights;
-            DeviceMemory::gpu(crate::scene::gpu_free_memory(self.cuda), weights, None)
+            DeviceMemory::gpu(crate::scene::gpu_free_memory(self.cuda), weights, self.max_buffer)
         };
         // The request holds every view through the job: its normalized f32 input (12 bytes
         // per pixel) and its 8-bit processed image (3), counted against a host budget.
@@ -81,6 +83,7 @@ impl BackendJob for LoadJob<'_> {
             model: Mutex::new(model),
             host_memory: matches!(self.device, DeviceKind::Flex | DeviceKind::Ndarray),
             cuda: self.device == DeviceKind::Cuda,
+            max_buffer: crate::scene::gpu_max_buffer(self.device),
         }))
     }
 }

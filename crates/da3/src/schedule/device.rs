@@ -4,7 +4,7 @@
 //! GPUs: Burn 0.21's `Backend` trait exposes no free-memory query. On CUDA [`cuda_memory`]
 //! asks the driver (`cuMemGetInfo` through cudarc, the library Burn's CUDA runtime links);
 //! wgpu has no free-memory query at all (CubeCL reports only the adapter's largest single
-//! buffer, `DeviceProperties::memory.max_page_size`). A caller fills [`DeviceMemory::gpu`] with
+//! buffer, `DeviceProperties::memory.max_page_size`: [`wgpu_max_buffer`]). A caller fills [`DeviceMemory::gpu`] with
 //! what it has; without a number the budget is `--max-memory` alone, and errors that surface (a
 //! panic or `sync` error whose message speaks of memory) are recovered by splitting the chunk.
 
@@ -49,6 +49,16 @@ impl DeviceMemory {
             (m, o) => m.or(o),
         }
     }
+}
+
+/// The largest single buffer wgpu allows on `device`'s adapter: what CubeCL reports as its
+/// page size (`DeviceProperties::memory.max_page_size`, the adapter's
+/// `max_storage_buffer_binding_size`), which no one tensor may exceed. Initializes the device
+/// if it is not yet (as loading a model would). For [`DeviceMemory::gpu`]'s `max_buffer`.
+#[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
+pub fn wgpu_max_buffer(device: &burn::backend::wgpu::WgpuDevice) -> u64 {
+    use burn_cubecl::cubecl::Runtime;
+    burn::backend::wgpu::WgpuRuntime::client(device).properties().memory.max_page_size
 }
 
 /// Free and total memory of CUDA device `ordinal` in bytes, from the driver (`cuMemGetInfo` on
