@@ -34,16 +34,22 @@ impl Server {
     /// [`Server::start`] with another model.
     fn start_with(name: &str, config: &Path, weights: &Path, extra: &[&str]) -> Server {
         let hf = scratch(&format!("serve-hf-{name}"));
+        Self::spawn(config, weights, extra, &[("HF_HUB_CACHE", s(&hf)), ("HF_HUB_OFFLINE", "1".into())])
+    }
+
+    /// Starts `da3 serve --addr 127.0.0.1:0 -m CONFIG -w WEIGHTS EXTRA…` with the Hugging
+    /// Face environment `hf_env` (the caller's HF variables removed first) and waits for its
+    /// address line.
+    fn spawn(config: &Path, weights: &Path, extra: &[&str], hf_env: &[(&str, String)]) -> Server {
         let mut args = vec!["serve".to_string(), "--addr".into(), "127.0.0.1:0".into(), "-m".into(), s(config), "-w".into(), s(weights)];
         args.extend(extra.iter().map(|a| a.to_string()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_da3"))
-            .args(&args)
-            .env("HF_HUB_CACHE", &hf)
-            .env("HF_HUB_OFFLINE", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start da3 serve");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_da3"));
+        cmd.args(&args);
+        for var in ["HF_HOME", "HF_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(hf_env.iter().map(|(k, v)| (k, v)));
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("cannot start da3 serve");
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
@@ -274,6 +280,42 @@ fn jobs_over_the_memory_budget_get_503() {
     let (st, _, body) = server.predict(&one, &[("process_res", "56")]);
     error_of(st, &body, 503, "out of memory");
     assert_eq!(server.health()["status"], "ok");
+}
+
+/// Requests may name a preset from the Hub: with `--allow-download` the server fetches it
+/// (here from da3-hub's mock Hub, whose DA3-SMALL repository holds the tiny model), loads it
+/// and keeps it resident; the prediction equals the server's own model's (the same weights).
+#[test]
+fn allow_download_fetches_a_requested_preset_once() {
+    let Some((config, weights)) = tiny_fixture("tiny") else { return };
+    let hub = da3_hub::mock::MockHub::start().unwrap();
+    hub.add_file("depth-anything/DA3-SMALL", "config.json", std::fs::read(&config).unwrap(), false);
+    hub.add_file("depth-anything/DA3-SMALL", "model.safetensors", std::fs::read(&weights).unwrap(), true);
+    let dir = scratch("serve-download");
+    let env = [("HF_HOME", s(&dir.join("hf"))), ("HF_ENDPOINT", hub.endpoint())];
+    let server = Server::spawn(&config, &weights, &["--allow-download"], &env);
+    let one = vec![("a.png", std::fs::read(&example_images()[0]).unwrap())];
+    let (st, _, own) = server.predict(&one, &[("process_res", "56")]);
+    assert_eq!(st, 200);
+    let (st, headers, fetched) = server.predict(&one, &[("process_res", "56"), ("model", "da3-small")]);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&fetched));
+    assert!(headers.contains_key("x-da3-load-seconds"), "{headers:?}");
+    assert_eq!(npz_of(&fetched), npz_of(&own));
+    let downloads = hub.requests().len();
+    assert!(downloads > 0);
+    let (st, headers, _) = server.predict(&one, &[("process_res", "56"), ("model", "da3-small")]);
+    assert_eq!(st, 200);
+    assert!(!headers.contains_key("x-da3-load-seconds"), "resident now: {headers:?}");
+    assert_eq!(hub.requests().len(), downloads, "nothing fetched again");
+    let models = server.health()["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(models, vec!["da3-small".to_string(), s(&weights)]);
+    drop(server);
+    // Without --allow-download a preset already in the cache is served too.
+    let server = Server::spawn(&config, &weights, &[], &env);
+    let (st, headers, _) = server.predict(&one, &[("process_res", "56"), ("model", "da3-small")]);
+    assert_eq!(st, 200);
+    assert!(headers.contains_key("x-da3-load-seconds"));
+    assert_eq!(hub.requests().len(), downloads, "served from the cache");
 }
 
 /// The server's model must load before it listens: a bad one fails at start with the
