@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use da3::preprocess::{reference_pixel_lut, Preprocessed, ResizeMethod};
+use da3::preprocess::{reference_pixel_lut, ResizeMethod};
+
+use crate::batch::Processed;
 use da3::{Da3Config, Prediction};
 use da3_export::colmap::{export_colmap, ColmapOptions, SourceImage};
 use da3_export::depth_vis::export_depth_vis;
@@ -149,7 +151,7 @@ pub fn write_exports(
     dir: &Path,
     formats: &[ExportFormat],
     pred: &Prediction,
-    pre: &Preprocessed,
+    pre: &Processed,
     images: &[ImageRgb8],
     sources: &[PathBuf],
     cloud: CloudOptions,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use da3::preprocess::Preprocessed;
+use crate::batch::Processed;
 use da3::Prediction;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
@@ -90,7 +90,7 @@ pub fn write_outputs(
     dir: &Path,
     p: &Prediction,
     sources: &[PathBuf],
-    pre: &Preprocessed,
+    pre: &Processed,
     images: &[ImageRgb8],
     extra: serde_json::Map<String, Value>,
 ) -> Result<Written> {

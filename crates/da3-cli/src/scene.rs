@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use da3::preprocess::{Intrinsics, Options, Preprocessed};
+use da3::preprocess::{Intrinsics, Options};
 use da3::config::HeadKind;
 use da3::schedule::memory::format_bytes;
 use da3::schedule::{ChunkLimit, DeviceMemory, Event, RunReport, ScheduleOptions};
@@ -302,7 +302,7 @@ impl StreamJob<'_> {
             let (prediction, report) = result.context("inference failed")?;
             let inference = start.elapsed();
             let kept = loader.inputs();
-            let pre = loader.into_preprocessed()?;
+            let pre = loader.into_processed()?;
             let skipped = skipped_list(paths, &mut skipped);
             let conditioned = opts.cameras.is_some();
             let batch = Batch { pre, kept, skipped };
@@ -415,7 +415,7 @@ pub fn prepare_export_dir(dir: &Path) -> Result<()> {
 
 /// The focal length (pixels of the processed image) of each view of a metric model: from
 /// `--focal` (original pixels, scaled like the image) or the known intrinsics, else `None`.
-pub(crate) fn metric_focals(focal: Option<f64>, pre: &Preprocessed) -> Option<Vec<f64>> {
+pub(crate) fn metric_focals(focal: Option<f64>, pre: &crate::batch::Processed) -> Option<Vec<f64>> {
     match focal {
         Some(f) => Some(
             pre.info
@@ -571,7 +571,7 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
     let exported = write_exports(dir, &common.formats(), &prediction, &batch.pre, &images, &paths, cloud)?;
 
     if !common.quiet {
-        let count = batch.pre.views.count();
+        let count = batch.pre.info.len();
         println!(
             "da3 {}: {count} view{}, {}, model {} ({}), device {}, reference view {}",
             scene.command,

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, Result};
-use da3::preprocess::{assemble, Intrinsics, Options, Plan, Prepared, Preprocessed, RgbImage};
+use da3::preprocess::{assemble, assemble_images, Intrinsics, Options, Plan, Prepared, RgbImage};
 use da3::{Da3Error, Views};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -202,15 +202,17 @@ impl<'a> ViewLoader<'a> {
         failures
     }
 
-    /// The whole preprocessed batch ([`assemble`] of every view, all decoded): the views,
-    /// processed images and per-image records, as [`crate::batch::load_batch`] gives them.
-    pub fn into_preprocessed(self) -> Result<Preprocessed> {
+    /// The processed images and per-image records of every view (all decoded), as
+    /// [`crate::batch::load_batch`] gives them, without the normalized network input, which
+    /// the chunks were fed from and no output needs.
+    pub fn into_processed(self) -> Result<crate::batch::Processed> {
         let mut done = self.prepared.into_inner().unwrap_or_else(|e| e.into_inner());
         let prepared = self
             .views
             .iter()
             .map(|(i, _)| done.remove(i).ok_or_else(|| anyhow!("internal: input {i} was not decoded")))
             .collect::<Result<Vec<_>>>()?;
-        Ok(assemble(prepared)?)
+        let (images, info) = assemble_images(prepared)?;
+        Ok(crate::batch::Processed { images, info })
     }
 }

@@ -49,8 +49,9 @@ fn loaded_ranges_equal_the_decoded_batch() {
     let opts = options();
     let k: Vec<Intrinsics> =
         (0..5).map(|i| Intrinsics::F64([[50.0 + i as f64, 0.0, 27.5], [0.0, 51.0, 21.25], [0.0, 0.0, 1.0]])).collect();
-    let all = load_batch(&paths, Some(&k), &opts, MAX_PIXELS, &ProgressBar::hidden()).unwrap().pre;
-    assert_eq!(all.cropped_in_batch().len(), 5, "the fixture exercises the batch crop");
+    let (batch, all_views) = load_batch(&paths, Some(&k), &opts, MAX_PIXELS, &ProgressBar::hidden()).unwrap();
+    let all = batch.pre;
+    assert!(all.info.iter().all(|i| i.batch_crop.is_some()), "the fixture exercises the batch crop");
     let headers = check_headers(&paths, &opts, MAX_PIXELS).unwrap();
     let loader = ViewLoader::new(&paths, headers.readable, Some(&k), &opts, MAX_PIXELS);
     assert_eq!(loader.size(), Some(all.info[0].size));
@@ -61,12 +62,11 @@ fn loaded_ranges_equal_the_decoded_batch() {
     // Any range, in any order, loaded or cached: the batch's views of that range.
     for range in [2..5, 0..2, 1..4, 4..5, 0..5] {
         let views = loader.load(range.clone()).unwrap();
-        assert_eq!(views.data(), all.views.select(range.clone()).unwrap().data(), "views {range:?}");
+        assert_eq!(views.data(), all_views.select(range.clone()).unwrap().data(), "views {range:?}");
     }
-    let streamed = loader.into_preprocessed().unwrap();
-    assert_eq!(streamed.views.data(), all.views.data());
+    let streamed = loader.into_processed().unwrap();
     assert_eq!(streamed.info, all.info);
-    let pixels = |p: &da3::preprocess::Preprocessed| p.images.iter().map(|i| i.pixels.clone()).collect::<Vec<_>>();
+    let pixels = |p: &da3_cli::batch::Processed| p.images.iter().map(|i| i.pixels.clone()).collect::<Vec<_>>();
     assert_eq!(pixels(&streamed), pixels(&all));
 }
 
@@ -82,9 +82,9 @@ fn schedule() -> ScheduleOptions {
 
 /// The non-overlapped path: every image decoded first, then the scheduled prediction.
 fn decoded_then_predicted(model: &Da3<B>, paths: &[PathBuf]) -> Prediction {
-    let pre = load_batch(paths, None, &options(), MAX_PIXELS, &ProgressBar::hidden()).unwrap().pre;
-    let (n, h, w) = (pre.views.count(), pre.views.height(), pre.views.width());
-    let source = |r: Range<usize>| pre.views.select(r);
+    let (_, views) = load_batch(paths, None, &options(), MAX_PIXELS, &ProgressBar::hidden()).unwrap();
+    let (n, h, w) = (views.count(), views.height(), views.width());
+    let source = |r: Range<usize>| views.select(r);
     let memory = DeviceMemory::host();
     let (pred, report) =
         model.predict_from_source(n, h, w, source, &PredictOptions::default(), &schedule(), &memory, &mut |_| {}).unwrap();

@@ -249,7 +249,7 @@ fn run_prediction(state: &ServerState, req: PredictRequest) -> Result<Response, 
         .map(|(label, bytes)| crate::images::decode_bytes(bytes, &format!("part {label}"), state.max_pixels))
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    let mut pre = da3::image_api::preprocess_images(&images, &req.options).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let pre = da3::image_api::preprocess_images(&images, &req.options).map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(images);
     let decode_time = start.elapsed();
 
@@ -281,6 +281,8 @@ fn run_prediction(state: &ServerState, req: PredictRequest) -> Result<Response, 
         (result.map_err(ApiError::from_prediction)?, queued, infer_start.elapsed())
     };
     state.served.fetch_add(1, Ordering::Relaxed);
+    // The normalized input is no longer needed: free it before encoding the response.
+    let mut pre = crate::batch::Processed::from(pre);
     // Metric models: depth in metres when the focal length is known (as `da3 infer --focal`).
     if resident.predictor.config().metric {
         crate::scene::apply_metric_scale(&mut prediction, crate::scene::metric_focals(req.focal, &pre));
@@ -358,7 +360,7 @@ impl Timing {
 }
 
 /// The `format=json` body: everything but the per-pixel maps.
-fn summary(p: &da3::Prediction, pre: &da3::preprocess::Preprocessed, resident: &Resident, timing: &Timing) -> Value {
+fn summary(p: &da3::Prediction, pre: &crate::batch::Processed, resident: &Resident, timing: &Timing) -> Value {
     let views: Vec<Value> = (0..p.views)
         .map(|i| {
             let depth = p.depth_of(i);

@@ -138,6 +138,16 @@ impl ModelCache {
             return Ok((found, false));
         }
         let spec = resolve()?;
+        // Make room before loading, so that the evicted model's memory can be freed (once
+        // the requests still using it finish) before the new one takes its own: with one slot
+        // and large models, loading first would need both at once.
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            while entries.len() >= self.capacity {
+                let oldest = (0..entries.len()).min_by_key(|&i| entries[i].last_used).expect("not empty");
+                entries.remove(oldest);
+            }
+        }
         let start = Instant::now();
         let predictor = dispatch(self.device, LoadJob { spec: &spec, device: self.device })?;
         let resident = Arc::new(Resident {
@@ -147,10 +157,6 @@ impl ModelCache {
             load_time: start.elapsed(),
         });
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        while entries.len() >= self.capacity {
-            let oldest = (0..entries.len()).min_by_key(|&i| entries[i].last_used).expect("not empty");
-            entries.remove(oldest);
-        }
         entries.push(Entry { resident: resident.clone(), last_used: Instant::now() });
         Ok((resident, true))
     }

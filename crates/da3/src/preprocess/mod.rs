@@ -244,6 +244,23 @@ pub fn prepare(image: ImageRef<'_>, intrinsics: Option<Intrinsics>, options: &Op
 /// The batch steps (`_unify_batch_shapes` and normalization): centre-crops every image to the
 /// smallest width and height of the batch (cx, cy follow) and normalizes.
 pub fn assemble(prepared: Vec<Prepared>) -> Result<Preprocessed, Da3Error> {
+    let (images, info) = assemble_images(prepared)?;
+    let (w, h) = info[0].size;
+    let lut = normalize_lut();
+    let mut data = Vec::with_capacity(images.len() * 3 * h * w);
+    for img in &images {
+        for (c, lut) in lut.iter().enumerate() {
+            data.extend(img.pixels.iter().skip(c).step_by(3).map(|&v| lut[v as usize]));
+        }
+    }
+    let views = Views::from_normalized(data, images.len(), h, w)?;
+    Ok(Preprocessed { views, images, info })
+}
+
+/// [`assemble`] without the network input: the batch-cropped processed images and their
+/// records only. For callers that keep a scene's images after its views were fed to the
+/// network in chunks (the normalized views are 12 bytes per pixel, the images 3).
+pub fn assemble_images(prepared: Vec<Prepared>) -> Result<(Vec<RgbImage>, Vec<ImageInfo>), Da3Error> {
     let first = prepared.first().ok_or_else(|| Da3Error::Input("no images given".into()))?;
     let uniform = prepared.iter().all(|p| p.plan.size == first.plan.size);
     let min_w = prepared.iter().map(|p| p.plan.size.0).min().unwrap_or(0);
@@ -268,16 +285,7 @@ pub fn assemble(prepared: Vec<Prepared>) -> Result<Preprocessed, Da3Error> {
         info.push(ImageInfo { plan, batch_crop, size: (image.width, image.height), intrinsics });
         images.push(image);
     }
-    let (w, h) = info[0].size;
-    let lut = normalize_lut();
-    let mut data = Vec::with_capacity(images.len() * 3 * h * w);
-    for img in &images {
-        for (c, lut) in lut.iter().enumerate() {
-            data.extend(img.pixels.iter().skip(c).step_by(3).map(|&v| lut[v as usize]));
-        }
-    }
-    let views = Views::from_normalized(data, images.len(), h, w)?;
-    Ok(Preprocessed { views, images, info })
+    Ok((images, info))
 }
 
 /// The whole preprocessing of one batch, in sequence: [`prepare`] for each image, then
