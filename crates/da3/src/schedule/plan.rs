@@ -23,9 +23,9 @@ pub struct ScheduleOptions {
     /// Views shared by consecutive chunks, overriding the default (`--chunk-overlap`).
     pub overlap: Option<usize>,
     /// Host bytes per view that the caller keeps until the job ends, outside the returned
-    /// prediction (the `da3` command: each view's processed 8-bit image and the copies its
-    /// writers make of it): counted against a CPU budget with every returned view (and the
-    /// running chunk's, as the outputs are).
+    /// prediction (the `da3` command: each view's processed 8-bit image; `da3 serve`: also
+    /// the request's normalized input): counted against a CPU budget with every returned view
+    /// (and the running chunk's, as the outputs are).
     pub kept_bytes_per_view: u64,
 }
 
