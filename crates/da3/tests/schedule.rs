@@ -381,6 +381,46 @@ fn peak_memory_child() {
     println!("PEAK {peak} {}", report.chunks.len());
 }
 
+/// The host's `resident` leaves out freed heap memory the allocator keeps: a process that
+/// ran a pass and freed it (a server between requests) is not charged for it twice. In a
+/// child process, so that other tests' allocations do not move the numbers.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn host_resident_leaves_out_freed_heap() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "freed_heap_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("DA3_FREED_HEAP_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "child failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = text.split("FREED ").nth(1).unwrap_or_else(|| panic!("no FREED line in:\n{text}"));
+    let f: Vec<i64> = line.split_whitespace().take(2).map(|v| v.parse().unwrap()).collect();
+    let (rss_growth, resident_growth) = (f[0] >> 20, f[1] >> 20);
+    eprintln!("after 64 MiB allocated and freed: RSS +{rss_growth} MiB, resident +{resident_growth} MiB");
+    assert!(rss_growth >= 48, "the freed blocks must stay resident for this test to mean anything (+{rss_growth} MiB)");
+    assert!(resident_growth.abs() <= 8, "freed heap counted as held: +{resident_growth} MiB");
+}
+
+/// The child of [`host_resident_leaves_out_freed_heap`]; does nothing on its own.
+#[test]
+#[ignore = "run by host_resident_leaves_out_freed_heap in a child process"]
+fn freed_heap_child() {
+    if std::env::var("DA3_FREED_HEAP_CHILD").is_err() {
+        return;
+    }
+    let rss = || da3::schedule::device::process_rss().unwrap() as i64;
+    let (rss0, resident0) = (rss(), DeviceMemory::host().resident as i64);
+    // 64 MiB in 64 KiB blocks (heap memory, under glibc's mmap threshold), each written.
+    let blocks: Vec<Vec<u8>> = (0..1024).map(|i| vec![i as u8 | 1; 64 << 10]).collect();
+    // A block after them keeps the heap from being trimmed back when they are freed.
+    let guard = std::hint::black_box(vec![7u8; 4096]);
+    drop(std::hint::black_box(blocks));
+    let (rss1, resident1) = (rss(), DeviceMemory::host().resident as i64);
+    drop(guard);
+    println!("FREED {} {}", rss1 - rss0, resident1 - resident0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3D Gaussians in chunked runs.
 

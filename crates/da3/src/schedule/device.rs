@@ -19,7 +19,8 @@ pub struct DeviceMemory {
     /// the weights are already part of `resident`.
     pub host: bool,
     /// Bytes the job holds already before any pass: on the host the process's resident set
-    /// (weights included once loaded), on a GPU the weights.
+    /// (weights included once loaded) less the freed heap memory the allocator keeps for
+    /// reuse ([`heap_free_bytes`]), on a GPU the weights.
     pub resident: u64,
     /// The largest single buffer the device allows (wgpu), if limited.
     pub max_buffer: Option<u64>,
@@ -30,9 +31,18 @@ pub struct DeviceMemory {
 pub const AVAILABLE_SAFETY: f64 = 0.8;
 
 impl DeviceMemory {
-    /// The host as seen now: `MemAvailable` and this process's resident set (`VmRSS`).
+    /// The host as seen now: `MemAvailable` and this process's live resident set (`VmRSS`
+    /// less [`heap_free_bytes`]).
+    ///
+    /// Why the freed heap is left out: a process that ran a pass before (`da3 serve`, an
+    /// engine predicting again) keeps that pass's freed buffers in its heap (the `da3`
+    /// command disables trimming on purpose, see its `alloc.rs`), and the next pass reuses
+    /// them. Counting them as held and adding the pass on top counted that memory twice: a
+    /// 16-view request that fit `--max-memory 1GiB` was refused as needing 1.09 GiB on every
+    /// later try (RSS 146 MiB before the first request, 680 MiB after it).
     pub fn host() -> Self {
-        Self { available: mem_available(), host: true, resident: process_rss().unwrap_or(0), max_buffer: None }
+        let resident = process_rss().unwrap_or(0).saturating_sub(heap_free_bytes().unwrap_or(0));
+        Self { available: mem_available(), host: true, resident, max_buffer: None }
     }
 
     /// A GPU with `free` bytes (if known), `weights` bytes resident and a single-buffer limit.
@@ -91,6 +101,30 @@ pub fn mem_available() -> Option<u64> {
 /// This process's resident set (`VmRSS`) in bytes (Linux); `None` elsewhere.
 pub fn process_rss() -> Option<u64> {
     proc_field("/proc/self/status", "VmRSS:")
+}
+
+/// Bytes of freed memory the C allocator keeps in its heaps for reuse: glibc's
+/// `mallinfo2().fordblks` (free chunks of every arena, each heap's top included). Those pages
+/// were written before being freed and stay resident until trimmed, so they are part of
+/// `VmRSS` without being held by anything. `None` on other C libraries and on glibc older
+/// than 2.33, which lacks `mallinfo2`: it is looked up at run time so that the binary still
+/// starts there (the older `mallinfo`'s `int` fields wrap at 2 GiB).
+pub fn heap_free_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        type Mallinfo2 = unsafe extern "C" fn() -> libc::mallinfo2;
+        static MALLINFO2: std::sync::OnceLock<Option<Mallinfo2>> = std::sync::OnceLock::new();
+        let mallinfo2 = MALLINFO2.get_or_init(|| {
+            // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the loaded libc.
+            let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr()) };
+            // SAFETY: glibc's `mallinfo2` has exactly this signature (glibc ≥ 2.33).
+            (!symbol.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, Mallinfo2>(symbol) })
+        });
+        // SAFETY: `mallinfo2` only reads the allocator's statistics (under its arena locks).
+        mallinfo2.map(|f| unsafe { f() }.fordblks as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
 }
 
 /// This process's peak resident set (`VmHWM`) in bytes (Linux); `None` elsewhere.
