@@ -5,7 +5,7 @@
 //! JSON summary carries the same cameras, models stay resident and are cached by (model,
 //! precision) with LRU eviction, and every bad request gets a JSON error with the right
 //! status (400 bad fields and images, 404 uncached models, 413 too many views or bytes, 503
-//! when the job does not fit `--max-memory`).
+//! when the job does not fit `--max-memory` or `--max-queued` requests are already held).
 
 mod common;
 
@@ -282,6 +282,41 @@ fn jobs_over_the_memory_budget_get_503() {
     assert_eq!(server.health()["status"], "ok");
 }
 
+/// Concurrent requests that each need chunking stay within `--max-memory` together: the
+/// server's peak resident memory (VmHWM) is under the budget. Before requests ran on one
+/// thread, each blocking-pool thread kept its own pass's freed heap in its own malloc arena,
+/// and four of these requests (each planned under the budget) peaked past it.
+#[cfg(target_os = "linux")]
+#[test]
+fn concurrent_chunked_requests_stay_within_max_memory() {
+    let budget_mib = 160;
+    let Some(server) = Server::start("budget", &["--max-memory", &format!("{budget_mib}MiB")]) else { return };
+    let server = std::sync::Arc::new(server);
+    let png = std::fs::read(&example_images()[1]).unwrap();
+    let answers: Vec<(u16, Vec<u8>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (server, png) = (server.clone(), png.clone());
+                scope.spawn(move || {
+                    let views: Vec<(&str, Vec<u8>)> = (0..16).map(|_| ("v.png", png.clone())).collect();
+                    let (st, _, body) = server.predict(&views, &[("process_res", "280"), ("format", "json")]);
+                    (st, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (st, body) in &answers {
+        assert_eq!(*st, 200, "{}", String::from_utf8_lossy(body));
+        let doc: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert!(doc["passes"].as_u64().unwrap() > 1, "the budget must force chunks for this test to mean anything");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let peak_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
+    eprintln!("4 concurrent 16-view requests under --max-memory {budget_mib}MiB: server peak {} MiB", peak_kib >> 10);
+    assert!(peak_kib >> 10 <= budget_mib, "server peak {} MiB over the {budget_mib} MiB budget", peak_kib >> 10);
+}
+
 /// Requests may name a preset from the Hub: with `--allow-download` the server fetches it
 /// (here from da3-hub's mock Hub, whose DA3-SMALL repository holds the tiny model), loads it
 /// and keeps it resident; the prediction equals the server's own model's (the same weights).
@@ -394,8 +429,50 @@ fn concurrent_requests_are_queued_and_all_answered() {
     assert_eq!(server.health()["predictions_served"], 4);
 }
 
-/// The server on wgpu (lavapipe in CI): requests land on different blocking-pool threads
-/// and the resident GPU model answers each like the CPU one (to the backends' difference).
+/// A server that holds `--max-queued` requests answers more with 503 and `Retry-After`
+/// before reading their bodies, and a place is freed when its request is abandoned.
+#[test]
+fn requests_past_max_queued_get_503_busy() {
+    let Some(server) = Server::start("busy", &["--max-queued", "1"]) else { return };
+    let in_flight = |want: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while server.health()["requests_in_flight"] != want {
+            assert!(std::time::Instant::now() < deadline, "requests_in_flight never became {want}: {}", server.health());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    assert_eq!(server.health()["max_queued"], 1);
+    in_flight(0);
+
+    // A request whose body stalls half-way holds the only place.
+    let boundary = "da3-test-boundary-7f3a";
+    let mut stalled = TcpStream::connect(&server.addr).unwrap();
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\npartial image bytes",
+        server.addr
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    in_flight(1);
+
+    let png = std::fs::read(&example_images()[1]).unwrap();
+    let (st, headers, body) = server.predict(&[("b.png", png.clone())], &[("process_res", "70")]);
+    error_of(st, &body, 503, "--max-queued");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+
+    // The client gives up: its place is freed and the next request is served.
+    drop(stalled);
+    in_flight(0);
+    let (st, _, body) = server.predict(&[("b.png", png)], &[("process_res", "70")]);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let health = server.health();
+    assert_eq!(health["predictions_served"], 1);
+    assert_eq!(health["requests_in_flight"], 0);
+}
+
+/// The server on wgpu (lavapipe in CI): the resident GPU model, run from the server's
+/// inference thread (not the one that loaded it), answers each request like the CPU one (to
+/// the backends' difference).
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_server_answers_like_the_cpu_one() {

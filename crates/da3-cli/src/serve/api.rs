@@ -11,11 +11,12 @@
 //!
 //! Errors are JSON `{"error": "..."}`: 400 for a bad request (a field, an image that does
 //! not decode, naming the part), 404 for a model that is not available, 413 for too many
-//! views or too large a body, 503 when the job does not fit the memory budget, 500 otherwise.
+//! views or too large a body, 503 when the job does not fit the memory budget or the server
+//! already holds `--max-queued` requests (with `Retry-After`), 500 otherwise.
 
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,6 +33,7 @@ use da3_export::ImageRgb8;
 use serde_json::{json, Value};
 
 use super::models::{ModelCache, ModelKey, Resident};
+use super::worker::InferenceWorker;
 use crate::infer::ModelSpec;
 
 /// Everything the routes share.
@@ -52,9 +54,15 @@ pub struct ServerState {
     pub max_memory: Option<u64>,
     /// Most bytes in one request body.
     pub max_body: usize,
-    /// Predictions run one at a time: a CPU is saturated by one, and a GPU's memory is
-    /// planned for one job's activations.
-    pub inference: Mutex<()>,
+    /// Runs requests one at a time, from decoding their images to encoding the response,
+    /// on one thread (see [`InferenceWorker`]): `--max-memory` is planned for one request's
+    /// views, activations and outputs, and waiting requests hold only their bodies.
+    pub worker: InferenceWorker,
+    /// Most prediction requests held at once, running or waiting (`--max-queued`).
+    pub max_queued: usize,
+    /// Prediction requests held now: admitted before their body is read, released when
+    /// answered (see [`Admitted`]).
+    pub admitted: AtomicUsize,
     /// Requests answered with a prediction.
     pub served: AtomicU64,
     /// When the server started.
@@ -78,11 +86,13 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong and what to do about it.
     pub message: String,
+    /// Seconds a client should wait before retrying (the `Retry-After` header).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), retry_after_s: None }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -104,7 +114,45 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// One admitted prediction request; dropping it (the request answered or abandoned) frees
+/// its place.
+///
+/// Why admission is counted before the body is read: every waiting request keeps its body
+/// (up to `--max-body`) while the memory planner sizes only the running one. An unbounded
+/// queue of large requests could therefore exhaust RAM; a bounded one holds at most
+/// `max_queued` bodies, and the rest are told to retry.
+pub struct Admitted(Arc<ServerState>);
+
+impl Admitted {
+    /// Admits one more request unless `max_queued` are held; the error is the 503 to send.
+    pub fn try_new(state: &Arc<ServerState>) -> Result<Self, ApiError> {
+        let limit = state.max_queued;
+        match state.admitted.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)) {
+            Ok(_) => Ok(Self(state.clone())),
+            Err(_) => Err(ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "busy: {limit} prediction requests are already running or waiting (--max-queued); retry shortly"
+                    ),
+                )
+            }),
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -117,6 +165,8 @@ async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
         "default_model": state.default_model,
         "models": models,
         "predictions_served": state.served.load(Ordering::Relaxed),
+        "requests_in_flight": state.admitted.load(Ordering::Acquire),
+        "max_queued": state.max_queued,
         "uptime_s": state.started.elapsed().as_secs_f64(),
     }))
 }
@@ -229,19 +279,27 @@ async fn predict(
     State(state): State<Arc<ServerState>>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    // Before anything of the body is read (see `Admitted`).
+    let admitted = Admitted::try_new(&state)?;
     let multipart = multipart.map_err(|e| {
         ApiError::new(e.status(), format!("{}; send multipart/form-data with one `image` part per view", e.body_text()))
     })?;
     let req = read_request(multipart, state.max_views).await?;
     let state2 = state.clone();
-    tokio::task::spawn_blocking(move || run_prediction(&state2, req))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the prediction task failed: {e}")))?
+    let submitted = Instant::now();
+    state
+        .worker
+        .run(move || {
+            let _admitted = admitted;
+            run_prediction(&state2, req, submitted)
+        })
+        .await?
 }
 
-/// Decodes, loads (or finds) the model, predicts and encodes the response; on the blocking
-/// pool.
-fn run_prediction(state: &ServerState, req: PredictRequest) -> Result<Response, ApiError> {
+/// Decodes, loads (or finds) the model, predicts and encodes the response; on the inference
+/// thread. `submitted`: when the request was queued.
+fn run_prediction(state: &ServerState, req: PredictRequest, submitted: Instant) -> Result<Response, ApiError> {
+    let queued = submitted.elapsed();
     let start = Instant::now();
     let images = req
         .images
@@ -272,14 +330,10 @@ fn run_prediction(state: &ServerState, req: PredictRequest) -> Result<Response, 
         )));
     }
     let options = PredictOptions { ref_view_strategy: req.strategy, use_ray_pose: req.use_ray_pose, ..PredictOptions::default() };
-    let waited = Instant::now();
-    let ((mut prediction, run), queued, inference) = {
-        let _one_at_a_time = state.inference.lock().unwrap_or_else(|p| p.into_inner());
-        let queued = waited.elapsed();
-        let infer_start = Instant::now();
-        let result = resident.predictor.predict(&pre.views, &options, state.max_memory).context("inference failed");
-        (result.map_err(ApiError::from_prediction)?, queued, infer_start.elapsed())
-    };
+    let infer_start = Instant::now();
+    let result = resident.predictor.predict(&pre.views, &options, state.max_memory).context("inference failed");
+    let (mut prediction, run) = result.map_err(ApiError::from_prediction)?;
+    let inference = infer_start.elapsed();
     state.served.fetch_add(1, Ordering::Relaxed);
     // The normalized input is no longer needed: free it before encoding the response.
     let mut pre = crate::batch::Processed::from(pre);

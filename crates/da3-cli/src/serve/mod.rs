@@ -4,17 +4,18 @@
 //! before it listens, so a bad model fails at start, not at the first request. Requests may
 //! name another preset or Hub repository and precision: models are cached by (model,
 //! precision) on the one `--device`, at most `--max-models` at a time, least recently used
-//! out first ([`models::ModelCache`]). Predictions run one at a time on tokio's blocking
-//! pool while the server keeps accepting and parsing requests; each runs within
-//! `--max-memory` (chunked like `da3 images` when the views do not fit one pass). The routes
-//! are in [`api`].
+//! out first ([`models::ModelCache`]). Requests run one at a time on one thread of their own
+//! (`worker.rs`) while the server keeps accepting them, up to `--max-queued`; each runs
+//! within `--max-memory` (chunked like `da3 images` when the views do not fit one pass). The
+//! routes are in [`api`].
 
 pub mod api;
 pub mod models;
+mod worker;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -64,11 +65,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_views: u64,
 
+    /// Most prediction requests held at once: the one running and those waiting for it
+    /// (each waiting one holds its body). More are answered 503 with `Retry-After`.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued: u64,
+
     /// Largest request body (e.g. 512MiB).
     #[arg(long, value_name = "BYTES", default_value = "512MiB", value_parser = parse_bytes)]
     pub max_body: u64,
 
-    /// Memory budget of one prediction (e.g. 4GiB): views that do not fit one pass run in
+    /// Memory budget of one prediction (e.g. 4GiB), the server's resident model and its
+    /// waiting requests' bodies included on the CPU: views that do not fit one pass run in
     /// chunks aligned into one pose frame, as with `da3 images --max-memory`. Default: the
     /// device's (available RAM on the CPU).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
@@ -142,7 +149,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_pixels: args.max_pixels,
         max_memory: args.max_memory,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
-        inference: Mutex::new(()),
+        worker: worker::InferenceWorker::start().context("cannot start the inference thread")?,
+        max_queued: usize::try_from(args.max_queued).unwrap_or(usize::MAX),
+        admitted: AtomicUsize::new(0),
         served: AtomicU64::new(0),
         started: Instant::now(),
     });
