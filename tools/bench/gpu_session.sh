@@ -4,14 +4,14 @@
 #
 # The GPU machine has no Rust toolchain and no network, so everything is built here and
 # carried (see tools/bench/gpu_pack.sh, which fills .gpu/ and .whl/):
-#   .gpu/*.xz   x86-64 release binaries: da3-bench, attention, and the golden/precision test
+#   .gpu/*.xz   x86-64 release binaries: da3-bench, attention, calibrate_gpu_memory, and the golden/precision test
 #               binaries, built with `cuda,wgpu,fusion` (no autotune; see gpu_pack.sh)
 #   .whl/       depth-anything-3 0.1.1 and the pure-Python packages the image lacks
 #   .gl/        Vulkan/EGL loaders (device README) for the wgpu steps
 #   .gpu-cache/ optional: kernels.tar.xz, the compiled-kernel caches an earlier session returned
 #               in $OUT (same build and GPU generation), so that nothing compiles again
 # Usage (on the GPU machine, from the repository root): tools/bench/gpu_session.sh STEP...
-#   steps: coldstart diag single smoke tests attention compare-bf16 compare-fp32 compare-unfused wgpu
+#   steps: coldstart diag single smoke tests attention compare-bf16 compare-fp32 compare-unfused wgpu memory
 # Random-weight checkpoints of the real sizes are made there (tools/golden/generate.py, the
 # same compute as the real ones). Every step's output goes to $OUT/<step>.log.
 set -u
@@ -175,6 +175,17 @@ step_wgpu() {
   vulkaninfo --summary 2>/dev/null | head -20
   timeout $(left 200) "$BIN/da3-bench" --model da3-small --weights "$W/da3-small.weights.safetensors" --device wgpu --views 1 --iters 5
   timeout $(left 200) "$BIN/attention" --device wgpu --unfused --iters 10 --shapes 1,6,973,64 1,6,7784,64
+}
+
+# The GPU side of the memory planner (`schedule::memory`): the pool's peak reservation of one
+# pass against weights + plan, on CUDA and on wgpu (Vulkan), da3-small at 1, 2, 8 views
+# (calibrate_gpu_memory; a pack older than it skips this step).
+step_memory() {
+  weights da3-small:2:280x378
+  [ -x "$BIN/calibrate_gpu_memory" ] || { echo "no calibrate_gpu_memory in .gpu/: rebuild the pack"; return 1; }
+  local args="$W/da3-small.config.json $W/da3-small.weights.safetensors 378x504 --views 1,2,8"
+  DA3_DEVICE=cuda CUBECL_AUTOTUNE_LEVEL=minimal timeout $(left 240) "$BIN/calibrate_gpu_memory" $args
+  DA3_DEVICE=wgpu timeout $(left 240) "$BIN/calibrate_gpu_memory" $args
 }
 
 setup > /tmp/setup.log 2>&1 || { cat /tmp/setup.log; exit 1; }

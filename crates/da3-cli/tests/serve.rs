@@ -103,6 +103,24 @@ impl Server {
         self.request("POST", "/v1/predict", Some(&format!("multipart/form-data; boundary={boundary}")), &body)
     }
 
+    /// `clients` predictions sent at once, each of `views` copies of an example image with
+    /// `fields`; their (status, body) in client order.
+    fn concurrently(&self, clients: usize, views: usize, fields: &[(&str, &str)]) -> Vec<(u16, Vec<u8>)> {
+        let png = std::fs::read(&example_images()[1]).unwrap();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..clients)
+                .map(|_| {
+                    let images: Vec<(&str, Vec<u8>)> = (0..views).map(|_| ("v.png", png.clone())).collect();
+                    scope.spawn(move || {
+                        let (st, _, body) = self.predict(&images, fields);
+                        (st, body)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
     fn health(&self) -> serde_json::Value {
         let (status, _, body) = self.request("GET", "/v1/health", None, b"");
         assert_eq!(status, 200);
@@ -291,21 +309,7 @@ fn jobs_over_the_memory_budget_get_503() {
 fn concurrent_chunked_requests_stay_within_max_memory() {
     let budget_mib = 160;
     let Some(server) = Server::start("budget", &["--max-memory", &format!("{budget_mib}MiB")]) else { return };
-    let server = std::sync::Arc::new(server);
-    let png = std::fs::read(&example_images()[1]).unwrap();
-    let answers: Vec<(u16, Vec<u8>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let (server, png) = (server.clone(), png.clone());
-                scope.spawn(move || {
-                    let views: Vec<(&str, Vec<u8>)> = (0..16).map(|_| ("v.png", png.clone())).collect();
-                    let (st, _, body) = server.predict(&views, &[("process_res", "280"), ("format", "json")]);
-                    (st, body)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let answers = server.concurrently(4, 16, &[("process_res", "280"), ("format", "json")]);
     for (st, body) in &answers {
         assert_eq!(*st, 200, "{}", String::from_utf8_lossy(body));
         let doc: serde_json::Value = serde_json::from_slice(body).unwrap();
@@ -408,20 +412,7 @@ fn focal_gives_metric_depth_in_metres() {
 #[test]
 fn concurrent_requests_are_queued_and_all_answered() {
     let Some(server) = Server::start("concurrent", &[]) else { return };
-    let server = std::sync::Arc::new(server);
-    let png = std::fs::read(&example_images()[1]).unwrap();
-    let answers: Vec<(u16, Vec<u8>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let (server, png) = (server.clone(), png.clone());
-                scope.spawn(move || {
-                    let (st, _, body) = server.predict(&[("b.png", png)], &[("process_res", "70")]);
-                    (st, body)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let answers = server.concurrently(4, 1, &[("process_res", "70")]);
     for (st, body) in &answers {
         assert_eq!(*st, 200, "{}", String::from_utf8_lossy(body));
         assert_eq!(body, &answers[0].1);

@@ -15,58 +15,22 @@ use da3::{Da3, Da3Config, PredictOptions, Views};
 
 type B = da3::backends::Flex;
 
+#[path = "common/calibration.rs"]
+mod calibration;
+
 fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let case = args.iter().position(|a| a == "--case").map(|i| {
-        let c: Vec<String> = args.drain(i..i + 3).collect();
-        (c[1].parse::<usize>().unwrap(), c[2].clone())
-    });
-    // `--views 1,2,4,8` (the default): the view counts measured per size.
-    let view_counts: Vec<usize> = match args.iter().position(|a| a == "--views") {
-        Some(i) => args.drain(i..i + 2).nth(1).unwrap().split(',').map(|v| v.parse().expect("--views 1,2,4")).collect(),
-        None => vec![1, 2, 4, 8],
-    };
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let (config, weights, rest) = match args.first() {
-        Some(a) if a.ends_with(".json") => (a.into(), args[1].clone().into(), &args[2..]),
-        _ => (fixtures.join("tiny.config.json"), fixtures.join("tiny.weights.safetensors"), &args[..]),
-    };
-    let sizes: Vec<(usize, usize)> = if rest.is_empty() {
-        vec![(140, 140), (280, 280), (280, 518)]
-    } else {
-        rest.iter()
-            .map(|s| {
-                let (h, w) = s.split_once('x').expect("HxW");
-                (h.parse().unwrap(), w.parse().unwrap())
-            })
-            .collect()
-    };
-    if case.is_none() {
+    let args = calibration::Calibration::from_args(&[(140, 140), (280, 280), (280, 518)], &[1, 2, 4, 8]);
+    let Some((s, h, w)) = args.case else {
         println!("calibration {ACTIVATION_CALIBRATION}, overhead {} MiB", PASS_OVERHEAD_BYTES >> 20);
         println!(
             "{:>9} {:>3} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
             "HxW", "S", "measured", "analytic", "ratio", "resident", "planned", "m/plan"
         );
-        for (h, w) in &sizes {
-            for &s in &view_counts {
-                let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-                if args.first().is_some_and(|a| a.ends_with(".json")) {
-                    cmd.args(&args[..2]);
-                }
-                let out = cmd.args(["--case", &s.to_string(), &format!("{h}x{w}")]).output().unwrap();
-                print!("{}", String::from_utf8_lossy(&out.stdout));
-                eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
+        args.run_children(true);
         return;
-    }
-    let (s, size) = case.unwrap();
-    let (h, w) = {
-        let (h, w) = size.split_once('x').unwrap();
-        (h.parse::<usize>().unwrap(), w.parse::<usize>().unwrap())
     };
-    let _ = sizes;
-    let config = Da3Config::from_json(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let (config, weights) = (&args.config, &args.weights);
+    let config = Da3Config::from_json(&std::fs::read_to_string(config).unwrap()).unwrap();
     let device = Default::default();
     let model = Da3::<B>::from_file(config, &weights, &device).unwrap();
     let mm = model.memory_model(h, w);

@@ -1,6 +1,26 @@
 //! How much memory a pass of S views needs: an analytic count of the largest live tensors of
 //! the backbone and the DPT head, scaled by a factor calibrated against the measured peak
 //! resident memory of the `flex` backend (see [`ACTIVATION_CALIBRATION`]).
+//!
+//! On GPUs the same count is used with the heads in 8-frame chunks. Checked on wgpu without a
+//! GPU (`cargo run -p da3 --features wgpu --example calibrate_gpu_memory`, lavapipe, whose
+//! CubeCL pools are the code every wgpu adapter runs, with 128 MiB pages at most; da3-small,
+//! 2026-11-24). Live tensors, sampled from CubeCL's pool during the pass, peaked at 0.10–0.25
+//! of the planned activations. But what the device must provide is the pool's reservation
+//! (whole pages, and what the first pass's autotuning left reserved), and against weights +
+//! plan that was:
+//!
+//! | size | S=1 | S=2 | S=4 |
+//! |---|---|---|---|
+//! | 280x280, after a warm-up pass | 0.87 (192 MiB) | 1.20 (352) | 0.79 (352) |
+//! | 280x280, first pass | 0.87 (192) | 1.09 (320) | 0.79 (352) |
+//! | 378x504, after a warm-up pass | 1.10 (360) | 0.76 (384) | 0.63 (544) |
+//!
+//! So at one or two views a budget set to the whole device can be short by up to a fifth of
+//! a small job (page granularity: the reservation moves in 32–128 MiB steps here), and the
+//! scheduler's out-of-memory recovery (split and retry) is what covers it. Not yet measured
+//! on a real GPU, whose pages are larger (a quarter of a Vulkan heap at most); the GPU
+//! session's `memory` step runs this example there.
 
 use super::compute::ComputeModel;
 use crate::config::{Da3Config, HeadKind, PATCH_SIZE};
