@@ -40,6 +40,11 @@ impl DeviceMemory {
     /// them. Counting them as held and adding the pass on top counted that memory twice: a
     /// 16-view request that fit `--max-memory 1GiB` was refused as needing 1.09 GiB on every
     /// later try (RSS 146 MiB before the first request, 680 MiB after it).
+    ///
+    /// Run a process's passes from one thread: glibc keeps a thread's freed heap in that
+    /// thread's malloc arena, where a pass on another thread cannot reuse it, so passes taking
+    /// turns on several threads can each add a pass's worth of memory (`da3 serve` did, until
+    /// its requests moved to one thread: see its `worker.rs`).
     pub fn host() -> Self {
         let resident = process_rss().unwrap_or(0).saturating_sub(heap_free_bytes().unwrap_or(0));
         Self { available: mem_available(), host: true, resident, max_buffer: None }
