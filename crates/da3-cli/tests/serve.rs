@@ -461,6 +461,51 @@ fn requests_past_max_queued_get_503_busy() {
     assert_eq!(health["requests_in_flight"], 0);
 }
 
+/// A request whose client disconnects while it waits for its turn is dropped unrun: the
+/// inference thread goes from the running request straight to the next live one.
+#[test]
+fn abandoned_queued_requests_are_not_run() {
+    let Some(server) = Server::start("abandoned", &[]) else { return };
+    let wait_for = |field: &str, want: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while server.health()[field] != want {
+            assert!(std::time::Instant::now() < deadline, "{field} never became {want}: {}", server.health());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    let png = std::fs::read(&example_images()[1]).unwrap();
+    std::thread::scope(|scope| {
+        // A: a request that holds the inference thread for a while (about 0.5 s in the test
+        // profile; B is queued and dropped within milliseconds).
+        let long = scope.spawn(|| {
+            let views: Vec<(&str, Vec<u8>)> = (0..8).map(|_| ("a.png", png.clone())).collect();
+            server.predict(&views, &[("process_res", "280"), ("format", "json")]).0
+        });
+        wait_for("requests_in_flight", 1);
+        // B: a whole request, queued behind A, whose client then goes away.
+        let boundary = "da3-test-boundary-7f3a";
+        let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"b.png\"\r\n\r\n").into_bytes();
+        body.extend(&png);
+        body.extend(format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"process_res\"\r\n\r\n70\r\n--{boundary}--\r\n").as_bytes());
+        let mut b = TcpStream::connect(&server.addr).unwrap();
+        let head = format!(
+            "POST /v1/predict HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\r\n",
+            server.addr,
+            body.len()
+        );
+        b.write_all(head.as_bytes()).unwrap();
+        b.write_all(&body).unwrap();
+        wait_for("requests_in_flight", 2);
+        assert_eq!(server.health()["predictions_served"], 0, "A finished before B was abandoned: make A longer");
+        drop(b);
+        assert_eq!(long.join().unwrap(), 200);
+    });
+    wait_for("requests_in_flight", 0);
+    let health = server.health();
+    assert_eq!(health["requests_abandoned"], 1, "{health}");
+    assert_eq!(health["predictions_served"], 1, "{health}");
+}
+
 /// The server on wgpu (lavapipe in CI): the resident GPU model, run from the server's
 /// inference thread (not the one that loaded it), answers each request like the CPU one (to
 /// the backends' difference).

@@ -166,6 +166,7 @@ async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
         "models": models,
         "predictions_served": state.served.load(Ordering::Relaxed),
         "requests_in_flight": state.admitted.load(Ordering::Acquire),
+        "requests_abandoned": state.worker.abandoned(),
         "max_queued": state.max_queued,
         "uptime_s": state.started.elapsed().as_secs_f64(),
     }))

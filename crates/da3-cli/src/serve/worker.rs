@@ -10,7 +10,8 @@
 //! job's plan.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use axum::http::StatusCode;
 
@@ -21,6 +22,8 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Handle to the inference thread; the thread ends when the handle is dropped.
 pub struct InferenceWorker {
     jobs: mpsc::Sender<Job>,
+    /// Jobs dropped unrun because nobody was waiting for them any more.
+    abandoned: Arc<AtomicU64>,
 }
 
 impl InferenceWorker {
@@ -34,20 +37,34 @@ impl InferenceWorker {
                 let _ = catch_unwind(AssertUnwindSafe(job));
             }
         })?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, abandoned: Arc::new(AtomicU64::new(0)) })
     }
 
     /// Runs `job` on the inference thread after the jobs queued before it, and waits for its
     /// result without blocking the async runtime.
+    ///
+    /// A job whose caller stopped waiting before its turn (the client closed the connection,
+    /// so the server dropped the request's future) is dropped unrun: a queue of abandoned
+    /// requests would otherwise keep the thread busy for nobody.
     pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
         let (answer, result) = tokio::sync::oneshot::channel();
+        let abandoned = self.abandoned.clone();
         self.jobs
             .send(Box::new(move || {
+                if answer.is_closed() {
+                    abandoned.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 let _ = answer.send(job());
             }))
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the inference thread has stopped"))?;
         result.await.map_err(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the prediction failed unexpectedly (a panic; see the server's log)")
         })
+    }
+
+    /// Jobs dropped unrun so far (see [`Self::run`]).
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 }
