@@ -21,6 +21,8 @@ use common::{infer_ok, parse_npy, read_npz, s, scratch, tiny_fixture, workspace_
 struct Server {
     child: Child,
     addr: String,
+    /// The lines it printed after its address line (the request log).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -53,10 +55,16 @@ impl Server {
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
-        // Keep reading what it prints, so that its stdout stays open.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        // Keep reading what it prints, so that its stdout stays open, and keep the lines.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
         let addr = line.trim().strip_prefix("da3 serve: listening on http://").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
-        Server { child, addr }
+        Server { child, addr, log }
     }
 
     /// Sends one request and returns (status, lower-cased headers, body).
@@ -119,6 +127,18 @@ impl Server {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         })
+    }
+
+    /// Waits (up to 10 s) for a request-log line that contains `text`.
+    fn logged(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no log line with `{text}` in {:?}", self.log.lock().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     fn health(&self) -> serde_json::Value {
@@ -195,6 +215,9 @@ fn served_predictions_equal_da3_infer() {
     assert_eq!(served.keys().collect::<Vec<_>>(), vec!["conf", "depth", "extrinsics", "intrinsics"]);
     assert_eq!(served, written, "the served arrays differ from da3 infer's results.npz");
     assert_eq!(served["depth"].shape, vec![3, 70, 112]);
+    // One log line per request.
+    let line = server.logged("200 POST /v1/predict");
+    assert!(line.contains("3 view(s) of 70x112") && line.contains("1 pass(es), npz"), "{line}");
 
     // The JSON summary: the same cameras, per view, and the sizes.
     let (status, _, body) = server.predict(&images, &[("process_res", "112"), ("ref_view_strategy", "middle"), ("format", "json")]);
@@ -251,6 +274,7 @@ fn bad_requests_get_json_errors() {
 
     let (st, _, body) = server.predict(&[("a.png", png.clone()), ("notes.txt", b"not an image".to_vec())], &[]);
     error_of(st, &body, 400, "cannot decode image part #1 (notes.txt)");
+    server.logged("400 POST /v1/predict: cannot decode image part #1 (notes.txt)");
     let truncated = {
         let mut jpeg = Vec::new();
         image::DynamicImage::ImageRgb8(image::RgbImage::new(32, 32)).write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();

@@ -63,10 +63,23 @@ pub struct ServerState {
     /// Prediction requests held now: admitted before their body is read, released when
     /// answered (see [`Admitted`]).
     pub admitted: AtomicUsize,
+    /// Print no line per request (`--quiet`).
+    pub quiet: bool,
     /// Requests answered with a prediction.
     pub served: AtomicU64,
     /// When the server started.
     pub started: Instant,
+}
+
+impl ServerState {
+    /// Prints one line of the request log on stdout unless `quiet`. A closed stdout must not
+    /// take the server down, so write errors are ignored.
+    fn log(&self, line: &str) {
+        if !self.quiet {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
 }
 
 /// The server's routes over `state`.
@@ -74,7 +87,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let limit = state.max_body;
     Router::new()
         .route("/v1/health", get(health))
-        .route("/v1/predict", post(predict))
+        .route("/v1/predict", post(predict_logged))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -297,6 +310,19 @@ async fn predict(
         .await?
 }
 
+/// `POST /v1/predict` with its failures logged (successes are logged where their details
+/// are known, in [`run_prediction`]).
+async fn predict_logged(
+    State(state): State<Arc<ServerState>>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let result = predict(State(state.clone()), multipart).await;
+    if let Err(e) = &result {
+        state.log(&format!("{} POST /v1/predict: {}", e.status.as_u16(), e.message));
+    }
+    result
+}
+
 /// Decodes, loads (or finds) the model, predicts and encodes the response; on the inference
 /// thread. `submitted`: when the request was queued.
 fn run_prediction(state: &ServerState, req: PredictRequest, submitted: Instant) -> Result<Response, ApiError> {
@@ -358,14 +384,14 @@ fn run_prediction(state: &ServerState, req: PredictRequest, submitted: Instant) 
         response
     };
     let internal = |what: &str, e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the {what}: {e}"));
-    match req.format {
+    let response = match req.format {
         Format::Npz => {
             let bytes = crate::output::write_mini_npz(Cursor::new(Vec::new()), &prediction)
                 .map_err(|e| internal("npz", &e))?
                 .into_inner();
-            Ok(binary(bytes, "application/octet-stream", "attachment; filename=\"results.npz\""))
+            binary(bytes, "application/octet-stream", "attachment; filename=\"results.npz\"")
         }
-        Format::Json => Ok(Json(summary(&prediction, &pre, &resident, &timing)).into_response()),
+        Format::Json => Json(summary(&prediction, &pre, &resident, &timing)).into_response(),
         Format::Glb => {
             if !prediction.has_cameras() {
                 return Err(ApiError::bad_request(format!(
@@ -381,9 +407,23 @@ fn run_prediction(state: &ServerState, req: PredictRequest, submitted: Instant) 
                 .map_err(|e| internal("glb", &e))?;
             let scene = glb_scene(&prediction, &images, &GlbOptions::default()).map_err(|e| internal("glb", &e))?;
             let bytes = encode_glb(&scene).map_err(|e| internal("glb", &e))?;
-            Ok(binary(bytes, "model/gltf-binary", "attachment; filename=\"scene.glb\""))
+            binary(bytes, "model/gltf-binary", "attachment; filename=\"scene.glb\"")
         }
-    }
+    };
+    state.log(&format!(
+        "200 POST /v1/predict: {} view(s) of {}x{}, {} {}, {} pass(es), {}, {:.2} s (queued {:.2}, inference {:.2})",
+        prediction.views,
+        prediction.height,
+        prediction.width,
+        key.model,
+        key.precision,
+        timing.passes,
+        format!("{:?}", req.format).to_lowercase(),
+        queued.as_secs_f64() + start.elapsed().as_secs_f64(),
+        queued.as_secs_f64(),
+        inference.as_secs_f64()
+    ));
+    Ok(response)
 }
 
 /// Where a request's time went.

@@ -85,7 +85,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = crate::images::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
 
-    /// Print only the address line and errors.
+    /// Print only the address line and errors (no model summary, no line per request).
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -152,6 +152,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         worker: worker::InferenceWorker::start().context("cannot start the inference thread")?,
         max_queued: usize::try_from(args.max_queued).unwrap_or(usize::MAX),
         admitted: AtomicUsize::new(0),
+        quiet: args.quiet,
         served: AtomicU64::new(0),
         started: Instant::now(),
     });
