@@ -11,7 +11,7 @@
 
 pub mod api;
 pub mod models;
-mod worker;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
