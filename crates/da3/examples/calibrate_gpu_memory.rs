@@ -11,7 +11,8 @@
 //! ```
 //! `DA3_DEVICE=cuda` measures CUDA instead (a build with the `cuda` feature). Defaults to the
 //! tiny test model at 140x140 and 280x280. Each case runs in a fresh child process: one
-//! warm-up pass (autotuning; skipped with `DA3_NO_WARMUP=1`), then a measured pass while a
+//! warm-up pass (the size caches, kernel compilation, and autotuning in builds with the
+//! `autotune` feature; skipped with `DA3_NO_WARMUP=1`), then a measured pass while a
 //! thread samples the pool (`ComputeClient::memory_usage` on the predicting thread's
 //! stream) every millisecond. Printed per case:
 //! - `in use`: the peak bytes of live tensors above those before the pass, against the
@@ -61,9 +62,9 @@ fn measure<B: Backend, R: Runtime<Device = B::Device>>(args: &calibration::Calib
     let data: Vec<f32> = (0..views * 3 * h * w).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
     let input = Views::from_normalized(data, views, h, w).unwrap();
     let options = PredictOptions::default();
-    // Warm-up (autotune, size caches) unless `DA3_NO_WARMUP` is set: then the measured pass is
-    // the process's first, as a server's or the CLI's first chunk is (with the autotune
-    // results already in CubeCL's on-disk cache from an earlier run).
+    // Warm-up (size caches, kernels; autotune where built with it) unless `DA3_NO_WARMUP` is
+    // set: then the measured pass is the process's first, as a server's or the CLI's first
+    // chunk is.
     if std::env::var_os("DA3_NO_WARMUP").is_none() {
         drop(model.predict_with(&input, &options).unwrap());
     }

@@ -7,7 +7,8 @@
 //! CubeCL pools are the code every wgpu adapter runs, with 128 MiB pages at most; da3-small,
 //! 2026-11-24). Live tensors, sampled from CubeCL's pool during the pass, peaked at 0.10–0.25
 //! of the planned activations. But what the device must provide is the pool's reservation
-//! (whole pages, and what the first pass's autotuning left reserved), and against weights +
+//! (whole pages, and what the first pass left reserved: its freed pages and the
+//! per-resolution size caches; the measuring build had no autotune), and against weights +
 //! plan that was:
 //!
 //! | size | S=1 | S=2 | S=4 |
