@@ -112,9 +112,8 @@ pub fn load_batch(
         return Err(no_good_image(paths, failures));
     }
     let skipped = failures.into_iter().map(|(i, e)| Skipped { path: paths[i].clone(), reason: format!("{e:#}") }).collect();
-    let pre = assemble(prepared).context("cannot assemble the preprocessed images")?;
-    let views = pre.views.clone();
-    Ok((Batch { pre: pre.into(), kept, skipped }, views))
+    let Preprocessed { views, images, info } = assemble(prepared).context("cannot assemble the preprocessed images")?;
+    Ok((Batch { pre: Processed { images, info }, kept, skipped }, views))
 }
 
 /// Input indices paired with why each could not be used.
