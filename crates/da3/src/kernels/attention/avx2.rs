@@ -262,73 +262,7 @@ pub(super) unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
     lanes.iter().sum()
 }
 
-/// e^x for eight x ≤ 0: `cpu::simd::exp`'s Cody–Waite reduction and Cephes polynomial, with
-/// fused multiply-adds.
-#[inline(always)]
-unsafe fn exp8(x: __m256) -> __m256 {
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
-    const ROUND_BITS: i32 = 0x4B40_0000;
-    let set = _mm256_set1_ps;
-    let x = _mm256_max_ps(x, set(-87.336_55));
-    let t = _mm256_fmadd_ps(x, set(std::f32::consts::LOG2_E), set(ROUND));
-    let n = _mm256_sub_ps(t, set(ROUND));
-    let r = _mm256_fnmadd_ps(n, set(LN2_HI), x);
-    let r = _mm256_fnmadd_ps(n, set(LN2_LO), r);
-    let mut p = set(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.000_000_1e-1,
-    ] {
-        p = _mm256_fmadd_ps(p, r, set(c));
-    }
-    let e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), set(1.0));
-    // 2^n: n + 127 in the exponent field (n is in t's low mantissa bits).
-    let bits = _mm256_slli_epi32::<23>(_mm256_sub_epi32(
-        _mm256_castps_si256(t),
-        _mm256_set1_epi32(ROUND_BITS - 127),
-    ));
-    _mm256_mul_ps(e, _mm256_castsi256_ps(bits))
-}
-
-#[cfg(test)]
-mod tests {
-    /// The FMA exp against f64 over the softmax range and at lengths around the vector and
-    /// step sizes (tails, masked: nothing past the row is written); the sum against the f64 sum.
-    #[test]
-    fn exp_sub_sum_matches_f64() {
-        if !super::available() {
-            return; // nothing to test on this CPU: the path is never taken
-        }
-        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 973, 4000] {
-            // Values down to −95 (past the clamp at −87.3) and up to the maximum 0.
-            let x: Vec<f32> = (0..len)
-                .map(|i| -(((i * 7919) % 9500) as f32) * 0.01)
-                .collect();
-            let m = if len > 0 { 0.0 } else { 1.0 };
-            // The row inside a longer buffer: the values after it must stay untouched.
-            let mut buffer = x.clone();
-            buffer.extend([7.5f32; 8]);
-            let sum = unsafe { super::exp_sub_sum(&mut buffer[..len], m) };
-            assert!(buffer[len..].iter().all(|v| *v == 7.5), "len {len}: wrote past the row");
-            let y = &buffer[..len];
-            let mut want_sum = 0f64;
-            for (got, v) in y.iter().zip(&x) {
-                let want = ((*v - m).max(-87.336_55) as f64).exp(); // the clamp in f32, as the kernel's
-                want_sum += want;
-                assert!(
-                    ((*got as f64) - want).abs() <= 3e-7 * want,
-                    "len {len}: exp({v}) = {got}, want {want}"
-                );
-            }
-            assert!(
-                (sum as f64 - want_sum).abs() <= 1e-6 * want_sum.max(1.0),
-                "len {len}: sum {sum} vs {want_sum}"
-            );
-        }
-    }
+fma_exp! {
+    /// e^x for eight x ≤ 0 (see `fma_exp.rs`).
+    exp8, 256
 }

@@ -378,7 +378,7 @@ unsafe fn attend_block(q: &View, k: &View, v: &View, block: &Block, scratch: &mu
             let row = &mut s[r * keys..(r + 1) * keys];
             let m_old = row_max[r];
             let m_new = m_old.max(simd::max(row));
-            let sum = simd::exp_sub_sum(row, m_new);
+            let sum = exp_sub_sum(row, m_new);
             if first {
                 row_sum[r] = sum;
             } else {
@@ -397,6 +397,28 @@ unsafe fn attend_block(q: &View, k: &View, v: &View, block: &Block, scratch: &mu
         k0 += keys;
     }
     block.normalize(hd, row_sum);
+}
+
+/// `x[i] = exp(x[i] − m)` in place, returning the sum: `avx512.rs`'s FMA version on CPUs with
+/// AVX-512 and FMA (the gemm path's CPUs), else the portable [`simd::exp_sub_sum`].
+///
+/// The AVX-512 version took 0.87–0.95× the portable one's time per attention call at
+/// da3-small's and da3-large's shapes on a 2-core Xeon (Emerald Rapids; `attention --device
+/// flex --paths cpu`, best of 10 calls, 4 alternated rounds, 2026-11-24) and 0.95× the min
+/// (0.99× the median) of a whole da3-small pass at one view (`tools/bench/ab.sh`, 6 rounds × 4
+/// passes). `DA3_CPU_ATTENTION_EXP=portable` (read once) keeps the portable one, so that the
+/// two can be timed against each other in one binary.
+fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let portable = || std::env::var("DA3_CPU_ATTENTION_EXP").is_ok_and(|v| v == "portable");
+        if *AVX512.get_or_init(|| super::avx512::available() && !portable()) {
+            // SAFETY: AVX-512F and FMA checked just above.
+            return unsafe { super::avx512::exp_sub_sum(x, m) };
+        }
+    }
+    simd::exp_sub_sum(x, m)
 }
 
 /// Vectorized row maximum and `exp`, compiled for AVX-512 and AVX2+FMA and picked at run time

@@ -22,7 +22,12 @@
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
+#[macro_use]
+mod fma_exp;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
 mod avx2;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod avx512;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]
 mod cpu;
 #[cfg(all(feature = "fusion-kernels", any(feature = "wgpu", feature = "cuda")))]
