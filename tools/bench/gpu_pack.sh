@@ -5,8 +5,8 @@
 #          cuda + wgpu + $GPU_FEATURES), stripped and xz-compressed (the carried tree is limited
 #          to 64 MiB)
 #   .whl/  depth-anything-3 0.1.1 and the pure-Python packages the GPU image lacks
-# Add `/.gpu/`, `/.whl/` and `/.gl/` to .git/info/exclude first; .gl/ is the device README's
-# loader recipe.
+# .gitignore ignores `/.gpu/`, `/.whl/`, `/.gl/` and `/.gpu-cache/` (the `device` tool carries
+# ignored paths only); .gl/ is the device README's loader recipe.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/da3-release-target}"
