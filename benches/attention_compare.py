@@ -76,9 +76,9 @@ def run_reference(shapes, threads, iters):
 def main():
     ap = same_run.parser(__doc__, "attention", 5)
     ap.add_argument("--shapes", nargs="+", help="B,H,T,hd shapes (default: the model's)")
-    ap.add_argument("--products", choices=["gemm", "avx2"],
+    ap.add_argument("--products", choices=["gemm", "avx2", "avx512"],
                     help="da3's CPU attention products (DA3_CPU_ATTENTION_PRODUCTS) instead of the "
-                         "one the CPU gets by default (avx2 on AVX2 CPUs without AVX-512, else gemm)")
+                         "one the CPU gets by default (avx512 on AVX-512 CPUs, avx2 on AVX2 CPUs without it, else gemm)")
     args = ap.parse_args()
     if args.products:
         os.environ["DA3_CPU_ATTENTION_PRODUCTS"] = args.products  # inherited by the da3 process

@@ -85,28 +85,57 @@ pub(super) unsafe fn pack_values(
     }
 }
 
+/// The operands of a query block's scores against a key tile (see [`scores`]).
+#[derive(Clone, Copy)]
+pub(super) struct ScoresTile {
+    /// The query rows, [rows_pad, hd] contiguous, the scale already applied.
+    pub q: *const f32,
+    /// Query rows, a multiple of the kernel's row block.
+    pub rows_pad: usize,
+    /// Head dim.
+    pub hd: usize,
+    /// The tile's first key panel, in [`pack_keys`]' layout.
+    pub kp: *const f32,
+    /// Keys in the tile.
+    pub keys: usize,
+    /// The scores, [rows_pad, ·] with row stride `s_row` (at least `keys` rounded up to [`NR`]).
+    pub s: *mut f32,
+    pub s_row: usize,
+}
+
+/// The operands of a query block's weighted values over a key tile (see [`weighted_values`]).
+#[derive(Clone, Copy)]
+pub(super) struct ValuesTile {
+    /// The tile's softmax numerators, row stride `p_row`; rows up to the kernel's row block
+    /// past `rows` are read, never stored.
+    pub p: *const f32,
+    pub p_row: usize,
+    /// Query rows.
+    pub rows: usize,
+    /// Keys in the tile.
+    pub keys: usize,
+    /// The head's values in [`pack_values`]' layout, `panel_keys` keys per panel; the tile's
+    /// first key is `k0`.
+    pub vp: *const f32,
+    pub panel_keys: usize,
+    pub k0: usize,
+    /// Head dim, a multiple of [`NR`].
+    pub hd: usize,
+    /// Output row r at `o + r·o_row`.
+    pub o: *mut f32,
+    pub o_row: isize,
+}
+
 /// Scores of a query block against a key tile: `s[r, j] = Σ_d q[r, d] · k[k0 + j, d]` for
 /// `r < rows_pad` and `j < keys.next_multiple_of(NR)`, and `row_max[r]` = the largest
-/// `s[r, j]` over `j < keys` (the real keys, not the zero padding).
-///
-/// `q` is [rows_pad, hd] contiguous (the scale already applied; `rows_pad` a multiple of
-/// [`MR`]); `kp` is the tile's first key panel of [`pack_keys`]' layout; `s` is [rows_pad, ·]
-/// with row stride `s_row`.
+/// `s[r, j]` over `j < keys` (the real keys, not the zero padding); `rows_pad` a multiple of
+/// [`MR`].
 ///
 /// # Safety
 /// AVX2 and FMA must be available ([`available`]); every pointer must cover the ranges above.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn scores(
-    q: *const f32,
-    rows_pad: usize,
-    hd: usize,
-    kp: *const f32,
-    keys: usize,
-    s: *mut f32,
-    s_row: usize,
-    row_max: &mut [f32],
-) {
+pub(super) unsafe fn scores(tile: &ScoresTile, row_max: &mut [f32]) {
+    let ScoresTile { q, rows_pad, hd, kp, keys, s, s_row } = *tile;
     debug_assert!(rows_pad % MR == 0 && row_max.len() >= rows_pad);
     let full = keys / NR * NR;
     for r0 in (0..rows_pad).step_by(MR) {
@@ -155,29 +184,12 @@ pub(super) unsafe fn scores(
 /// `o[r, c] = o[r, c] · keep[r] + Σ_{j < keys} p[r, j] · v[j, c]` for `r < rows`, `c < hd`
 /// (`keep`: `None` = the first tile, `o` is written without being read).
 ///
-/// `p` is [rows.next_multiple_of(MR), ·] with row stride `p_row` (rows past `rows` are read,
-/// never stored); `vp` holds the values in [`pack_values`]' layout with `panel_keys` keys per
-/// panel, and the tile's first key is `k0`; `o`'s row r is at `o + r·o_row`; `hd` a multiple
-/// of [`NR`].
-///
 /// # Safety
 /// AVX2 and FMA must be available ([`available`]); every pointer must cover the ranges above,
 /// and `o`'s `rows` rows must not be touched by another thread meanwhile.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn weighted_values(
-    p: *const f32,
-    p_row: usize,
-    rows: usize,
-    keys: usize,
-    vp: *const f32,
-    panel_keys: usize,
-    k0: usize,
-    hd: usize,
-    o: *mut f32,
-    o_row: isize,
-    keep: Option<&[f32]>,
-) {
+pub(super) unsafe fn weighted_values(tile: &ValuesTile, keep: Option<&[f32]>) {
+    let ValuesTile { p, p_row, rows, keys, vp, panel_keys, k0, hd, o, o_row } = *tile;
     debug_assert!(hd % NR == 0);
     for r0 in (0..rows).step_by(MR) {
         let live = MR.min(rows - r0);

@@ -1,9 +1,10 @@
 //! Our CPU attention for Burn's `flex` backend: `softmax(q kᵀ / sqrt(hd)) v`, parallel over
 //! (batch, head, query block) with rayon and a vectorized `exp`. The two products run one of
-//! two ways ([`Products`]): on x86-64 CPUs with AVX2 + FMA (and no AVX-512), our register
-//! blocks over keys and values packed once per call (`avx2.rs`); elsewhere, and for head dims
-//! that are not a multiple of 16, through the `gemm` crate (AVX-512 or AVX2/FMA microkernels,
-//! picked at run time).
+//! three ways ([`Products`]): on x86-64 CPUs with AVX-512, our 16-lane register blocks
+//! (`avx512.rs`) over each head's keys and values, packed by the task that runs the head; on
+//! x86-64 CPUs with AVX2 + FMA and no AVX-512, our 8-lane blocks (`avx2.rs`) over keys and
+//! values packed once per call; elsewhere, and for head dims the blocks do not cover, through
+//! the `gemm` crate.
 //!
 //! Why not burn-flex's own `attention`: it loops over (batch, head) on one thread with 64-key
 //! tiles and calls libm's scalar `expf` per score. Profiled on da3-small (1 view, 504×378, 2
@@ -89,49 +90,74 @@ enum Products {
     /// Our AVX2 + FMA register blocks on keys and values packed once per call (`avx2.rs`).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// Our AVX-512 register blocks (`avx512.rs`) on each head's keys and values, packed by the
+    /// task that runs the head's query blocks.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Products {
-    /// [`Products::Avx2`] on x86-64 CPUs with AVX2 and FMA but without AVX-512, else
-    /// [`Products::Gemm`].
+    /// [`Products::Avx512`] on x86-64 CPUs with AVX-512F and FMA, [`Products::Avx2`] on those
+    /// with AVX2 and FMA but without AVX-512, else [`Products::Gemm`].
     ///
-    /// Why: on the 2-core AVX2 host of the benchmarks the AVX2 path took 0.93–0.96× the gemm
-    /// path's time at one view's attention [1, 6, 973, 64], 0.94–0.97× at eight views' local
-    /// attention, 0.81–0.82× at their global attention over 7,784 tokens and 0.85–0.87× at
-    /// da3-large's 16 heads (`attention --device flex --paths cpu`, best of 5 calls, two
-    /// rounds, against the gemm-only build of `5dff106`); `gemm` re-packs the key and value
-    /// tiles in every query block's products. On AVX-512 CPUs gemm's 16-lane microkernels have
-    /// twice the arithmetic width of ours, and there gemm wins: on a 2-core Intel Xeon
-    /// (Emerald Rapids) the AVX2 path took 1.2× the gemm path's time at one view, 1.6× at eight
-    /// views' local and 1.5× at their global attention, 1.4× at 16 heads (best of 4 rounds
-    /// of 5 calls each, alternated, 2026-11-24: `DA3_CPU_ATTENTION_PRODUCTS=gemm|avx2
-    /// RAYON_NUM_THREADS=2 attention --device flex --paths cpu --json --iters 5 --shapes
-    /// 1,6,973,64 8,6,973,64 1,6,7784,64 1,16,973,64 1,16,7784,64`). An AVX-512 version of our blocks (6 rows × 2
-    /// panels of 16, same packing) was tried there and dropped: 0.90× gemm's time at one view
-    /// but 1.19× at eight views' local attention and 1.11× at their global attention.
+    /// Why: `gemm` re-packs the key and value tiles in every query block's products, and the
+    /// scores then take separate passes for the row maximum. On the 2-core AVX2 host of the
+    /// benchmarks the AVX2 path took 0.93–0.96× the gemm path's time at one view's attention
+    /// [1, 6, 973, 64], 0.94–0.97× at eight views' local attention, 0.81–0.82× at their global
+    /// attention over 7,784 tokens and 0.85–0.87× at da3-large's 16 heads (`attention --device
+    /// flex --paths cpu`, best of 5 calls, two rounds, against the gemm-only build of
+    /// `5dff106`). On AVX-512 CPUs gemm's 16-lane microkernels beat those 8-lane blocks (on a
+    /// 2-core Intel Xeon, Emerald Rapids: 1.2× gemm's time at one view, 1.4–1.6× elsewhere),
+    /// and a first 16-lane version that packed every head's keys and values up front, before
+    /// any block ran, lost at eight views (1.19× gemm's time at their local attention: 48 heads'
+    /// panels, 24 MB, no longer in cache when their blocks read them). The AVX-512 path now
+    /// packs each head in the task that then runs its query blocks. On that Xeon it took
+    /// 0.87–1.01× gemm's time at [1, 6, 973] × 64 (one view of da3-small), 0.95–0.98× at
+    /// [8, 6, 973], 0.94–0.95× at [1, 6, 7784], 0.82–0.88× at [1, 16, 973] and 0.84–0.85× at
+    /// [1, 16, 7784] (two runs, each the best of 4–5 alternated rounds of 8 calls, 2026-11-24:
+    /// `DA3_CPU_ATTENTION_PRODUCTS=gemm|avx512 RAYON_NUM_THREADS=2 attention --device flex
+    /// --paths cpu --json --iters 8 --shapes 1,6,973,64 8,6,973,64 1,16,973,64 1,6,7784,64
+    /// 1,16,7784,64`); a whole da3-small pass at one view 0.99× (`tools/bench/ab.sh`, 6 rounds
+    /// × 4 passes), at eight views 0.96× by the min and 1.01× by the median (3 rounds × 2,
+    /// within this host's noise).
     ///
-    /// `DA3_CPU_ATTENTION_PRODUCTS=gemm` or `=avx2` (read once) overrides the choice, so that
-    /// `benches/attention_compare.py --products` can time both on one machine; `avx2` on a CPU
-    /// without AVX2 and FMA keeps gemm.
+    /// `DA3_CPU_ATTENTION_PRODUCTS=gemm`, `=avx2` or `=avx512` (read once) overrides the
+    /// choice, so that `benches/attention_compare.py --products` can time them on one machine;
+    /// a path this CPU lacks the instructions for keeps the default.
     fn for_this_cpu() -> Self {
         static CHOICE: std::sync::OnceLock<Products> = std::sync::OnceLock::new();
         *CHOICE.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            let avx2 = super::avx2::available();
-            #[cfg(not(target_arch = "x86_64"))]
-            let avx2 = false;
             let wanted = std::env::var("DA3_CPU_ATTENTION_PRODUCTS").ok();
             #[cfg(target_arch = "x86_64")]
-            if avx2 && (wanted.as_deref() == Some("avx2") || (wanted.is_none() && !is_x86_feature_detected!("avx512f"))) {
-                return Self::Avx2;
+            {
+                let (avx512, avx2) = (super::avx512::available(), super::avx2::available());
+                match wanted.as_deref() {
+                    Some("gemm") => return Self::Gemm,
+                    Some("avx2") if avx2 => return Self::Avx2,
+                    _ if avx512 => return Self::Avx512,
+                    _ if avx2 => return Self::Avx2,
+                    _ => {}
+                }
             }
-            let _ = (avx2, wanted);
+            let _ = wanted;
             Self::Gemm
         })
     }
 }
 
-/// [`flash_attention`] with the products computed by `products` (tests compare the two).
+impl Products {
+    /// The register-blocked kernels of the packed paths; `None` for [`Products::Gemm`].
+    #[cfg(target_arch = "x86_64")]
+    fn packed(self) -> Option<&'static PackedKernels> {
+        match self {
+            Self::Gemm => None,
+            Self::Avx2 => Some(&AVX2),
+            Self::Avx512 => Some(&AVX512),
+        }
+    }
+}
+
+/// [`flash_attention`] with the products computed by `products` (tests compare them).
 fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Products) -> Option<FlexTensor> {
     let (qv, kv, vv) = (View::of(q)?, View::of(k)?, View::of(v)?);
     let [b, h, _, hd] = qv.shape;
@@ -140,11 +166,11 @@ fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products
         return None;
     }
     #[cfg(target_arch = "x86_64")]
-    if products == Products::Avx2 && hd % super::avx2::NR == 0 && vv.strides[3] == 1 {
-        return Some(flash_attention_avx2(&qv, &kv, &vv));
+    if let Some(kernels) = products.packed().filter(|k| hd % k.columns == 0 && vv.strides[3] == 1) {
+        return Some(flash_attention_packed(kernels, &qv, &kv, &vv));
     }
     let keys_per_tile = BLOCK_K.min(tk);
-    Some(run_blocks(qv.shape, 16, BLOCK_Q, |_, block| {
+    Some(run_blocks(qv.shape, 16, BLOCK_Q, |_| (), |_, block| {
         SCRATCH.with_borrow_mut(|scratch| {
             scratch.reserve(block.rows, keys_per_tile);
             // SAFETY: run_blocks gives each block its own output rows.
@@ -153,12 +179,20 @@ fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products
     }))
 }
 
-/// Runs `attend(b · H + h, block)` in parallel for every (batch b, head h, block of query
-/// rows) of q's `shape` [B, H, Tq, hd] and returns the [B, Tq, H, hd] output the blocks fill
-/// (written in full by them, so never zero-filled; each block gets its own rows). Rows per
-/// block: the queries split into about four tasks per thread, rounded up to a multiple of
-/// `step`, within [`MIN_BLOCK_Q`] ..= `max_rows`.
-fn run_blocks(shape: [usize; 4], step: usize, max_rows: usize, attend: impl Fn(usize, &Block) + Sync) -> FlexTensor {
+/// Runs `attend(&head(b · H + h), block)` in parallel for every (batch b, head h, block of
+/// query rows) of q's `shape` [B, H, Tq, hd] and returns the [B, Tq, H, hd] output the blocks
+/// fill (written in full by them, so never zero-filled; each block gets its own rows).
+/// `head(bh)` runs once per head, in the task that then runs that head's blocks (in parallel
+/// under it): what it prepares (the AVX-512 path's packed keys and values) is in that core's
+/// cache when they read it. Rows per block: the queries split into about four tasks per
+/// thread, rounded up to a multiple of `step`, within [`MIN_BLOCK_Q`] ..= `max_rows`.
+fn run_blocks<C: Sync>(
+    shape: [usize; 4],
+    step: usize,
+    max_rows: usize,
+    head: impl Fn(usize) -> C + Sync,
+    attend: impl Fn(&C, &Block) + Sync,
+) -> FlexTensor {
     let [b, h, tq, hd] = shape;
     let mut out = Vec::with_capacity(b * tq * h * hd);
     let out_ptr = SharedOut::spare(&mut out);
@@ -166,73 +200,104 @@ fn run_blocks(shape: [usize; 4], step: usize, max_rows: usize, attend: impl Fn(u
     let tasks_wanted = 4 * rayon::current_num_threads().max(1);
     let block_q = (b * h * tq).div_ceil(tasks_wanted).next_multiple_of(step).clamp(MIN_BLOCK_Q, max_rows);
     let q_blocks = tq.div_ceil(block_q);
-    (0..b * h * q_blocks).into_par_iter().for_each(|task| {
-        let (bh, qb) = (task / q_blocks, task % q_blocks);
+    (0..b * h).into_par_iter().for_each(|bh| {
+        let context = head(bh);
         let (bi, hi) = (bh / h, bh % h);
-        let q0 = qb * block_q;
-        let rows = block_q.min(tq - q0);
-        // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
-        // pointer stays inside `out` (b·tq·h·hd elements).
-        let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
-        attend(bh, &Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize });
+        (0..q_blocks).into_par_iter().for_each(|qb| {
+            let q0 = qb * block_q;
+            let rows = block_q.min(tq - q0);
+            // SAFETY: rows q0..q0+rows of head hi in batch bi belong to this task alone; the
+            // pointer stays inside `out` (b·tq·h·hd elements).
+            let dst = unsafe { out_ptr.get().add(((bi * tq + q0) * h + hi) * hd) };
+            attend(&context, &Block { b: bi, h: hi, q0, rows, scale, dst, dst_rs: (h * hd) as isize });
+        });
     });
     // SAFETY: the tasks cover every (b, query, head) row of hd values.
     unsafe { out.set_len(b * tq * h * hd) };
     FlexTensor::from_data(TensorData::new(out, [b, tq, h, hd]))
 }
 
-/// Most query rows per task of the AVX2 path. Its blocks cost no re-packing, so they are sized
-/// for the caches: 48 rows × 1,024 keys of scores are 192 KiB, which stay in L2 next to the
+/// Most query rows per task of the AVX2 and AVX-512 paths. Their blocks cost no re-packing, so
+/// they are sized for the caches: 48 rows × 1,024 keys of scores are 192 KiB, which stay in L2 next to the
 /// value panels that the second product streams. 48, 96 and 192 rows measured alike within
 /// the noise (`attention --device flex --paths cpu`, 2 threads, two rounds); 48 was as fast
-/// as the best at every shape and gives the most tasks to balance.
+/// as the best at every shape and gives the most tasks to balance (on the AVX-512 path 48, 96
+/// and 192 measured alike too, on the Xeon).
 #[cfg(target_arch = "x86_64")]
-const AVX2_BLOCK_Q: usize = 48;
+const PACKED_BLOCK_Q: usize = 48;
 
-/// The AVX2 path of [`flash_attention_with`] (`hd` a multiple of 16, `v` rows contiguous):
-/// packs every (batch, head)'s keys and values once, then runs the query blocks in parallel.
+/// The register-blocked products and `exp` of one instruction set (`avx2.rs`, `avx512.rs`),
+/// over the same packed keys and values. Called once per key tile, so through pointers.
 #[cfg(target_arch = "x86_64")]
-fn flash_attention_avx2(qv: &View, kv: &View, vv: &View) -> FlexTensor {
+struct PackedKernels {
+    /// Query rows are padded to a multiple of this.
+    mr: usize,
+    /// The head dim must be a multiple of this (the values' register block).
+    columns: usize,
+    scores: unsafe fn(&super::avx2::ScoresTile, &mut [f32]),
+    weighted_values: unsafe fn(&super::avx2::ValuesTile, Option<&[f32]>),
+    exp_sub_sum: unsafe fn(&mut [f32], f32) -> f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+const AVX2: PackedKernels = {
+    use super::avx2::{exp_sub_sum, scores, weighted_values, MR, NR};
+    PackedKernels { mr: MR, columns: NR, scores, weighted_values, exp_sub_sum }
+};
+
+#[cfg(target_arch = "x86_64")]
+const AVX512: PackedKernels = {
+    use super::avx512::{exp_sub_sum, scores, weighted_values, COLUMNS, MR};
+    PackedKernels { mr: MR, columns: COLUMNS, scores, weighted_values, exp_sub_sum }
+};
+
+/// The AVX2 and AVX-512 paths of [`flash_attention_with`] (`hd` a multiple of `kernels`'
+/// columns, `v` rows contiguous): each head's keys and values are packed (`avx2.rs`' panels
+/// of 16) by the task that then runs the head's query blocks with `kernels` (see
+/// [`Products::for_this_cpu`] for why not all up front).
+#[cfg(target_arch = "x86_64")]
+fn flash_attention_packed(kernels: &PackedKernels, qv: &View, kv: &View, vv: &View) -> FlexTensor {
     use super::avx2::{pack_keys, pack_values, NR};
-    let [b, h, _, hd] = qv.shape;
+    let [_, h, _, hd] = qv.shape;
     let tk = kv.shape[2];
-    // Per (batch, head): its keys in panels of 16 ([tk_pad / 16, hd, 16], zero past tk), then
-    // its values in panels of 16 columns ([hd / 16, tk, 16]).
+    // Per head: its keys in panels of 16 ([tk_pad / 16, hd, 16], zero past tk), then its
+    // values in panels of 16 columns ([hd / 16, tk, 16]).
     let tk_pad = tk.next_multiple_of(NR);
     let head_len = (tk_pad + tk) * hd;
-    // Written in parallel into uninitialized memory (pack_keys and pack_values write every
-    // element): a zero-filled `vec!` was a serial memset of 3 MB per layer at one view.
-    let packed = crate::kernels::flex::par_rows(b * h * head_len, head_len, |bh, head| {
+    let pack_head = |bh: usize| {
         let (bi, hi) = (bh / h, bh % h);
-        let (kp, vp) = head.split_at_mut(tk_pad * hd);
-        // SAFETY: rows 0..tk of head hi in batch bi are inside k's and v's storage (View::row);
-        // kp holds tk_pad·hd and vp tk·hd elements, all of which the two calls write.
-        unsafe {
-            pack_keys(kv.row(bi, hi, 0), kv.strides[2], kv.strides[3], tk, hd, kp);
-            pack_values(vv.row(bi, hi, 0), vv.strides[2], tk, hd, vp);
-        }
-    });
-    let packed = &packed;
-    run_blocks(qv.shape, super::avx2::MR, AVX2_BLOCK_Q, |bh, block| {
-        let (kp, vp) = packed[bh * head_len..][..head_len].split_at(tk_pad * hd);
-        // SAFETY: run_blocks gives each block its own output rows; AVX2 and FMA were checked
-        // by Products::for_this_cpu (the only way to Products::Avx2 outside tests, which check
-        // avx2::available() themselves).
-        SCRATCH.with_borrow_mut(|scratch| unsafe { attend_block_avx2(qv, kp, vp, tk, block, scratch) });
+        // Into uninitialized memory: pack_keys and pack_values write every element.
+        crate::kernels::flex::par_rows(head_len, head_len, |_, head| {
+            let (kp, vp) = head.split_at_mut(tk_pad * hd);
+            // SAFETY: rows 0..tk of head hi in batch bi are inside k's and v's storage
+            // (View::row); kp holds tk_pad·hd and vp tk·hd elements, all of which the two
+            // calls write.
+            unsafe {
+                pack_keys(kv.row(bi, hi, 0), kv.strides[2], kv.strides[3], tk, hd, kp);
+                pack_values(vv.row(bi, hi, 0), vv.strides[2], tk, hd, vp);
+            }
+        })
+    };
+    run_blocks(qv.shape, kernels.mr, PACKED_BLOCK_Q, pack_head, |packed, block| {
+        let (kp, vp) = packed.split_at(tk_pad * hd);
+        // SAFETY: run_blocks gives each block its own output rows; the CPU has `kernels`'
+        // instructions (Products::for_this_cpu checked them, or the tests did before picking
+        // the path).
+        SCRATCH.with_borrow_mut(|scratch| unsafe { attend_block_packed(kernels, qv, kp, vp, tk, block, scratch) });
     })
 }
 
-/// One (batch, head, query block) of the AVX2 path: the online softmax of [`attend_block`]
-/// with the products of `avx2.rs` (`kp`, `vp`: this head's packed keys and values, `tk` keys).
+/// One (batch, head, query block) of a packed path: the online softmax of [`attend_block`]
+/// with `kernels`' products (`kp`, `vp`: this head's packed keys and values, `tk` keys).
 ///
 /// # Safety
-/// As [`attend_block`]; AVX2 and FMA must be available.
+/// As [`attend_block`]; the CPU must have `kernels`' instructions.
 #[cfg(target_arch = "x86_64")]
-unsafe fn attend_block_avx2(q: &View, kp: &[f32], vp: &[f32], tk: usize, block: &Block, scratch: &mut Scratch) {
+unsafe fn attend_block_packed(kernels: &PackedKernels, q: &View, kp: &[f32], vp: &[f32], tk: usize, block: &Block, scratch: &mut Scratch) {
     let Block { b, h, q0, rows, scale, dst, dst_rs } = *block;
-    use super::avx2::{exp_sub_sum, scores, weighted_values, MR, NR};
+    use super::avx2::{ScoresTile, ValuesTile, NR};
     let hd = q.shape[3];
-    let rows_pad = rows.next_multiple_of(MR);
+    let rows_pad = rows.next_multiple_of(kernels.mr);
     let s_row = BLOCK_K.min(tk).next_multiple_of(NR);
     scratch.reserve(rows_pad, s_row);
     let Scratch { scores: s, row_max, row_sum, query, tile_max, keep } = scratch;
@@ -250,22 +315,14 @@ unsafe fn attend_block_avx2(q: &View, kp: &[f32], vp: &[f32], tk: usize, block: 
     let mut k0 = 0;
     while k0 < tk {
         let keys = BLOCK_K.min(tk - k0);
-        scores(
-            query.as_ptr(),
-            rows_pad,
-            hd,
-            kp.as_ptr().add(k0 * hd),
-            keys,
-            s.as_mut_ptr(),
-            s_row,
-            tile_max,
-        );
+        let tile = ScoresTile { q: query.as_ptr(), rows_pad, hd, kp: kp.as_ptr().add(k0 * hd), keys, s: s.as_mut_ptr(), s_row };
+        (kernels.scores)(&tile, tile_max);
         let first = k0 == 0;
         for r in 0..rows {
             let row = &mut s[r * s_row..][..keys];
             let m_old = row_max[r];
             let m_new = m_old.max(tile_max[r]);
-            let sum = exp_sub_sum(row, m_new);
+            let sum = (kernels.exp_sub_sum)(row, m_new);
             if first {
                 row_sum[r] = sum;
             } else {
@@ -276,19 +333,8 @@ unsafe fn attend_block_avx2(q: &View, kp: &[f32], vp: &[f32], tk: usize, block: 
             row_max[r] = m_new;
         }
         let keep = if first { None } else { Some(&keep[..rows]) };
-        weighted_values(
-            s.as_ptr(),
-            s_row,
-            rows,
-            keys,
-            vp.as_ptr(),
-            tk,
-            k0,
-            hd,
-            dst,
-            dst_rs,
-            keep,
-        );
+        let tile = ValuesTile { p: s.as_ptr(), p_row: s_row, rows, keys, vp: vp.as_ptr(), panel_keys: tk, k0, hd, o: dst, o_row: dst_rs };
+        (kernels.weighted_values)(&tile, keep);
         k0 += keys;
     }
     block.normalize(hd, row_sum);
@@ -561,8 +607,12 @@ mod tests {
     #[test]
     fn both_product_paths_match_f64() {
         // (q shape, keys, q and k transposed, v transposed)
-        let cases: [([usize; 4], usize, bool, bool); 6] = [
+        let cases: [([usize; 4], usize, bool, bool); 8] = [
             ([1, 2, 37, 64], 53, false, false),
+            // Two key tiles (1,024 + 76 keys: the second ends in an odd, partial panel).
+            ([1, 2, 50, 64], 1100, true, false),
+            // Two column groups of the AVX-512 values' block; 45 keys = 2 + 1 partial panels.
+            ([2, 3, 30, 128], 45, false, false),
             ([2, 3, 7, 32], 1100, false, false),
             ([1, 1, 100, 16], 2100, true, false),
             ([1, 2, 1, 64], 1, false, false),
@@ -595,6 +645,10 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if super::super::avx2::available() {
                 paths.push(Products::Avx2);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if super::super::avx512::available() {
+                paths.push(Products::Avx512);
             }
             for products in paths {
                 let out =
