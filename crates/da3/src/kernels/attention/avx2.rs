@@ -1,5 +1,6 @@
 //! The two products of the CPU attention as register-blocked AVX2 + FMA loops, on operands laid
-//! out once per call instead of packed by `gemm` in every product.
+//! out once per head instead of packed by `gemm` in every product; the packing and the tile
+//! structs are shared with the AVX-512 blocks (`avx512.rs`).
 //!
 //! Why: through the `gemm` crate each query block's `q kᵀ` re-packs the whole key tile and each
 //! `p v` the whole value tile (gemm packs both operands inside every call), and the scores
@@ -100,6 +101,7 @@ pub(super) struct ScoresTile {
     pub keys: usize,
     /// The scores, [rows_pad, ·] with row stride `s_row` (at least `keys` rounded up to [`NR`]).
     pub s: *mut f32,
+    /// Row stride of `s`.
     pub s_row: usize,
 }
 
@@ -109,6 +111,7 @@ pub(super) struct ValuesTile {
     /// The tile's softmax numerators, row stride `p_row`; rows up to the kernel's row block
     /// past `rows` are read, never stored.
     pub p: *const f32,
+    /// Row stride of `p`.
     pub p_row: usize,
     /// Query rows.
     pub rows: usize,
@@ -117,12 +120,15 @@ pub(super) struct ValuesTile {
     /// The head's values in [`pack_values`]' layout, `panel_keys` keys per panel; the tile's
     /// first key is `k0`.
     pub vp: *const f32,
+    /// Keys per value panel (the head's key count).
     pub panel_keys: usize,
+    /// The tile's first key.
     pub k0: usize,
     /// Head dim, a multiple of [`NR`].
     pub hd: usize,
     /// Output row r at `o + r·o_row`.
     pub o: *mut f32,
+    /// Row stride of `o`.
     pub o_row: isize,
 }
 

@@ -1,12 +1,13 @@
-//! The softmax `exp` of the CPU attention's gemm path as AVX-512 + FMA code, for CPUs that have
-//! AVX-512 (where the products stay with `gemm`, see `cpu::Products`).
+//! The CPU attention's AVX-512 + FMA code: its two products as 16-lane register blocks over
+//! `avx2.rs`' packed panels (the default path on AVX-512 CPUs, see `cpu::Products`), and the
+//! softmax `exp`, which the gemm path uses on these CPUs too.
 //!
-//! Why: the portable `cpu::simd::exp_sub_sum`, built for AVX-512 at run time, issues a separate
-//! multiply and add per polynomial step (Rust does not contract them into FMAs) and runs the
-//! last `len % 16` values of every row as scalars; profiled on da3-small at one view on a 2-core
-//! Xeon (Emerald Rapids) it was 5.8 % of the pass's CPU samples. Here the polynomial uses FMAs and the
-//! row's tail is one masked vector. The gemm path's results already differ from a scalar softmax by summation order;
-//! FMA's single rounding moves them by an ulp at most (the test below bounds it against f64).
+//! Why the `exp`: the portable `cpu::simd::exp_sub_sum`, built for AVX-512 at run time, issues
+//! a separate multiply and add per polynomial step (Rust does not contract them into FMAs) and
+//! runs the last `len % 16` values of every row as scalars; profiled on da3-small at one view
+//! on a 2-core Xeon (Emerald Rapids) it was 5.8 % of the pass's CPU samples. Here the
+//! polynomial uses FMAs and the row's tail is one masked vector. FMA's single rounding moves
+//! the results by an ulp at most (`fma_exp.rs`' test bounds them against f64).
 
 use std::arch::x86_64::*;
 

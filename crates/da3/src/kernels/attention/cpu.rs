@@ -2,8 +2,8 @@
 //! (batch, head, query block) with rayon and a vectorized `exp`. The two products run one of
 //! three ways ([`Products`]): on x86-64 CPUs with AVX-512, our 16-lane register blocks
 //! (`avx512.rs`) over each head's keys and values, packed by the task that runs the head; on
-//! x86-64 CPUs with AVX2 + FMA and no AVX-512, our 8-lane blocks (`avx2.rs`) over keys and
-//! values packed once per call; elsewhere, and for head dims the blocks do not cover, through
+//! x86-64 CPUs with AVX2 + FMA and no AVX-512, our 8-lane blocks (`avx2.rs`) over the same
+//! per-head panels; elsewhere, and for head dims the blocks do not cover, through
 //! the `gemm` crate.
 //!
 //! Why not burn-flex's own `attention`: it loops over (batch, head) on one thread with 64-key
@@ -112,9 +112,9 @@ impl Products {
     /// any block ran, lost at eight views (1.19× gemm's time at their local attention: 48 heads'
     /// panels, 24 MB, no longer in cache when their blocks read them). The AVX-512 path now
     /// packs each head in the task that then runs its query blocks. On that Xeon it took
-    /// 0.87–1.01× gemm's time at [1, 6, 973] × 64 (one view of da3-small), 0.95–0.98× at
-    /// [8, 6, 973], 0.94–0.95× at [1, 6, 7784], 0.82–0.88× at [1, 16, 973] and 0.84–0.85× at
-    /// [1, 16, 7784] (two runs, each the best of 4–5 alternated rounds of 8 calls, 2026-11-24:
+    /// 0.79–1.01× gemm's time at [1, 6, 973] × 64 (one view of da3-small), 0.92–0.98× at
+    /// [8, 6, 973], 0.94–0.97× at [1, 6, 7784], 0.82–0.89× at [1, 16, 973] and 0.84–0.85× at
+    /// [1, 16, 7784] (three runs, each the best of 3–5 alternated rounds of 8 calls, 2026-11-24:
     /// `DA3_CPU_ATTENTION_PRODUCTS=gemm|avx512 RAYON_NUM_THREADS=2 attention --device flex
     /// --paths cpu --json --iters 8 --shapes 1,6,973,64 8,6,973,64 1,16,973,64 1,6,7784,64
     /// 1,16,7784,64`); a whole da3-small pass at one view 0.99× (`tools/bench/ab.sh`, 6 rounds
@@ -183,7 +183,7 @@ fn flash_attention_with(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products
 /// query rows) of q's `shape` [B, H, Tq, hd] and returns the [B, Tq, H, hd] output the blocks
 /// fill (written in full by them, so never zero-filled; each block gets its own rows).
 /// `head(bh)` runs once per head, in the task that then runs that head's blocks (in parallel
-/// under it): what it prepares (the AVX-512 path's packed keys and values) is in that core's
+/// under it): what it prepares (the packed paths' keys and values) is in that core's
 /// cache when they read it. Rows per block: the queries split into about four tasks per
 /// thread, rounded up to a multiple of `step`, within [`MIN_BLOCK_Q`] ..= `max_rows`.
 fn run_blocks<C: Sync>(
@@ -445,8 +445,10 @@ unsafe fn attend_block(q: &View, k: &View, v: &View, block: &Block, scratch: &mu
     block.normalize(hd, row_sum);
 }
 
-/// `x[i] = exp(x[i] − m)` in place, returning the sum: `avx512.rs`'s FMA version on CPUs with
-/// AVX-512 and FMA (the gemm path's CPUs), else the portable [`simd::exp_sub_sum`].
+/// `x[i] = exp(x[i] − m)` in place, returning the sum, for the gemm path: `avx512.rs`'s FMA
+/// version on CPUs with AVX-512 and FMA (where the gemm path serves head dims that are not a
+/// multiple of 64, strided values and `DA3_CPU_ATTENTION_PRODUCTS=gemm`), else the portable
+/// [`simd::exp_sub_sum`]. (AVX2 CPUs take the AVX2 path and its own FMA `exp` instead.)
 ///
 /// The AVX-512 version took 0.87–0.95× the portable one's time per attention call at
 /// da3-small's and da3-large's shapes on a 2-core Xeon (Emerald Rapids; `attention --device
@@ -457,9 +459,9 @@ unsafe fn attend_block(q: &View, k: &View, v: &View, block: &Block, scratch: &mu
 fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        static USE_AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let portable = || std::env::var("DA3_CPU_ATTENTION_EXP").is_ok_and(|v| v == "portable");
-        if *AVX512.get_or_init(|| super::avx512::available() && !portable()) {
+        if *USE_AVX512.get_or_init(|| super::avx512::available() && !portable()) {
             // SAFETY: AVX-512F and FMA checked just above.
             return unsafe { super::avx512::exp_sub_sum(x, m) };
         }
