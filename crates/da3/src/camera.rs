@@ -69,7 +69,7 @@ pub fn pose_encoding_to_extrinsics_intrinsics<B: Backend>(
     let [b, s, _] = pose_enc.dims();
     let t = pose_enc.clone().narrow(2, 0, 3).reshape([b, s, 3, 1]); // [B, S, 3, 1]
     let rot_t = quat_to_mat(pose_enc.clone().narrow(2, 3, 4)).swap_dims(2, 3); // Rᵀ [B, S, 3, 3]
-    let trans = rot_t.clone().matmul(t).neg(); // -Rᵀ t [B, S, 3, 1]
+    let trans = crate::kernels::matmul::matmul(rot_t.clone(), t).neg(); // -Rᵀ t [B, S, 3, 1]
     let extrinsics = Tensor::cat(vec![rot_t, trans], 3); // [B, S, 3, 4]
     let intrinsics = intrinsics_from_fov(pose_enc.narrow(2, 7, 2), h, w); // [B, S, 3, 3]
     (extrinsics, intrinsics)

@@ -4,7 +4,7 @@
 //! init of hundreds of MB that is then overwritten) and keep the PyTorch key layout visible.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, conv_transpose2d, linear};
+use burn::tensor::module::{conv2d, conv_transpose2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{backend::Backend, FloatDType, Tensor, TensorPrimitive};
 
@@ -41,7 +41,8 @@ impl<B: Backend> Linear<B> {
         if let Some(y) = crate::kernels::linear::try_linear(&x, &weight, bias.as_ref()) {
             return y;
         }
-        linear(x, weight, bias)
+        // CUDA: f32 products without TF32 (see `crate::kernels::matmul`).
+        crate::kernels::matmul::linear(x, weight, bias)
     }
 }
 

@@ -8,6 +8,8 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
+use crate::kernels::matmul::matmul;
+
 /// The reference's `interpolate_offset`.
 const INTERPOLATE_OFFSET: f64 = 0.1;
 /// PyTorch's bicubic coefficient.
@@ -55,9 +57,9 @@ pub fn interpolate_pos_embed<B: Backend>(table: Tensor<B, 3>, grid: usize, h: us
     let patches = table.narrow(1, 1, grid * grid).reshape([grid, grid * d]); // [G, G·D]
     let rows = Tensor::<B, 2>::from_data(TensorData::new(bicubic_matrix(h, grid), [h, grid]), &device);
     let cols = Tensor::<B, 2>::from_data(TensorData::new(bicubic_matrix(w, grid), [w, grid]), &device);
-    let by_rows = rows.matmul(patches).reshape([h, grid, d]); // [h, G, D]
+    let by_rows = matmul(rows, patches).reshape([h, grid, d]); // [h, G, D]
     let cols = cols.unsqueeze_dim::<3>(0).expand([h, w, grid]); // [h, w, G]
-    let grid_embed = cols.matmul(by_rows).reshape([1, h * w, d]); // [1, h·w, D]
+    let grid_embed = matmul(cols, by_rows).reshape([1, h * w, d]); // [1, h·w, D]
     Tensor::cat(vec![cls, grid_embed], 1)
 }
 

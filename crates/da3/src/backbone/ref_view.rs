@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use burn::tensor::{backend::Backend, Int, Tensor};
 
+use crate::kernels::matmul::matmul;
+
 /// Views needed before a reference view is selected (`THRESH_FOR_REF_SELECTION`).
 pub const MIN_VIEWS_FOR_SELECTION: usize = 3;
 
@@ -50,7 +52,7 @@ pub fn select_reference_view<B: Backend>(cls: Tensor<B, 2>, strategy: RefViewStr
         RefViewStrategy::SaddleBalanced => {
             let norm = cls.clone().powi_scalar(2).sum_dim(1).sqrt(); // [S, 1]
             let unit = cls / norm.clone(); // [S, C]
-            let sim = unit.clone().matmul(unit.clone().transpose()) - Tensor::eye(s, &device); // [S, S]
+            let sim = matmul(unit.clone(), unit.clone().transpose()) - Tensor::eye(s, &device); // [S, S]
             let sim_score = sim.sum_dim(1).div_scalar((s - 1) as f32); // [S, 1]
             let var = unit.var(1); // [S, 1], unbiased as torch.var
             let balance = (normalize(sim_score) - 0.5).abs() + (normalize(norm) - 0.5).abs() + (normalize(var) - 0.5).abs();
@@ -58,7 +60,7 @@ pub fn select_reference_view<B: Backend>(cls: Tensor<B, 2>, strategy: RefViewStr
         }
         RefViewStrategy::SaddleSimRange => {
             let unit = cls.clone() / cls.powi_scalar(2).sum_dim(1).sqrt();
-            let sim = unit.clone().matmul(unit.transpose()) - Tensor::eye(s, &device); // [S, S]
+            let sim = matmul(unit.clone(), unit.transpose()) - Tensor::eye(s, &device); // [S, S]
             let range = sim.clone().max_dim(1) - sim.min_dim(1); // [S, 1]
             first_best(range)
         }

@@ -53,6 +53,7 @@ macro_rules! multiversion {
 pub mod activation;
 pub mod broadcast;
 pub mod concat;
+pub mod matmul;
 #[cfg(all(test, feature = "flex", not(target_arch = "wasm32")))]
 pub(crate) mod test_support;
 #[cfg(all(feature = "flex", not(target_arch = "wasm32")))]

@@ -167,7 +167,7 @@ fn cube_runtime_default<B: Backend>() -> Option<AttentionPath> {
 /// Whether `B`'s float tensors are CubeCL tensors on runtime `R`, directly or (with the
 /// `fusion-kernels` feature) through Burn's fusion.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn is_cube_runtime<B: Backend, R: burn_cubecl::CubeRuntime>() -> bool {
+pub(crate) fn is_cube_runtime<B: Backend, R: burn_cubecl::CubeRuntime>() -> bool {
     #[cfg(feature = "fusion-kernels")]
     if is_primitive_of::<B, burn_fusion::FusionTensor<burn_cubecl::fusion::FusionCubeRuntime<R>>>() {
         return true;
@@ -177,7 +177,7 @@ fn is_cube_runtime<B: Backend, R: burn_cubecl::CubeRuntime>() -> bool {
 
 /// Whether `B`'s float tensor primitive is `T`.
 #[allow(dead_code)]
-fn is_primitive_of<B: Backend, T: 'static>() -> bool {
+pub(crate) fn is_primitive_of<B: Backend, T: 'static>() -> bool {
     core::any::TypeId::of::<B::FloatTensorPrimitive>() == core::any::TypeId::of::<T>()
 }
 
@@ -327,7 +327,7 @@ fn contiguous_rows<R: burn_cubecl::CubeRuntime>(t: burn_cubecl::tensor::CubeTens
 
 /// `x` as a `U` when `T` is `U` (a move, no copy).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn downcast<T: 'static, U: 'static>(x: T) -> Option<U> {
+pub(crate) fn downcast<T: 'static, U: 'static>(x: T) -> Option<U> {
     let mut slot = Some(x);
     (&mut slot as &mut dyn core::any::Any).downcast_mut::<Option<U>>().and_then(Option::take)
 }
