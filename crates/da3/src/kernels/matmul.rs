@@ -10,8 +10,8 @@
 //! (`torch.backends.cuda.matmul.allow_tf32 = False`) — so on CUDA every f32 product of the
 //! model goes through [`unit_matmul`]: the same `cubek` matmul with its unit (CUDA-core) tiling,
 //! f32 multiply-adds in f32. The reduced modes (bf16/fp16 operands) keep Burn's tensor-core
-//! path; so do wgpu (no TF32 there: f32 operands already take the unit kernel) and the CPU
-//! backends.
+//! path; so do wgpu (cubecl-wgpu registers no TF32 type, so `adjust_dtypes` leaves f32
+//! operands f32) and the CPU backends.
 
 use burn::tensor::{backend::Backend, DType, Tensor};
 
@@ -51,8 +51,8 @@ fn strict_f32_on_cuda<B: Backend>(lhs: DType, rhs: DType) -> bool {
 /// `lhs · rhs` by `cubek`'s unit (non-tensor-core) matmul when `B` is a CubeCL backend (wgpu
 /// or CUDA, with or without Burn's fusion when the `fusion-kernels` feature is on) and both
 /// operands are f32; gives them back otherwise. On CUDA [`matmul`] takes this path for every
-/// f32 product; on wgpu it is what Burn's matmul runs for f32 anyway, which is how the tests
-/// check it on lavapipe.
+/// f32 product; on lavapipe (no matrix units) it is the kernel Burn's matmul falls back to for
+/// f32 anyway, which is how the tests check it there.
 #[allow(clippy::type_complexity)]
 pub fn unit_matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
     if lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 {
