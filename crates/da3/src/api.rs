@@ -252,7 +252,12 @@ impl<B: Backend> Da3<B> {
     /// `source_name` names the weights in error messages.
     pub fn from_bytes(config: Da3Config, weights: &[u8], source_name: &str, device: &B::Device) -> Result<Self, Da3Error> {
         config.validate()?;
-        let mut loader = WeightLoader::<B>::new(weights, source_name, device)?;
+        let loader = WeightLoader::<B>::new(weights, source_name, device)?;
+        Self::from_loader(config, loader, device)
+    }
+
+    /// Builds the model from a loader over a checkpoint (`config` already validated).
+    fn from_loader(config: Da3Config, mut loader: WeightLoader<'_, B>, device: &B::Device) -> Result<Self, Da3Error> {
         let (model, metric_branch) = match &config.metric_branch {
             // Nested: `NestedDepthAnything3Net` holds the branches as `da3` and `da3_metric`.
             Some(branch) => (
@@ -298,8 +303,11 @@ impl<B: Backend> Da3<B> {
     /// Memory-maps a `model.safetensors` file and builds the model from it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(config: Da3Config, path: &std::path::Path, device: &B::Device) -> Result<Self, Da3Error> {
+        config.validate()?;
         let bytes = crate::weights::WeightBytes::map(path)?;
-        Self::from_bytes(config, bytes.as_slice(), &path.display().to_string(), device)
+        // The file's pages leave the resident set as each tensor is copied out of them.
+        let loader = WeightLoader::<B>::from_weight_bytes(&bytes, &path.display().to_string(), device)?;
+        Self::from_loader(config, loader, device)
     }
 
     /// The device the model lives on.
