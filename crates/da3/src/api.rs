@@ -256,6 +256,15 @@ impl<B: Backend> Da3<B> {
         Self::from_loader(config, loader, device)
     }
 
+    /// [`Self::from_bytes`] over [`WeightBytes`](crate::weights::WeightBytes): the pages of a
+    /// mapped file leave the process's resident set as each tensor is copied out of them, so
+    /// loading does not hold the whole file and the built model at once.
+    pub fn from_weight_bytes(config: Da3Config, bytes: &crate::weights::WeightBytes, source_name: &str, device: &B::Device) -> Result<Self, Da3Error> {
+        config.validate()?;
+        let loader = WeightLoader::<B>::from_weight_bytes(bytes, source_name, device)?;
+        Self::from_loader(config, loader, device)
+    }
+
     /// Builds the model from a loader over a checkpoint (`config` already validated).
     fn from_loader(config: Da3Config, mut loader: WeightLoader<'_, B>, device: &B::Device) -> Result<Self, Da3Error> {
         let (model, metric_branch) = match &config.metric_branch {
@@ -305,9 +314,7 @@ impl<B: Backend> Da3<B> {
     pub fn from_file(config: Da3Config, path: &std::path::Path, device: &B::Device) -> Result<Self, Da3Error> {
         config.validate()?;
         let bytes = crate::weights::WeightBytes::map(path)?;
-        // The file's pages leave the resident set as each tensor is copied out of them.
-        let loader = WeightLoader::<B>::from_weight_bytes(&bytes, &path.display().to_string(), device)?;
-        Self::from_loader(config, loader, device)
+        Self::from_weight_bytes(config, &bytes, &path.display().to_string(), device)
     }
 
     /// The device the model lives on.

@@ -24,10 +24,12 @@ fn engine() -> std::sync::MutexGuard<'static, Da3Engine> {
         .get_or_init(|| {
             let config =
                 Da3Config::from_json(&std::fs::read_to_string(fixtures().join("tiny.config.json")).unwrap()).unwrap();
-            let weights = std::fs::read(fixtures().join("tiny.weights.safetensors")).unwrap();
             let ctx = EngineContext::headless().expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)");
             let options = EngineOptions { process_res: 42, ..EngineOptions::default() };
-            Mutex::new(Da3Engine::new(ctx, config, &weights, "tiny", options).unwrap())
+            // From the mapped file (its pages released as the tensors are uploaded);
+            // `engine_on_bytes_refuses_nested_models` goes through `Da3Engine::new`.
+            let weights = fixtures().join("tiny.weights.safetensors");
+            Mutex::new(Da3Engine::from_file(ctx, config, &weights, options).unwrap())
         })
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -255,6 +257,17 @@ fn host_values(t: Tensor<EngineBackend, 5>) -> Vec<f32> {
 fn bytemuck_f32(v: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding or invalid bit patterns; u8 has alignment 1.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// `Da3Engine::new` (bytes) refuses a nested model before touching the device, with a reason.
+#[test]
+fn engine_on_bytes_refuses_nested_models() {
+    let tiny = Da3Config::from_json(&std::fs::read_to_string(fixtures().join("tiny.config.json")).unwrap()).unwrap();
+    let nested = Da3Config { metric_branch: Some(Box::new(tiny.clone())), ..tiny };
+    let weights = std::fs::read(fixtures().join("tiny.weights.safetensors")).unwrap();
+    let ctx = engine().context().clone();
+    let err = Da3Engine::new(ctx, nested, &weights, "tiny", EngineOptions::default()).err().expect("a nested model is refused");
+    assert!(err.to_string().contains("nested model"), "{err}");
 }
 
 /// Bad inputs are errors that say what to do, not panics.

@@ -210,6 +210,30 @@ impl Da3Engine {
         source_name: &str,
         options: EngineOptions,
     ) -> Result<Self, Da3Error> {
+        Self::attach(context, &config, options, |device| Da3::from_bytes(config.clone(), weights, source_name, device))
+    }
+
+    /// [`Self::new`] with the weights memory-mapped from a `model.safetensors` file (whose
+    /// pages are released as the tensors are uploaded, see `WeightBytes::release`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_file(
+        context: EngineContext,
+        config: Da3Config,
+        path: &std::path::Path,
+        options: EngineOptions,
+    ) -> Result<Self, Da3Error> {
+        let bytes = crate::weights::WeightBytes::map(path)?;
+        let name = path.display().to_string();
+        Self::attach(context, &config, options, |device| Da3::from_weight_bytes(config.clone(), &bytes, &name, device))
+    }
+
+    /// Checks the model and context, attaches Burn to the engine's device and runs `load` on it.
+    fn attach(
+        context: EngineContext,
+        config: &Da3Config,
+        options: EngineOptions,
+        load: impl FnOnce(&WgpuDevice) -> Result<Da3<EngineBackend>, Da3Error>,
+    ) -> Result<Self, Da3Error> {
         if config.metric_branch.is_some() {
             return Err(Da3Error::Config(format!(
                 "{} is a nested model, whose metric scaling is computed on the host; the engine API \
@@ -226,20 +250,8 @@ impl Da3Engine {
             backend: context.adapter.get_info().backend,
         };
         let burn_device = init_device(setup, RuntimeOptions::default());
-        let model = Da3::from_bytes(config, weights, source_name, &burn_device)?;
+        let model = load(&burn_device)?;
         Ok(Self { model, context, burn_device, preprocessor: preprocess::Preprocessor::new(), options })
-    }
-
-    /// [`Self::new`] with the weights memory-mapped from a `model.safetensors` file.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn from_file(
-        context: EngineContext,
-        config: Da3Config,
-        path: &std::path::Path,
-        options: EngineOptions,
-    ) -> Result<Self, Da3Error> {
-        let bytes = crate::weights::WeightBytes::map(path)?;
-        Self::new(context, config, bytes.as_slice(), &path.display().to_string(), options)
     }
 
     /// The model as a regular [`Da3`] on the same device, for the host API
