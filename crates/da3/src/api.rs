@@ -312,7 +312,6 @@ impl<B: Backend> Da3<B> {
     /// Memory-maps a `model.safetensors` file and builds the model from it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(config: Da3Config, path: &std::path::Path, device: &B::Device) -> Result<Self, Da3Error> {
-        config.validate()?;
         let bytes = crate::weights::WeightBytes::map(path)?;
         Self::from_weight_bytes(config, &bytes, &path.display().to_string(), device)
     }
