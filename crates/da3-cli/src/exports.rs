@@ -147,6 +147,15 @@ pub fn write_npz_export(dir: &Path, pred: &Prediction, images: &[ImageRgb8]) -> 
 /// Writes every requested format other than `mini_npz` (always written as `results.npz`) into
 /// `dir`; returns the paths written. GLB, like the reference, comes with `depth_vis`.
 /// `images` are `pre`'s processed images, `sources` the input file of each view.
+///
+/// The per-view files (`npz`, `depth_vis`, on a scoped thread) and the point clouds (PLY, GLB,
+/// Gaussians, COLMAP, on the calling thread) are written concurrently, each group in its usual
+/// order. Why: each export is serial, and together they took 0.9 s of a 4.6 s `da3 infer` of
+/// 8 views at 504×336 (2026-11-24). The per-view group streams view by view, so running it
+/// beside the clouds adds little memory; the clouds, which each hold a point set, still run
+/// one after another, and on the calling thread: there glibc's arena holds the heap that the
+/// pass freed (the `da3` command keeps freed memory), while on a Rayon worker the same PLY
+/// export raised that run's peak RSS by 40 MB (414 → 453 MB).
 pub fn write_exports(
     dir: &Path,
     formats: &[ExportFormat],
@@ -156,51 +165,65 @@ pub fn write_exports(
     sources: &[PathBuf],
     cloud: CloudOptions,
 ) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
     let wants = |f: ExportFormat| formats.contains(&f);
-    if wants(ExportFormat::Npz) {
-        written.push(write_npz_export(dir, pred, images)?);
-    }
-    if wants(ExportFormat::DepthVis) || wants(ExportFormat::Glb) {
-        let files = export_depth_vis(dir, pred, images)?; // writes dir/depth_vis/
-        written.extend(files.visualizations);
-        written.push(files.ranges);
-    }
-    if wants(ExportFormat::Ply) {
-        let options = PlyOptions {
-            conf_thresh_percentile: cloud.conf_thresh_percentile,
-            num_max_points: cloud.num_max_points,
-            ..PlyOptions::default()
-        };
-        written.push(export_ply(dir, pred, images, &options)?);
-    }
-    if wants(ExportFormat::Glb) {
-        let options = GlbOptions {
-            conf_thresh_percentile: cloud.conf_thresh_percentile,
-            num_max_points: cloud.num_max_points,
-            show_cameras: cloud.show_cameras,
-            ..GlbOptions::default()
-        };
-        written.push(export_glb(dir, pred, images, &options)?);
-    }
-    if wants(ExportFormat::GsPly) {
-        // The reference's export_to_gs_ply: border and depth pruning at their defaults.
-        let options = GsPlyOptions { gs_views_interval: cloud.gs_views_interval, ..GsPlyOptions::default() };
-        written.push(export_gs_ply(dir, pred, &options)?);
-    }
-    if wants(ExportFormat::Colmap) {
-        let sources: Vec<SourceImage> = sources
-            .iter()
-            .zip(&pre.info)
-            .map(|(path, info)| {
-                let (width, height) = info.original_size();
-                let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-                SourceImage { name, width, height }
-            })
-            .collect();
-        let options = ColmapOptions { conf_thresh_percentile: cloud.conf_thresh_percentile };
-        let files = export_colmap(&dir.join("colmap"), pred, images, &sources, &options)?;
-        written.extend([files.cameras, files.images, files.points]);
-    }
+    let per_view = || -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        if wants(ExportFormat::Npz) {
+            written.push(write_npz_export(dir, pred, images)?);
+        }
+        if wants(ExportFormat::DepthVis) || wants(ExportFormat::Glb) {
+            let files = export_depth_vis(dir, pred, images)?; // writes dir/depth_vis/
+            written.extend(files.visualizations);
+            written.push(files.ranges);
+        }
+        Ok(written)
+    };
+    let clouds = || -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        if wants(ExportFormat::Ply) {
+            let options = PlyOptions {
+                conf_thresh_percentile: cloud.conf_thresh_percentile,
+                num_max_points: cloud.num_max_points,
+                ..PlyOptions::default()
+            };
+            written.push(export_ply(dir, pred, images, &options)?);
+        }
+        if wants(ExportFormat::Glb) {
+            let options = GlbOptions {
+                conf_thresh_percentile: cloud.conf_thresh_percentile,
+                num_max_points: cloud.num_max_points,
+                show_cameras: cloud.show_cameras,
+                ..GlbOptions::default()
+            };
+            written.push(export_glb(dir, pred, images, &options)?);
+        }
+        if wants(ExportFormat::GsPly) {
+            // The reference's export_to_gs_ply: border and depth pruning at their defaults.
+            let options = GsPlyOptions { gs_views_interval: cloud.gs_views_interval, ..GsPlyOptions::default() };
+            written.push(export_gs_ply(dir, pred, &options)?);
+        }
+        if wants(ExportFormat::Colmap) {
+            let sources: Vec<SourceImage> = sources
+                .iter()
+                .zip(&pre.info)
+                .map(|(path, info)| {
+                    let (width, height) = info.original_size();
+                    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+                    SourceImage { name, width, height }
+                })
+                .collect();
+            let options = ColmapOptions { conf_thresh_percentile: cloud.conf_thresh_percentile };
+            let files = export_colmap(&dir.join("colmap"), pred, images, &sources, &options)?;
+            written.extend([files.cameras, files.images, files.points]);
+        }
+        Ok(written)
+    };
+    let (per_view, clouds) = std::thread::scope(|scope| {
+        let per_view = scope.spawn(per_view);
+        let clouds = clouds();
+        (per_view.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), clouds)
+    });
+    let mut written = per_view?;
+    written.extend(clouds?);
     Ok(written)
 }

@@ -561,14 +561,20 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         batch.skipped.iter().map(|s| json!({"image": s.path.display().to_string(), "reason": s.reason})).collect();
     extra.insert("skipped".into(), Value::Array(skipped));
     let dir = &common.export_dir;
-    let written = write_outputs(dir, &prediction, &paths, &batch.pre, &images, extra)?;
     let cloud = CloudOptions {
         conf_thresh_percentile: common.conf_thresh_percentile,
         num_max_points: common.num_max_points,
         show_cameras: common.show_cameras,
         gs_views_interval: common.gs_views_interval as usize,
     };
-    let exported = write_exports(dir, &common.formats(), &prediction, &batch.pre, &images, &paths, cloud)?;
+    // The default outputs (streamed view by view) and the exports write different files:
+    // concurrently, the exports' point clouds on this thread (see `write_exports` for why).
+    let (written, exported) = std::thread::scope(|scope| {
+        let written = scope.spawn(|| write_outputs(dir, &prediction, &paths, &batch.pre, &images, extra));
+        let exported = write_exports(dir, &common.formats(), &prediction, &batch.pre, &images, &paths, cloud);
+        (written.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), exported)
+    });
+    let (written, exported) = (written?, exported?);
 
     if !common.quiet {
         let count = batch.pre.info.len();
