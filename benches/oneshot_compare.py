@@ -27,6 +27,8 @@ with the same keys, plus the 16-bit depth PNGs, the processed images and their J
         --weights-dir ~/.cache/da3-real-goldens --model da3-small --threads 2 --rounds 5
 
 WEIGHTS_DIR holds MODEL.config.json and MODEL.weights.safetensors (tools/golden/generate.py).
+The reference side needs what tools/golden/e2e.py needs (tools/golden/requirements.txt, with
+`pip install --no-deps torchvision evo depth-anything-3==0.1.1`).
 """
 import argparse
 import os
