@@ -569,12 +569,16 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
     };
     // The default outputs (streamed view by view) and the exports write different files:
     // concurrently, the exports' point clouds on this thread (see `write_exports` for why).
+    let writing = Instant::now();
+    let spinner = progress::spinner(show, "writing outputs");
     let (written, exported) = std::thread::scope(|scope| {
         let written = scope.spawn(|| write_outputs(dir, &prediction, &paths, &batch.pre, &images, extra));
         let exported = write_exports(dir, &common.formats(), &prediction, &batch.pre, &images, &paths, cloud);
         (written.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), exported)
     });
+    spinner.finish_and_clear();
     let (written, exported) = (written?, exported?);
+    let writing = writing.elapsed();
 
     if !common.quiet {
         let count = batch.pre.info.len();
@@ -611,6 +615,8 @@ pub fn run_scene(common: &CommonArgs, scene: Scene) -> Result<()> {
         if let Some(line) = chunk_summary(&report) {
             println!("  chunks     {line}");
         }
+        let files = 2 + written.depth_pngs.len() + written.processed_pngs.len() + exported.len();
+        println!("  write      {:>8.3} s  {files} files", writing.as_secs_f64());
         println!("  wrote      {}", written.npz.display());
         let pngs = written.depth_pngs.iter().zip(&written.processed_pngs).flat_map(|(d, p)| [d, p]);
         for path in pngs.chain([&written.ranges]).chain(&exported) {

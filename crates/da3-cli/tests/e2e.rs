@@ -57,6 +57,14 @@ fn run_and_check(name: &str, views: usize, extra: &[&str]) {
         assert!(stdout.contains(&format!("{views} {plural}, 56x42 -> 56x42")), "{stdout}");
         assert!(stdout.contains("processed_0000.png") && stdout.contains("process_res 56 upper_bound_resize"), "{stdout}");
         assert!(stdout.contains("results.npz") && stdout.contains("inference"), "{stdout}");
+        // "write  T s  N files": N is the number of paths listed from "wrote" on.
+        let files: usize = stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("write ")?.split_whitespace().nth(2)?.parse().ok())
+            .unwrap_or_else(|| panic!("no write line: {stdout}"));
+        let listed = stdout.lines().skip_while(|l| !l.trim_start().starts_with("wrote ")).count();
+        assert_eq!(files, listed, "{stdout}");
+        assert_eq!(files, 2 + 2 * views, "results.npz, the ranges JSON and two PNGs per view: {stdout}");
     }
 
     // results.npz: the mini_npz keys, float32, the right shapes, sane values.
