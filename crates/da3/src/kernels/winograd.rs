@@ -129,17 +129,20 @@ impl FilterCache {
         let same = |held: &FlexTensor| {
             held.storage::<f32>().as_ptr() == weight.storage::<f32>().as_ptr() && held.layout() == weight.layout()
         };
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            Some((held, u)) if same(held) => u.clone(),
-            _ => {
-                let u = std::sync::Arc::new(transform_filters(values, c_out, c_in));
-                #[cfg(test)]
-                CACHED_VALUES.with(|c| c.set(c.get() + u.len() as u64));
-                *slot = Some((weight.clone(), u.clone()));
-                u
+        if let Some((held, u)) = &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            if same(held) {
+                return u.clone();
             }
         }
+        // Computed without holding the lock: the transform runs on the Rayon pool, and a pool
+        // thread waiting for it may take up other work, such as another pass through this
+        // layer (passes run from inside the pool), which would then wait for the lock forever.
+        // Two threads that miss at once both compute it, with equal results.
+        let u = std::sync::Arc::new(transform_filters(values, c_out, c_in));
+        #[cfg(test)]
+        CACHED_VALUES.with(|c| c.set(c.get() + u.len() as u64));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((weight.clone(), u.clone()));
+        u
     }
 }
 
