@@ -230,9 +230,9 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 ///
 /// Why not zlib's default 6 (what `np.savez_compressed` uses): float32 maps hardly compress
 /// (their mantissas leave few repeats), so a deeper match search costs time and saves nothing.
-/// Measured on an 8-view `results.npz` (`depth` and `conf`, 10.8 MB, 2026-11-24, Xeon): level 6
-/// stored 87.1 % of the bytes at 26 MB/s, level 1 87.1 % at 172 MB/s (miniz_oxide, the zip
-/// crate's deflate). At level 6 the archive was 6 % of a `da3 infer` run of 8 views
+/// Measured once, with a throwaway program (not kept in `benches/`), on an 8-view
+/// `results.npz` (`depth` and `conf`, 10.8 MB, 2026-11-24, Xeon): level 6 stored 87.1 % of the
+/// bytes at 26 MB/s, level 1 87.1 % at 172 MB/s (miniz_oxide, the zip crate's deflate). At level 6 the archive was 6 % of a `da3 infer` run of 8 views
 /// (`perf`, serial on the main thread, 0.4 s of 4.0 s).
 const DEFLATE_LEVEL: i64 = 1;
 
